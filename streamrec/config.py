@@ -1,0 +1,103 @@
+"""One frozen settings object, built at the CLI edge and passed into constructors.
+
+Nothing below the CLI reads ``os.environ``; ``Settings.from_env`` is the only place that
+does, with the ``STREAMREC_`` prefix (plus the standard ``KAFKA_BOOTSTRAP_SERVERS``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    clicks: str = "clicks"
+    dlq: str = "clicks.dlq"
+    user_state: str = "user-state"
+    requests: str = "requests"
+    recommendations: str = "recommendations"
+    models: str = "models"
+
+    @classmethod
+    def with_prefix(cls, prefix: str) -> "TopicNames":
+        base = cls()
+        return cls(**{f.name: prefix + getattr(base, f.name) for f in dataclasses.fields(cls)})
+
+    def all(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    partitions: int = 4
+    replication_factor: int = 1
+    # Events larger than this are dead-lettered before decoding (protects memory).
+    max_event_bytes: int = 64 * 1024
+    # How many recent items a user's state keeps as its sequence (model input).
+    recent_items: int = 50
+    # How many distinct seen items a state keeps for exclusion; older ones fall off.
+    max_seen_items: int = 5000
+    top_k: int = 10
+    # Half-life of the popularity / recency scores, in event-time seconds.
+    popularity_half_life_s: float = 7 * 24 * 3600.0
+    batch_size: int = 500
+    poll_timeout_ms: int = 200
+    metrics_port: int = 0  # 0 = no HTTP endpoint
+    ingest_group: str = "streamrec-ingest"
+    score_group: str = "streamrec-score"
+    transactional_id_prefix: str = "streamrec"
+
+    @property
+    def topics(self) -> TopicNames:
+        return TopicNames.with_prefix(self.topic_prefix)
+
+    def replace(self, **changes: object) -> "Settings":
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+        """Read ``STREAMREC_<FIELD>`` variables; explicit overrides (CLI flags) win."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        if environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            values["bootstrap_servers"] = environ["KAFKA_BOOTSTRAP_SERVERS"]
+        for f in dataclasses.fields(cls):
+            raw = environ.get(f"STREAMREC_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = _coerce(f.name, raw, f.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        positive = ("partitions", "replication_factor", "max_event_bytes", "recent_items",
+                    "max_seen_items", "top_k", "batch_size", "poll_timeout_ms")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.popularity_half_life_s <= 0:
+            raise ConfigError("popularity_half_life_s must be positive")
+        if not self.bootstrap_servers:
+            raise ConfigError("bootstrap_servers must not be empty")
+
+
+def _coerce(name: str, raw: str, type_name: object) -> object:
+    type_text = str(type_name)
+    try:
+        if type_text == "int":
+            return int(raw)
+        if type_text == "float":
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"STREAMREC_{name.upper()}={raw!r} is not a valid {type_text}") from None
+    return raw

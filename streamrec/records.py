@@ -1,0 +1,58 @@
+"""Transport-neutral record types.
+
+Processors see ``Record`` objects and return ``Output`` objects, whether the records come
+from Kafka or from the in-process bus. Keeping these plain dataclasses is what lets the
+same processor run in a consumer, in ``demo`` and in replay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+
+class TopicPartition(NamedTuple):
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed message."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int = 0
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def topic_partition(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One message a processor wants produced.
+
+    ``partition`` is normally left ``None`` so that the key decides it; changelog outputs
+    pin it to the source partition so state stays co-partitioned with its input.
+    """
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    partition: int | None = None
+
+
+@dataclass(slots=True)
+class ProcessResult:
+    """What one batch produced, plus counters the runtime turns into metrics."""
+
+    outputs: list[Output] = field(default_factory=list)
+    processed: int = 0
+    rejected: int = 0
+    skipped_duplicates: int = 0
