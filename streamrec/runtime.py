@@ -1,0 +1,245 @@
+"""The consumer loop: bind a pure processor to Kafka with exactly-once commits.
+
+The loop only polls, restores state for newly assigned partitions, hands the batch to the
+processor, and commits. All business logic lives in the processor. Commit order for one
+batch (the only place it is written down):
+
+1. ``processor.process(batch)`` — pure: updates in-memory state, returns outputs.
+2. ``begin_transaction`` and send every output (changelog states, dead letters,
+   recommendations). Nothing is visible to ``read_committed`` readers yet.
+3. ``send_offsets_to_transaction`` with the next offset to read for every partition in
+   the batch, tagged with the consumer's group metadata so a zombie from an older group
+   generation is fenced.
+4. ``commit_transaction`` — outputs and input offsets become durable atomically.
+
+If any step fails the transaction is aborted and the session is torn down: in-memory state
+may be ahead of what is committed, so it is dropped and restored from the changelog by the
+next session, which resumes from the committed offsets. Nothing is lost or applied twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Protocol
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+from kafka import TopicPartition as KafkaTopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from streamrec.changelog import read_changelog
+from streamrec.config import Settings
+from streamrec.records import ProcessResult, Record
+
+log = logging.getLogger(__name__)
+
+
+class Processor(Protocol):
+    changelog_topic: str
+
+    def restore(self, partition: int, changelog: list[Record]) -> int: ...
+
+    def drop(self, partitions: list[int]) -> None: ...
+
+    def process(self, batch: list[Record]) -> ProcessResult: ...
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """Records assignment changes; the processing thread acts on them after ``poll``.
+
+    The callbacks run inside ``poll`` on the client's loop, so they must not block: the
+    restore (which reads a whole changelog partition) happens in the loop instead.
+    """
+
+    def __init__(self) -> None:
+        self.to_restore: set[int] = set()
+        self.to_drop: set[int] = set()
+
+    def on_partitions_revoked(self, revoked):  # type: ignore[no-untyped-def]
+        # Every polled batch is committed before the next poll, so nothing is pending here.
+        self.to_drop.update(tp.partition for tp in revoked)
+
+    def on_partitions_assigned(self, assigned):  # type: ignore[no-untyped-def]
+        self.to_restore.update(tp.partition for tp in assigned)
+        self.to_drop.difference_update(tp.partition for tp in assigned)
+
+    def on_partitions_lost(self, lost):  # type: ignore[no-untyped-def]
+        # Lost (not revoked): another member may own them already; drop without committing.
+        self.to_drop.update(tp.partition for tp in lost)
+
+
+class ProcessorService:
+    """Runs one processor against Kafka until ``stop()``; recovers from failed commits."""
+
+    def __init__(self, processor: Processor, settings: Settings, *, input_topics: list[str],
+                 group_id: str, instance_id: str, restore_to_committed: bool = False,
+                 metrics: object | None = None, max_recoveries: int = 10,
+                 before_commit: Callable[[list[Record]], None] | None = None) -> None:
+        self.processor = processor
+        self.settings = settings
+        self.input_topics = input_topics
+        self.group_id = group_id
+        self.instance_id = instance_id
+        # The scorer's changelog *is* its input: restore only up to the committed offset,
+        # or the records after it would be applied twice (once restored, once consumed).
+        self.restore_to_committed = restore_to_committed
+        self.metrics = metrics
+        self.max_recoveries = max_recoveries
+        # Test hook for fault injection: called inside the transaction, before commit.
+        self.before_commit = before_commit
+        self._stop = threading.Event()
+        self.ready = threading.Event()
+        self.batches_committed = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        recoveries = 0
+        while not self._stop.is_set():
+            try:
+                self._run_session()
+                return
+            except Exception:
+                recoveries += 1
+                if recoveries > self.max_recoveries:
+                    raise
+                log.exception("processing session failed; restarting from committed state",
+                              extra={"recovery": recoveries})
+                self._stop.wait(min(30.0, 0.5 * 2 ** recoveries))
+
+    # -- one session: a consumer, a transactional producer, and in-memory state -----------------
+    def _run_session(self) -> None:
+        rebalance = _Rebalance()
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers, group_id=self.group_id,
+            client_id=f"{self.group_id}-{self.instance_id}",
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            # Inputs may be transactional outputs of another service: never read aborts.
+            isolation_level="read_committed",
+            max_poll_records=self.settings.batch_size)
+        consumer.subscribe(self.input_topics, listener=rebalance)
+        producer = KafkaProducer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            # A stable id per instance: a restarted instance fences its own zombie and
+            # aborts the transaction it left open, instead of waiting for the timeout.
+            transactional_id=f"{self.settings.transactional_id_prefix}-{self.group_id}-{self.instance_id}",
+            transaction_timeout_ms=15_000, linger_ms=5, batch_size=256 * 1024)
+        try:
+            producer.init_transactions()
+            self._loop(consumer, producer, rebalance)
+        except Exception:
+            self._abort_quietly(producer)
+            # The in-memory state may be ahead of what was committed: forget all of it.
+            self.processor.drop(sorted(rebalance.to_restore | {tp.partition for tp in consumer.assignment()}))
+            raise
+        finally:
+            self._close(consumer, producer)
+
+    def _loop(self, consumer: KafkaConsumer, producer: KafkaProducer, rebalance: _Rebalance) -> None:
+        while not self._stop.is_set():
+            polled = consumer.poll(timeout_ms=self.settings.poll_timeout_ms,
+                                   max_records=self.settings.batch_size)
+            self._apply_rebalance(consumer, rebalance)
+            self.ready.set()
+            batch = [
+                Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp,
+                       tuple(m.headers or ()))
+                for messages in polled.values() for m in messages
+            ]
+            if not batch:
+                continue
+            self._process_and_commit(consumer, producer, batch)
+            self._report_lag(consumer)
+
+    def _apply_rebalance(self, consumer: KafkaConsumer, rebalance: _Rebalance) -> None:
+        if rebalance.to_drop:
+            self.processor.drop(sorted(rebalance.to_drop))
+            rebalance.to_drop.clear()
+        if not rebalance.to_restore:
+            return
+        partitions = sorted(rebalance.to_restore)
+        rebalance.to_restore.clear()
+        stops = None
+        if self.restore_to_committed:
+            stops = {}
+            for p in partitions:
+                committed = consumer.committed(KafkaTopicPartition(self.processor.changelog_topic, p))
+                stops[p] = committed or 0
+        started = time.monotonic()
+        changelogs = read_changelog(self.settings.bootstrap_servers,
+                                    self.processor.changelog_topic, partitions, stops)
+        restored = sum(self.processor.restore(p, records) for p, records in changelogs.items())
+        log.info("restored state", extra={"partitions": partitions, "keys": restored,
+                                          "seconds": round(time.monotonic() - started, 3)})
+
+    def _process_and_commit(self, consumer: KafkaConsumer, producer: KafkaProducer,
+                            batch: list[Record]) -> None:
+        started = time.perf_counter()
+        result = self.processor.process(batch)
+        # Steps 2-4 of the commit order in the module docstring.
+        producer.begin_transaction()
+        for output in result.outputs:
+            producer.send(output.topic, key=output.key, value=output.value,
+                          headers=list(output.headers) or None, partition=output.partition)
+        offsets: dict[KafkaTopicPartition, OffsetAndMetadata] = {}
+        for record in batch:
+            tp = KafkaTopicPartition(record.topic, record.partition)
+            # The committed offset is the *next* offset to read.
+            offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+        producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
+        if self.before_commit is not None:
+            self.before_commit(batch)
+        try:
+            producer.commit_transaction()
+        except Exception:
+            self._count("commit_failures")
+            raise
+        self.batches_committed += 1
+        self._observe(result, len(batch), time.perf_counter() - started)
+
+    # -- metrics and teardown ---------------------------------------------------------------------
+    def _observe(self, result: ProcessResult, n_in: int, seconds: float) -> None:
+        m = self.metrics
+        if m is None:
+            return
+        m.events_in.inc(n_in)  # type: ignore[attr-defined]
+        m.events_out.inc(len(result.outputs))  # type: ignore[attr-defined]
+        m.batches.inc()  # type: ignore[attr-defined]
+        m.commits.inc()  # type: ignore[attr-defined]
+        m.processing_latency.observe(seconds)  # type: ignore[attr-defined]
+        for reason, count in getattr(self.processor, "rejected_by_reason", {}).items():
+            m.set_rejected(reason, count)  # type: ignore[attr-defined]
+
+    def _count(self, name: str) -> None:
+        if self.metrics is not None:
+            getattr(self.metrics, name).inc()
+
+    def _report_lag(self, consumer: KafkaConsumer) -> None:
+        if self.metrics is None:
+            return
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                lag = max(0, highwater - consumer.position(tp))
+                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _abort_quietly(producer: KafkaProducer) -> None:
+        try:
+            producer.abort_transaction()
+        except Exception:  # noqa: BLE001 - nothing was open, or the producer is fenced
+            pass
+
+    def _close(self, consumer: KafkaConsumer, producer: KafkaProducer) -> None:
+        # Producer first: its last transaction is already committed or aborted; then leave
+        # the group so partitions move to a live member without waiting for a timeout.
+        try:
+            producer.close(timeout=10)
+        finally:
+            consumer.close()
