@@ -1,0 +1,97 @@
+"""The one registry of recommenders that replay can run, by the names the CLI accepts.
+
+``streamrec`` is the system under test, built by ``streamrec.pipeline.build_online_system``
+from the same processor objects the Kafka consumers use; it is imported lazily so that the
+baselines still run when the pipeline (or one of its dependencies) is unavailable. The
+others are the baselines of ``online_models.baselines``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from online_models.base import Recommender
+from streamrec.config import Settings
+
+
+class SystemUnavailable(RuntimeError):
+    """A named system cannot be built here; the message says why."""
+
+
+@dataclass(frozen=True)
+class SystemOptions:
+    """What factories may use: the frozen settings and the replay seed."""
+
+    settings: Settings = field(default_factory=Settings)
+    seed: int = 0
+
+
+SystemFactory = Callable[[SystemOptions], Recommender]
+
+
+def _streamrec(options: SystemOptions) -> Recommender:
+    try:
+        from streamrec.pipeline import build_online_system
+    except ImportError as exc:
+        raise SystemUnavailable(
+            f"the streamrec system needs streamrec.pipeline.build_online_system ({exc})"
+        ) from None
+    return build_online_system(options.settings)
+
+
+def _most_popular(options: SystemOptions) -> Recommender:
+    from online_models.baselines import MostPopular
+    return MostPopular()
+
+
+def _recent_popular(options: SystemOptions) -> Recommender:
+    from online_models.baselines import RecentPopular
+    return RecentPopular(half_life_s=options.settings.popularity_half_life_s)
+
+
+def _item_knn(options: SystemOptions) -> Recommender:
+    from online_models.baselines import ItemKNN
+    return ItemKNN(recent=20)
+
+
+def _markov(options: SystemOptions) -> Recommender:
+    from online_models.baselines import MarkovChain
+    return MarkovChain()
+
+
+def _river_mf(options: SystemOptions) -> Recommender:
+    from online_models.baselines import RiverMF
+    return RiverMF(seed=options.seed)
+
+
+SYSTEMS: dict[str, SystemFactory] = {
+    "streamrec": _streamrec,
+    "most-popular": _most_popular,
+    "recent-popular": _recent_popular,
+    "item-knn": _item_knn,
+    "markov": _markov,
+    "river-mf": _river_mf,
+}
+DEFAULT_SYSTEMS: tuple[str, ...] = tuple(SYSTEMS)
+
+
+def build_systems(names: Sequence[str], options: SystemOptions
+                  ) -> tuple[dict[str, Recommender], dict[str, str]]:
+    """Build the named systems; return (built, unavailable name → reason).
+
+    Unknown names raise ``KeyError`` naming the choices: that is a usage error, whereas
+    an unavailable system is an environment fact the report records.
+    """
+    unknown = [name for name in names if name not in SYSTEMS]
+    if unknown:
+        raise KeyError(f"unknown system(s) {', '.join(unknown)}; "
+                       f"choose from {', '.join(SYSTEMS)}")
+    built: dict[str, Recommender] = {}
+    unavailable: dict[str, str] = {}
+    for name in dict.fromkeys(names):
+        try:
+            built[name] = SYSTEMS[name](options)
+        except SystemUnavailable as exc:
+            unavailable[name] = str(exc)
+    return built, unavailable
