@@ -1,0 +1,189 @@
+"""Core subcommands: schema, topics, ingest, score, forget, demo.
+
+Flags and ``STREAMREC_*`` environment variables are read here, at the edge, and turned into
+one frozen ``Settings`` that everything below receives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from typing import Callable
+
+from streamrec.config import Settings
+
+log = logging.getLogger("streamrec")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def add_kafka_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers "
+                        "(default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)")
+    parser.add_argument("--topic-prefix", help="prefix for every topic name (default: none)")
+
+
+def settings_from_args(args: argparse.Namespace, **extra: object) -> Settings:
+    overrides = {
+        "bootstrap_servers": getattr(args, "bootstrap_servers", None),
+        "topic_prefix": getattr(args, "topic_prefix", None),
+        "partitions": getattr(args, "partitions", None),
+        "batch_size": getattr(args, "batch_size", None),
+        "metrics_port": getattr(args, "metrics_port", None),
+        "top_k": getattr(args, "k", None),
+    }
+    overrides.update(extra)
+    return Settings.from_env(**overrides)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("schema", help="print the JSON Schema of the v1 click event")
+    p.set_defaults(func=_cmd_schema)
+
+    topics = subparsers.add_parser("topics", help="manage the topics of the pipeline")
+    topic_commands = topics.add_subparsers(dest="topics_command", metavar="ACTION")
+    topic_commands.required = True
+    create = topic_commands.add_parser("create", help="create every topic (idempotent)")
+    add_kafka_options(create)
+    create.add_argument("--partitions", type=_positive_int,
+                        help="partitions of clicks/user-state/requests/recommendations (default 4)")
+    create.set_defaults(func=_cmd_topics_create)
+
+    for name, help_text, runner in (
+        ("ingest", "consume clicks, update user state, emit it to user-state", _cmd_ingest),
+        ("score", "consume user-state and requests, publish recommendations", _cmd_score),
+    ):
+        p = subparsers.add_parser(name, help=help_text)
+        add_kafka_options(p)
+        p.add_argument("--instance-id", help="stable id of this instance (default: hostname); "
+                       "a restarted instance with the same id fences its predecessor")
+        p.add_argument("--batch-size", type=_positive_int, help="max records per batch (default 500)")
+        p.add_argument("--metrics-port", type=int, help="port of /metrics and /healthz (0 = off)")
+        p.add_argument("--log-format", choices=("json", "text"), default="json")
+        if name == "score":
+            p.add_argument("--k", type=_positive_int, help="recommendations per message (default 10)")
+        p.set_defaults(func=runner)
+
+    forget = subparsers.add_parser("forget", help="erase a user's state everywhere (privacy)")
+    add_kafka_options(forget)
+    forget.add_argument("user_id")
+    forget.set_defaults(func=_cmd_forget)
+
+    demo = subparsers.add_parser("demo", help="run the whole pipeline in-process on a synthetic stream")
+    demo.add_argument("--users", type=_positive_int, default=2_000)
+    demo.add_argument("--items", type=_positive_int, default=1_000)
+    demo.add_argument("--events", type=_positive_int, default=100_000)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--partitions", type=_positive_int)
+    demo.set_defaults(func=_cmd_demo)
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from streamrec.events import schema_text
+    print(schema_text())
+    return 0
+
+
+def _cmd_topics_create(args: argparse.Namespace) -> int:
+    from streamrec.topics import create_topics
+    settings = settings_from_args(args)
+    created = create_topics(settings)
+    print(f"topics ready on {settings.bootstrap_servers}: {', '.join(created) or 'all existed'}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from streamrec.pipeline import run_demo
+    settings = settings_from_args(args)
+    run_demo(settings, users=args.users, items=args.items, events=args.events, seed=args.seed)
+    return 0
+
+
+def _cmd_forget(args: argparse.Namespace) -> int:
+    from kafka import KafkaProducer
+
+    from consumers.ingest import CONTROL_HEADER, FORGET
+    settings = settings_from_args(args)
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    # Sent on clicks, keyed by the user: it reaches the ingest instance owning the user, in
+    # order after every event of the user published before it.
+    producer.send(settings.topics.clicks, key=args.user_id.encode(), value=None,
+                  headers=[(CONTROL_HEADER, FORGET)]).get(timeout=30)
+    producer.close()
+    print(f"forget request for {args.user_id!r} published on {settings.topics.clicks}")
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from consumers.ingest import IngestProcessor
+    settings = settings_from_args(args)
+    return _serve("ingest", args, settings, IngestProcessor(settings),
+                  [settings.topics.clicks], settings.ingest_group, restore_to_committed=False)
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from consumers.score import ScoreProcessor
+    settings = settings_from_args(args)
+    return _serve("score", args, settings, ScoreProcessor(settings),
+                  [settings.topics.user_state, settings.topics.requests], settings.score_group,
+                  restore_to_committed=True)
+
+
+def _serve(service: str, args: argparse.Namespace, settings: Settings, processor: object,
+           topics: list[str], group: str, restore_to_committed: bool) -> int:
+    from streamrec.logging_setup import configure_logging
+    from streamrec.metrics import MetricsRegistry, MetricsServer, service_metrics
+    from streamrec.runtime import ProcessorService
+
+    configure_logging(fmt=args.log_format)
+    registry = MetricsRegistry()
+    metrics = service_metrics(registry, service)
+    instance_id = args.instance_id or os.environ.get("HOSTNAME") or socket.gethostname()
+    runner = ProcessorService(processor, settings, input_topics=topics, group_id=group,  # type: ignore[arg-type]
+                              instance_id=instance_id, metrics=metrics,
+                              restore_to_committed=restore_to_committed)
+    server = None
+    if settings.metrics_port:
+        server = MetricsServer(registry, settings.metrics_port,
+                               health=lambda: (runner.ready.is_set() and not runner.stopping))
+    _install_stop_handlers(runner.stop)
+    log.info(f"{service} starting", extra={"bootstrap": settings.bootstrap_servers,
+                                           "topics": topics, "group": group,
+                                           "instance": instance_id})
+    try:
+        runner.run()
+    finally:
+        if server is not None:
+            server.close()
+    log.info(f"{service} stopped", extra={"batches": runner.batches_committed})
+    return 0
+
+
+def _install_stop_handlers(stop: Callable[[], None]) -> None:
+    """SIGTERM/SIGINT finish the current batch, commit, and close (graceful shutdown)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        log.info("stop requested", extra={"signal": signal.Signals(signum).name})
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use the `streamrec` command")
