@@ -1,0 +1,118 @@
+"""The standard metrics every streamrec consumer exposes, under one set of names.
+
+Every series carries a ``service`` label (``ingest``, ``score``, ...) so services sharing a
+process and registry (``demo``) stay apart; nothing here is ever labelled by user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, Sequence, TypeVar
+
+from streamrec.metrics.registry import (
+    LATENCY_BUCKETS,
+    CounterChild,
+    GaugeChild,
+    HistogramChild,
+    MetricsRegistry,
+    MetricFamily,
+)
+
+# The ``BadEvent.reason`` values of ``streamrec.events``; created up front so a dashboard
+# shows a 0 line instead of "no data" until the first bad event arrives.
+KNOWN_REJECT_REASONS = ("bad_json", "schema", "oversized", "empty")
+
+
+C = TypeVar("C", CounterChild, GaugeChild)
+
+
+class BoundFamily(Generic[C]):
+    """A labelled family with its ``service`` label already filled in.
+
+    Callers label by what they know (``reason``; ``topic, partition``), exactly as if the
+    family had only those labels, and the series stay apart per service.
+    """
+
+    def __init__(self, family: MetricFamily, service: str) -> None:
+        self.family, self.service = family, service
+        self.labelnames = family.labelnames[1:]
+
+    def labels(self, *values: object, **by_name: object) -> C:
+        if by_name:
+            return self.family.labels(service=self.service, **by_name)  # type: ignore[return-value]
+        return self.family.labels(self.service, *values)  # type: ignore[return-value]
+
+    def remove(self, *values: object) -> None:
+        self.family.remove(self.service, *values)
+
+
+@dataclass(frozen=True)
+class ServiceMetrics:
+    """Children pre-bound to one service, ready for the hot path.
+
+    ``events_rejected`` (labels ``reason``) and ``consumer_lag`` (labels ``topic``,
+    ``partition``) are families: bind a child once per reason / partition and keep it.
+    """
+
+    service: str
+    events_in: CounterChild
+    events_out: CounterChild
+    events_rejected: BoundFamily[CounterChild]
+    processing_latency: HistogramChild
+    consumer_lag: BoundFamily[GaugeChild]
+    batches: CounterChild
+    commits: CounterChild
+    commit_failures: CounterChild
+
+    def rejected(self, reason: str) -> CounterChild:
+        return self.events_rejected.labels(reason=reason)
+
+    def set_rejected(self, reason: str, total: float) -> None:
+        """Bring the counter up to a running total kept elsewhere (a processor's tally).
+
+        A total below the counter (the processor was rebuilt and restarted its tally) adds
+        nothing: a counter never goes down, and Prometheus' ``rate`` handles the rest.
+        """
+        child = self.rejected(reason)
+        if total > child.value:
+            child.inc(total - child.value)
+
+    def lag(self, topic: str, partition: int) -> GaugeChild:
+        return self.consumer_lag.labels(topic=topic, partition=partition)
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        """Drop the lag series of a revoked partition, so it does not freeze at its last value."""
+        self.consumer_lag.remove(topic, partition)
+
+
+def service_metrics(registry: MetricsRegistry, service: str,
+                    reject_reasons: Sequence[str] = KNOWN_REJECT_REASONS) -> ServiceMetrics:
+    """Create (or reuse) the standard families in ``registry`` and bind them to ``service``."""
+    svc = ("service",)
+
+    def count(name: str, doc: str) -> CounterChild:
+        return registry.counter(name, doc, svc).labels(service=service)
+
+    rejected = registry.counter("streamrec_events_rejected_total",
+                                "Events sent to the dead-letter topic, by reason.",
+                                ("service", "reason"))
+    for reason in reject_reasons:
+        rejected.labels(service=service, reason=reason)
+    latency = registry.histogram("streamrec_processing_latency_seconds",
+                                 "Time to process one batch, poll to produce, in seconds.",
+                                 svc, LATENCY_BUCKETS)
+    lag = registry.gauge("streamrec_consumer_lag",
+                         "Records between the committed offset and the log end, per partition.",
+                         ("service", "topic", "partition"))
+    return ServiceMetrics(
+        service=service,
+        events_in=count("streamrec_events_in_total", "Events consumed from input topics."),
+        events_out=count("streamrec_events_out_total", "Records produced to output topics."),
+        events_rejected=BoundFamily(rejected, service),
+        processing_latency=latency.labels(service=service),
+        consumer_lag=BoundFamily(lag, service),
+        batches=count("streamrec_batches_total", "Batches processed."),
+        commits=count("streamrec_commits_total", "Successful offset or transaction commits."),
+        commit_failures=count("streamrec_commit_failures_total",
+                              "Offset or transaction commits that failed."),
+    )

@@ -1,0 +1,170 @@
+"""docker-compose.yml stays consistent with the code it runs.
+
+No Docker engine is needed: the file is parsed, every streamrec command is parsed by the
+real CLI parser (not run), every environment variable is checked against ``Settings``, and
+the Kafka service is checked for the settings a single broker cannot work without.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml  # type: ignore[import-untyped]  # stubs add nothing to a test
+
+from streamrec.cli import build_parser
+from streamrec.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+OUR_SERVICES = sorted(name for name, svc in SERVICES.items()
+                      if "build" in svc or str(svc.get("image", "")).startswith("streamrec"))
+DEPENDS_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
+SETTINGS_ENV = {"KAFKA_BOOTSTRAP_SERVERS"} | {
+    f"STREAMREC_{f.name.upper()}" for f in dataclasses.fields(Settings)}
+_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?-)(?P<default>[^}]*))?\}")
+
+
+def interpolate(value: object) -> str:
+    """Resolve ``${VAR:-default}`` the way compose does with an empty host environment."""
+    text = str(value).replace("$$", "\0")
+    return _VAR.sub(lambda m: m.group("default") or "", text).replace("\0", "$")
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):  # the "KEY=value" list form
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): interpolate("" if v is None else v) for k, v in env.items()}
+
+
+def depends_on(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    deps = service.get("depends_on") or {}
+    if isinstance(deps, list):
+        return {name: {"condition": "service_started"} for name in deps}
+    return deps
+
+
+def dockerfile_entrypoint() -> list[str]:
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    entrypoints = [line.split(None, 1)[1] for line in lines if line.startswith("ENTRYPOINT")]
+    assert len(entrypoints) == 1, "the Dockerfile should have exactly one ENTRYPOINT"
+    return json.loads(entrypoints[0])  # exec form: a JSON array
+
+
+def test_our_services_are_all_there() -> None:
+    assert {"topics", "ingest", "score", "replay"} <= set(OUR_SERVICES)
+    assert "kafka" in SERVICES
+
+
+def test_every_depends_on_names_an_existing_service() -> None:
+    for name, service in SERVICES.items():
+        for target, spec in depends_on(service).items():
+            assert target in SERVICES, f"{name} depends on unknown service {target!r}"
+            assert target != name, f"{name} depends on itself"
+            condition = spec.get("condition", "service_started")
+            assert condition in DEPENDS_CONDITIONS, f"{name}: unknown condition {condition!r}"
+            if condition == "service_healthy":
+                assert "healthcheck" in SERVICES[target], (
+                    f"{name} waits for {target} to be healthy, but {target} has no healthcheck")
+
+
+def test_services_wait_for_kafka_and_topics() -> None:
+    for name in OUR_SERVICES:
+        deps = depends_on(SERVICES[name])
+        assert deps.get("kafka", {}).get("condition") == "service_healthy", name
+        if name != "topics":
+            assert deps.get("topics", {}).get("condition") == "service_completed_successfully", name
+
+
+def test_image_entrypoint_is_the_streamrec_cli() -> None:
+    assert dockerfile_entrypoint() == ["streamrec"]
+    for name in OUR_SERVICES:
+        assert "entrypoint" not in SERVICES[name], f"{name} must not override the entrypoint"
+
+
+def mount_volumes(service: dict[str, Any], argv: list[str], host_root: Path) -> list[str]:
+    """Stand in for the container's bind mounts: paths under a mount target point into
+    ``host_root`` and exist there, as they will in the container once the data is given."""
+    targets = [interpolate(v).split(":")[1] for v in service.get("volumes", [])
+               if isinstance(v, str) and v.count(":") >= 1]
+    mounted = []
+    for arg in argv:
+        target = next((t for t in targets if arg.startswith(t.rstrip("/") + "/")), None)
+        if target is not None:
+            local = host_root / target.strip("/") / arg[len(target.rstrip("/")) + 1:]
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.touch()
+            arg = str(local)
+        mounted.append(arg)
+    return mounted
+
+
+@pytest.mark.parametrize("name", OUR_SERVICES)
+def test_command_is_accepted_by_the_cli_parser(name: str, tmp_path: Path) -> None:
+    command = SERVICES[name].get("command")
+    assert isinstance(command, list) and command, f"{name}: command must be a non-empty list"
+    argv = mount_volumes(SERVICES[name], [interpolate(arg) for arg in command], tmp_path)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse reports bad arguments by exiting
+        pytest.fail(f"{name}: `streamrec {' '.join(argv)}` is rejected by the CLI "
+                    f"(exit {exc.code})")
+    assert callable(getattr(args, "func", None)), f"{name}: subcommand sets no func"
+
+
+@pytest.mark.parametrize("name", OUR_SERVICES)
+def test_environment_is_understood_by_settings(name: str) -> None:
+    env = environment(SERVICES[name])
+    unknown = sorted(set(env) - SETTINGS_ENV)
+    assert not unknown, f"{name}: Settings.from_env ignores {unknown}"
+    assert env.get("KAFKA_BOOTSTRAP_SERVERS") == "kafka:9092", name
+    settings = Settings.from_env(env)  # values must coerce and validate, defaults applied
+    assert settings.bootstrap_servers == "kafka:9092"
+    assert settings.metrics_port == 9100
+
+
+@pytest.mark.parametrize("name", OUR_SERVICES)
+def test_published_ports_and_healthchecks_use_the_metrics_port(name: str) -> None:
+    service = SERVICES[name]
+    metrics_port = environment(service)["STREAMREC_METRICS_PORT"]
+    for mapping in service.get("ports", []):
+        assert str(mapping).rsplit(":", 1)[-1] == metrics_port, f"{name}: port {mapping}"
+    healthcheck = service.get("healthcheck")
+    if healthcheck:
+        assert f":{metrics_port}/healthz" in " ".join(healthcheck["test"]), name
+
+
+def test_kafka_is_a_single_node_kraft_broker() -> None:
+    kafka = SERVICES["kafka"]
+    assert str(kafka["image"]).startswith("apache/kafka:")
+    env = environment(kafka)
+    for variable in ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+                     "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+                     "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"):
+        assert env.get(variable) == "1", f"kafka: {variable} must be 1 on a single broker"
+    assert env.get("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS") == "0"
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    node_id = env["KAFKA_NODE_ID"]
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith(f"{node_id}@kafka:")
+    controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    assert f"{controller}://" in env["KAFKA_LISTENERS"]
+    # Containers reach the broker at the address our services are given.
+    assert "//kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert "healthcheck" in kafka
+
+
+def test_replay_reads_a_mounted_read_only_dataset() -> None:
+    replay = SERVICES["replay"]
+    volumes = [str(v) for v in replay.get("volumes", [])]
+    assert volumes, "replay needs the dataset mounted"
+    source, target, mode = volumes[0].rsplit(":", 2)
+    assert source == "${STREAMREC_DATA:-./data}" and mode == "ro"
+    assert all("shared" not in v for v in volumes), "never point at the shared dataset path"
+    path_args = [arg for arg in replay["command"] if str(arg).startswith("/")]
+    assert path_args and all(arg.startswith(target + "/") for arg in path_args)
