@@ -1,0 +1,92 @@
+"""`streamrec replay` end to end on a tiny MovieLens-format log, and its error paths."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+
+import pytest
+
+from streamrec.cli import main
+from streamrec.evaluation.systems import SystemOptions, build_systems
+
+
+@pytest.fixture
+def log(tmp_path):
+    lines = [f"{1 + n % 7}\t{1 + (n * 3) % 11}\t{1 + n % 5}\t{1000 + n // 2}" for n in range(120)]
+    path = tmp_path / "u.data"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def replay(log, tmp_path, *extra: str) -> int:
+    return main(["replay", str(log), "--format", "movielens", "--out", str(tmp_path / "out"),
+                 "--no-progress", *extra])
+
+
+def test_replay_writes_json_markdown_and_plots(log, tmp_path, capsys):
+    code = replay(log, tmp_path, "--k", "5", "--k", "10", "--window", "40",
+                  "--systems", "most-popular,item-knn,markov,recent-popular,river-mf")
+    assert code == 0
+    out = tmp_path / "out"
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["sha256"] == hashlib.sha256(log.read_bytes()).hexdigest()
+    assert report["config"]["ks"] == [5, 10] and report["config"]["window"] == 40
+    assert set(report["systems"]) == {"most-popular", "item-knn", "markov", "recent-popular",
+                                      "river-mf"}
+    pop = report["systems"]["most-popular"]
+    assert len(pop["windows"]) == 3 and pop["overall"]["events"] == 120
+    for key in ("hr@5", "ndcg@10", "mrr@10", "coverage@5", "cold_hr@5", "cold_start_share",
+                "latency_p50_ms", "latency_p99_ms", "events_per_s"):
+        assert key in pop["overall"]
+    assert "| most-popular |" in (out / "report.md").read_text()
+    assert len(list(out.glob("*.png"))) >= 2
+    assert "item-knn" in capsys.readouterr().out
+
+
+def test_replay_is_deterministic_with_a_seed(log, tmp_path):
+    reports = []
+    for run in ("a", "b"):
+        assert main(["replay", str(log), "--format", "movielens", "--seed", "5", "--no-progress",
+                     "--systems", "river-mf,item-knn", "--out", str(tmp_path / run)]) == 0
+        report = json.loads((tmp_path / run / "report.json").read_text())
+        reports.append({name: {k: v for k, v in s["overall"].items()
+                               if not k.startswith(("latency", "events_per"))}
+                        for name, s in report["systems"].items()})
+    assert reports[0] == reports[1]
+
+
+def test_last_item_protocol_and_limit(log, tmp_path):
+    assert replay(log, tmp_path, "--protocol", "last-item", "--limit", "60",
+                  "--systems", "most-popular") == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["protocol"] == "last-item" and report["events"] == 60
+    assert report["test_events"] == 7
+
+
+def test_missing_streamrec_system_is_reported_not_fatal(log, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "streamrec.pipeline", None)  # import now fails
+    built, unavailable = build_systems(["streamrec", "most-popular"], SystemOptions())
+    assert list(built) == ["most-popular"] and "streamrec" in unavailable
+    assert replay(log, tmp_path, "--systems", "streamrec,most-popular") == 0
+    assert "unavailable" in capsys.readouterr().err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert "streamrec" in report["unavailable_systems"]
+
+
+@pytest.mark.parametrize("args", [["--k", "0"], ["--systems", "nope"], ["--window", "x"],
+                                  ["--protocol", "weird"]])
+def test_bad_arguments_exit_2_with_one_line(log, tmp_path, capsys, args):
+    with pytest.raises(SystemExit) as exc:
+        replay(log, tmp_path, *args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("streamrec: error:") and "\n" not in err
+
+
+def test_missing_file_and_via_kafka_exit_2(log, tmp_path, capsys):
+    assert replay(tmp_path / "absent.data", tmp_path) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert replay(log, tmp_path, "--via-kafka", "--systems", "most-popular") == 2
+    assert "not yet implemented" in capsys.readouterr().err
