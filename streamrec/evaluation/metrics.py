@@ -14,7 +14,7 @@ inside it.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -126,7 +126,7 @@ class MetricsAccumulator:
         self._window_coverage.append({k: len(s) / size for k, s in self._window_recommended.items()})
         self._window_recommended = {k: set() for k in self.ks}
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> dict[str, Any]:
         """``{"overall": {...}, "windows": [{...}, ...], "exclusion_violations": n}``."""
         ranks = np.asarray(self.ranks, dtype=np.int64)
         cold = np.asarray(self.cold, dtype=bool)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from online_models.base import Recommender
 from streamrec.evaluation.metrics import MetricsAccumulator
@@ -32,7 +32,7 @@ class EvaluationResult:
     wall_time_s: float = 0.0
     extra: dict[str, object] = field(default_factory=dict)
 
-    def summary(self) -> dict[str, dict[str, object]]:
+    def summary(self) -> dict[str, dict[str, Any]]:
         return {name: acc.summary() for name, acc in self.metrics.items()}
 
 
