@@ -111,8 +111,11 @@ def kafka_admin(kafka_bootstrap: str) -> Iterator[KafkaAdminClient]:
 @pytest.fixture
 def kafka_settings(kafka_bootstrap: str, kafka_admin: KafkaAdminClient) -> Iterator[Settings]:
     """Settings with a unique topic prefix and all of streamrec's topics already created."""
-    settings = Settings(bootstrap_servers=kafka_bootstrap,
-                        topic_prefix=f"t{uuid.uuid4().hex[:12]}-")
+    prefix = f"t{uuid.uuid4().hex[:12]}-"
+    # Groups and transactional ids are per test too: no test joins another test's group.
+    settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=prefix,
+                        ingest_group=f"{prefix}ingest", score_group=f"{prefix}score",
+                        transactional_id_prefix=prefix.rstrip("-"))
     names = create_topics(settings, admin=kafka_admin)
     yield settings
     # A shared broker (KAFKA_BOOTSTRAP_SERVERS) should not fill up with test topics.
