@@ -160,6 +160,11 @@ class ProcessorService:
     def _apply_rebalance(self, consumer: KafkaConsumer, rebalance: _Rebalance) -> None:
         if rebalance.to_drop:
             self.processor.drop(sorted(rebalance.to_drop))
+            if self.metrics is not None:
+                for topic in self.input_topics:
+                    for p in rebalance.to_drop:
+                        # A partition we no longer own must not report a frozen lag.
+                        self.metrics.forget_partition(topic, p)  # type: ignore[attr-defined]
             rebalance.to_drop.clear()
         if not rebalance.to_restore:
             return

@@ -157,8 +157,11 @@ def _serve(service: str, args: argparse.Namespace, settings: Settings, processor
                               restore_to_committed=restore_to_committed)
     server = None
     if settings.metrics_port:
+        # Alive while the loop runs (restoring included); ready once it has joined the
+        # group and restored its partitions.
         server = MetricsServer(registry, settings.metrics_port,
-                               health=lambda: (runner.ready.is_set() and not runner.stopping))
+                               health=lambda: not runner.stopping,
+                               ready=lambda: runner.ready.is_set() and not runner.stopping)
     _install_stop_handlers(runner.stop)
     log.info(f"{service} starting", extra={"bootstrap": settings.bootstrap_servers,
                                            "topics": topics, "group": group,

@@ -1,0 +1,44 @@
+# streamrec: two commands on a fresh machine.
+#   make demo   the whole pipeline end to end, in one process, no infrastructure
+#   make test   install, start Kafka unless KAFKA_BOOTSTRAP_SERVERS is given, run pytest, stop Kafka
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?= -q
+
+.PHONY: demo test install install-dev bench kafka-start kafka-stop clean
+
+# Serving install: kafka-python, river, numpy, onnxruntime; no torch.
+$(VENV)/.installed-serve: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+# Everything: training (torch, onnx) and test tools.
+$(VENV)/.installed-dev: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[train,dev]"
+	touch $(VENV)/.installed-serve $@
+
+install: $(VENV)/.installed-serve
+install-dev: $(VENV)/.installed-dev
+
+demo: $(VENV)/.installed-serve
+	$(BIN)/streamrec demo
+
+test: $(VENV)/.installed-dev
+	scripts/with-kafka.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-dev
+	@for b in benchmarks/*.py; do echo "== $$b"; scripts/with-kafka.sh $(BIN)/python $$b || exit 1; done
+
+kafka-start: $(VENV)/.installed-serve
+	$(BIN)/streamrec kafka start
+
+kafka-stop:
+	$(BIN)/streamrec kafka stop
+
+clean:
+	rm -rf $(VENV) .kafka replay-report benchmarks/results .pytest_cache
