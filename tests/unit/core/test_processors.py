@@ -1,0 +1,103 @@
+"""Ingest and score processors on hand-made records: no broker, no clock."""
+
+import json
+
+from consumers.ingest import CONTROL_HEADER, FORGET, IngestProcessor
+from consumers.score import ScoreProcessor, recommendation_decoder
+from online_models.user_state import decode_state, encode_state
+from streamrec.config import Settings
+from streamrec.events import DLQ_REASON, ClickEvent, encode_click, headers_dict
+from streamrec.records import Record
+
+SETTINGS = Settings(top_k=3)
+T = SETTINGS.topics
+
+
+def click(offset, user, item, ts=None, partition=0):
+    event = ClickEvent(event_id=f"e{offset}", user_id=user, item_id=item, type="click",
+                       ts=float(ts if ts is not None else offset))
+    return Record(T.clicks, partition, offset, user.encode(), encode_click(event), timestamp_ms=1000)
+
+
+def test_ingest_emits_one_state_per_touched_user_and_dead_letters_bad_events():
+    ingest = IngestProcessor(SETTINGS)
+    batch = [click(0, "u1", "a"), click(1, "u2", "b"), click(2, "u1", "c"),
+             Record(T.clicks, 0, 3, b"u3", b"{broken")]
+    result = ingest.process(batch)
+    states = {o.key: decode_state(o.value) for o in result.outputs if o.topic == T.user_state}
+    dead = [o for o in result.outputs if o.topic == T.dlq]
+    assert (result.processed, result.rejected) == (3, 1)
+    assert states[b"u1"].recent_items == ["a", "c"] and states[b"u1"].source_offset == 2
+    assert states[b"u1"].new_events == [("a", 0.0), ("c", 2.0)]
+    assert all(o.partition == 0 for o in result.outputs if o.topic == T.user_state)
+    assert headers_dict(dead[0].headers)[DLQ_REASON] == "bad_json" and dead[0].value == b"{broken"
+    # The published delta is not repeated by the next message.
+    assert ingest.users(0)["u1"].new_events == []
+
+
+def test_ingest_never_applies_an_offset_twice_even_after_restore():
+    ingest = IngestProcessor(SETTINGS)
+    first = ingest.process([click(0, "u1", "a"), click(1, "u1", "b")])
+    changelog = [Record(T.user_state, 0, i, o.key, o.value) for i, o in enumerate(first.outputs)]
+    restored = IngestProcessor(SETTINGS)
+    assert restored.restore(0, changelog) == 1
+    again = restored.process([click(1, "u1", "b"), click(2, "u1", "c")])
+    assert again.skipped_duplicates == 1 and again.processed == 1
+    assert restored.users(0)["u1"].recent_items == ["a", "b", "c"]
+    assert restored.users(0)["u1"].event_count == 3
+
+
+def test_forget_drops_state_and_writes_a_tombstone():
+    ingest = IngestProcessor(SETTINGS)
+    ingest.process([click(0, "u1", "a")])
+    forget = Record(T.clicks, 0, 1, b"u1", None, headers=((CONTROL_HEADER, FORGET),))
+    result = ingest.process([forget])
+    assert [(o.topic, o.key, o.value) for o in result.outputs] == [(T.user_state, b"u1", None)]
+    assert "u1" not in ingest.users(0)
+    assert IngestProcessor(SETTINGS).restore(0, [Record(T.user_state, 0, 0, b"u1", None)]) == 0
+
+
+def _state_record(offset, state, partition=0):
+    return Record(T.user_state, partition, offset, state.user_id.encode(), encode_state(state))
+
+
+def test_scorer_excludes_everything_the_user_has_seen():
+    ingest = IngestProcessor(SETTINGS)
+    score = ScoreProcessor(SETTINGS, clock=lambda: 5.0)
+    clicks = [click(i, f"u{i % 3}", f"i{i % 12}") for i in range(30)]
+    outputs = ingest.process(clicks).outputs
+    result = score.process([_state_record(i, decode_state(o.value)) for i, o in enumerate(outputs)])
+    assert result.processed == 3
+    messages = [recommendation_decoder.decode(o.value) for o in result.outputs]
+    # u0 comes first: the scorer knows only u0's own items then, so nothing is left to show.
+    assert [len(m.items) for m in messages] == [0, 3, 3]
+    for message in messages[1:]:
+        seen = set(score.state_of(message.user_id).seen_items)
+        assert not seen & {i.item_id for i in message.items}
+        assert message.model_version == "popularity" and message.trigger_kind == "event"
+        assert set(message.items[0].components) == {"popularity", "recency"}
+        assert message.end_to_end_ms == 5.0 * 1000 - 1000 and message.score_ms == 0.0
+
+
+def test_scorer_answers_requests_and_dead_letters_bad_ones():
+    score = ScoreProcessor(SETTINGS, clock=lambda: 1.0)
+    ingest = IngestProcessor(SETTINGS)
+    outputs = ingest.process([click(i, "u1" if i < 2 else "u2", f"i{i}") for i in range(6)]).outputs
+    score.process([_state_record(i, decode_state(o.value)) for i, o in enumerate(outputs)])
+    request = json.dumps({"request_id": "r1", "user_id": "u1", "k": 2, "exclude_items": ["i5"]})
+    result = score.process([Record(T.requests, 0, 0, b"u1", request.encode()),
+                            Record(T.requests, 0, 1, b"u1", b"{}")])
+    answer = recommendation_decoder.decode(result.outputs[0].value)
+    assert (answer.trigger_id, answer.trigger_kind) == ("r1", "request")
+    assert [i.item_id for i in answer.items] == ["i4", "i3"]
+    assert result.outputs[1].topic == T.dlq and result.rejected == 1
+
+
+def test_scorer_tombstone_forgets_the_mirror():
+    score = ScoreProcessor(SETTINGS)
+    ingest = IngestProcessor(SETTINGS)
+    output = ingest.process([click(0, "u1", "a")]).outputs[0]
+    score.process([_state_record(0, decode_state(output.value))])
+    assert score.state_of("u1") is not None
+    assert score.process([Record(T.user_state, 0, 1, b"u1", None)]).outputs == []
+    assert score.state_of("u1") is None
