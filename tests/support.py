@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 import threading
 import time
 from typing import Callable, Iterable, Iterator
@@ -107,3 +110,50 @@ def score_service(settings: Settings, instance: str = "test-0", **kwargs: object
                             input_topics=[settings.topics.user_state, settings.topics.requests],
                             group_id=settings.score_group, instance_id=instance,
                             restore_to_committed=True, **kwargs)  # type: ignore[arg-type]
+
+
+def start_ingest_process(settings: Settings, instance: str, batch_size: int = 200) -> subprocess.Popen:
+    """`streamrec ingest` as its own process, as an operator would run it."""
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
+               STREAMREC_TOPIC_PREFIX=settings.topic_prefix,
+               STREAMREC_INGEST_GROUP=settings.ingest_group,
+               STREAMREC_TRANSACTIONAL_ID_PREFIX=settings.transactional_id_prefix,
+               STREAMREC_PARTITIONS=str(settings.partitions), STREAMREC_BATCH_SIZE=str(batch_size))
+    return subprocess.Popen([sys.executable, "-m", "streamrec.cli", "ingest", "--instance-id",
+                             instance, "--log-format", "text"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def reference_states(settings: Settings, events: list) -> dict[str, dict]:
+    """Final user states of one uninterrupted run: the processor fed every event once."""
+    from streamrec.bus import partition_for
+
+    reference = IngestProcessor(settings)
+    offsets: dict[int, int] = {}
+    for event in events:
+        partition = partition_for(event.user_id.encode(), settings.partitions)
+        reference.apply(event, partition, offsets.get(partition, 0))
+        offsets[partition] = offsets.get(partition, 0) + 1
+    return {u: s.learned_view() for u, s in reference.all_states().items()}
+
+
+def assert_offsets_applied_once(records: list[Record]) -> None:
+    """Per user, the source offsets in the changelog only grow: nothing applied twice."""
+    from online_models.user_state import decode_state
+
+    last_offset: dict[bytes, int] = {}
+    for record in records:
+        if record.value is None or record.key is None:
+            continue
+        offset = decode_state(record.value).source_offset
+        assert offset > last_offset.get(record.key, -1), (
+            f"user {record.key!r}: source offset {offset} applied again")
+        last_offset[record.key] = offset
+
+
+def applied_events(records: list[Record]) -> int:
+    """How many clicks the latest user states account for (tombstones count nothing)."""
+    from online_models.user_state import decode_state
+
+    return sum(decode_state(r.value).event_count for r in latest_by_key(records).values()
+               if r.value is not None)
