@@ -1,0 +1,128 @@
+"""Ingest throughput on a real broker, next to a pass-through consumer in the same run.
+
+Both consumers read the same pre-filled ``clicks`` topic through the same runtime
+(``ProcessorService``: poll -> process -> produce -> transactional commit with offsets):
+
+* pass-through decodes each event and re-produces it unchanged;
+* ingest does the real work: decode, update user state and online models, produce state.
+
+The ratio ingest / pass-through says what our processing costs on top of Kafka I/O, which
+the noisy machine cancels out. Target (issue 4): ratio >= 0.5.
+
+    scripts/with-kafka.sh .venv/bin/python benchmarks/ingest_kafka.py [--events 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_results import save_results  # noqa: E402
+
+from consumers.ingest import IngestProcessor  # noqa: E402
+from producers.publisher import ClickPublisher  # noqa: E402
+from producers.synthetic import SyntheticStream  # noqa: E402
+from streamrec.config import Settings  # noqa: E402
+from streamrec.events import BadEvent, decode_click  # noqa: E402
+from streamrec.records import Output, ProcessResult, Record  # noqa: E402
+from streamrec.runtime import ProcessorService  # noqa: E402
+from streamrec.topics import create_topics  # noqa: E402
+
+
+class PassThroughProcessor:
+    """Decode every click and re-produce it as is: Kafka I/O with minimal work."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.changelog_topic = settings.topics.user_state
+        self.output_topic = settings.topics.recommendations
+        self.max_bytes = settings.max_event_bytes
+
+    def restore(self, partition: int, changelog: list[Record]) -> int:
+        return 0
+
+    def drop(self, partitions: list[int]) -> None:
+        pass
+
+    def process(self, batch: list[Record]) -> ProcessResult:
+        result = ProcessResult()
+        for record in batch:
+            try:
+                decode_click(record.value, self.max_bytes)
+            except BadEvent:
+                result.rejected += 1
+                continue
+            result.outputs.append(Output(self.output_topic, record.key, record.value,
+                                         partition=record.partition))
+            result.processed += 1
+        return result
+
+
+def measure(settings: Settings, processor, group: str, expected: int) -> dict:
+    counted = {"events": 0, "first": 0.0, "last": 0.0}
+    process = processor.process
+
+    def timed(batch):
+        if not counted["first"]:
+            counted["first"] = time.perf_counter()
+        return process(batch)
+
+    processor.process = timed
+    service = ProcessorService(processor, settings, input_topics=[settings.topics.clicks],
+                               group_id=group, instance_id="bench")
+    original_commit = service._process_and_commit
+
+    def commit(consumer, producer, batch):
+        original_commit(consumer, producer, batch)
+        counted["events"] += len(batch)
+        counted["last"] = time.perf_counter()
+        if counted["events"] >= expected:
+            service.stop()
+
+    service._process_and_commit = commit  # type: ignore[method-assign]
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    thread.join(600)
+    seconds = counted["last"] - counted["first"]
+    return {"events": counted["events"], "seconds": round(seconds, 3),
+            "events_per_s": round(counted["events"] / seconds, 1),
+            "batches": service.batches_committed}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--batch-size", type=int, default=500)
+    args = parser.parse_args()
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        sys.exit("set KAFKA_BOOTSTRAP_SERVERS or run through scripts/with-kafka.sh")
+    prefix = f"bench-{uuid.uuid4().hex[:6]}-"
+    settings = Settings(bootstrap_servers=bootstrap, topic_prefix=prefix, batch_size=args.batch_size,
+                        transactional_id_prefix=prefix.rstrip("-"))
+    create_topics(settings)
+    stream = SyntheticStream(n_users=5_000, n_items=2_000, n_events=args.events, seed=1)
+    with ClickPublisher(bootstrap, settings.topics.clicks) as publisher:
+        for event in stream.events():
+            publisher.publish(event)
+    print(f"{args.events:,} events in {settings.topics.clicks}; measuring…", flush=True)
+
+    passthrough = measure(settings, PassThroughProcessor(settings), prefix + "passthrough", args.events)
+    ingest = measure(settings, IngestProcessor(settings), prefix + "ingest", args.events)
+    ratio = ingest["events_per_s"] / passthrough["events_per_s"]
+    print(f"pass-through: {passthrough['events_per_s']:>10,.0f} events/s  ({passthrough['seconds']} s)")
+    print(f"ingest:       {ingest['events_per_s']:>10,.0f} events/s  ({ingest['seconds']} s)")
+    print(f"ratio ingest / pass-through: {ratio:.2f}  (target >= 0.50)")
+    save_results("ingest_kafka", {"events": args.events, "batch_size": args.batch_size,
+                                  "passthrough": passthrough, "ingest": ingest,
+                                  "ratio": round(ratio, 3), "target_ratio": 0.5})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
