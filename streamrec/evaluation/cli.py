@@ -7,6 +7,7 @@ a plain configuration dict that goes verbatim into ``report.json``.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,29 @@ def _system_list(text: str) -> list[str]:
     return names
 
 
+def _speed(text: str) -> float | None:
+    """``max`` (as fast as possible) or a positive event-time multiplier like ``60``."""
+    if text.strip().lower() == "max":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"speed must be 'max' or a positive number, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "replay", help="evaluate the system and baselines by replaying a log",
@@ -59,8 +83,21 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=_positive_int, default=None,
                         help="replay only the first N events in event-time order")
-    parser.add_argument("--via-kafka", action="store_true",
-                        help="replay through a Kafka broker (not yet implemented)")
+    kafka = parser.add_argument_group("--via-kafka: replay through a real broker")
+    kafka.add_argument("--via-kafka", action="store_true",
+                       help="produce the log into clicks and score the recommendations read "
+                            "back; the --systems run in-process beside it as references")
+    kafka.add_argument("--bootstrap-servers",
+                       help="default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092")
+    kafka.add_argument("--topic-prefix",
+                       help="default: a fresh replay-<id>- prefix, never production topics")
+    kafka.add_argument("--speed", type=_speed, default=None, metavar="max|N",
+                       help="'max' (default) or event time x N, e.g. 3600 = an hour a second")
+    kafka.add_argument("--start-services", action="store_true",
+                       help="run ingest and score in this process (default: expect them "
+                            "running against the same bootstrap servers and prefix)")
+    kafka.add_argument("--timeout", type=_positive_float, default=120.0, metavar="SECONDS",
+                       help="wait this long for the last recommendations (default 120)")
     parser.add_argument("--no-progress", action="store_true", help="no progress line")
     parser.set_defaults(func=run_replay)
 
@@ -77,6 +114,8 @@ def run_replay(args: argparse.Namespace) -> int:
     if not args.path.is_file():
         return _error(f"no such file: {args.path}")
     ks = sorted(set(args.ks or [10]))
+    if args.via_kafka and args.protocol != "prequential":
+        return _error("--via-kafka replays prequentially; it cannot run --protocol last-item")
     settings = Settings.from_env()
     systems, unavailable = build_systems(args.systems, SystemOptions(settings, args.seed))
     for name, reason in unavailable.items():
@@ -99,13 +138,19 @@ def run_replay(args: argparse.Namespace) -> int:
             "recent_items": settings.recent_items, "top_k": settings.top_k,
             "popularity_half_life_s": settings.popularity_half_life_s},
     }
-    if args.via_kafka:
-        from streamrec.evaluation.via_kafka import ViaKafkaNotImplemented, run_replay_via_kafka
-        try:
-            run_replay_via_kafka(events, config)
-        except ViaKafkaNotImplemented as exc:
-            return _error(str(exc))
     start = time.perf_counter()
+    if args.via_kafka:
+        result = _replay_via_kafka(args, events, ks, config)
+        if result is None:
+            return 2
+        if systems:  # the references, on the identical sequence, in the same report
+            from streamrec.evaluation.prequential import PrequentialEvaluator
+            reference = PrequentialEvaluator(systems, ks, args.window).run(events)
+            result.metrics.update(reference.metrics)
+        paths = write_report(args.out, result, config, unavailable)
+        _append_kafka_markdown(paths[1], result.extra["via_kafka"])  # type: ignore[arg-type]
+        _print_summary(result, ks, len(events), time.perf_counter() - start, paths)
+        return 0
     progress = Progress(len(events), label=f"replay {args.protocol}",
                         enabled=not args.no_progress)
     with progress:
@@ -116,17 +161,62 @@ def run_replay(args: argparse.Namespace) -> int:
             from streamrec.evaluation.last_item import evaluate_last_item
             result = evaluate_last_item(systems, events, ks, progress.update)
     paths = write_report(args.out, result, config, unavailable)
-    elapsed = time.perf_counter() - start
+    _print_summary(result, ks, len(events), time.perf_counter() - start, paths)
+    return 0
+
+
+def _print_summary(result: Any, ks: list[int], n_events: int, elapsed: float,
+                   paths: list[Path]) -> None:
     k = ks[0]
     for name, stats in result.summary().items():
         overall = stats["overall"]
         hr, nd = overall.get(f"hr@{k}"), overall.get(f"ndcg@{k}")
         print(f"{name:>15}  hr@{k} {_num(hr)}  ndcg@{k} {_num(nd)}  "
               f"p99 {overall.get('latency_p99_ms', 0.0):.3f} ms")
-    print(f"{len(events):,} events in {elapsed:.1f} s; report: "
-          + ", ".join(str(p) for p in paths))
-    return 0
+    print(f"{n_events:,} events in {elapsed:.1f} s; report: " + ", ".join(str(p) for p in paths))
 
 
-def _num(value: object) -> str:
-    return "–" if value is None else f"{value:.4f}"
+def _replay_via_kafka(args: argparse.Namespace, events: list[Any], ks: list[int],
+                      config: dict[str, Any]) -> Any:
+    """Run the Kafka replay; record its set-up in ``config``; None (after a message) on failure."""
+    from streamrec.evaluation.via_kafka import (ViaKafkaError, ViaKafkaOptions,
+                                                run_replay_via_kafka, replay_prefix)
+    from streamrec.evaluation.via_kafka_scoring import HIT_RULE
+
+    prefix = args.topic_prefix if args.topic_prefix is not None else replay_prefix()
+    settings = Settings.from_env(bootstrap_servers=args.bootstrap_servers, topic_prefix=prefix)
+    options = ViaKafkaOptions(speed=args.speed, start_services=args.start_services,
+                              timeout_s=args.timeout, progress=not args.no_progress)
+    config["via_kafka"] = {
+        "bootstrap_servers": settings.bootstrap_servers, "topic_prefix": prefix,
+        "speed": "max" if args.speed is None else args.speed,
+        "services": "in-process" if args.start_services else "external",
+        "timeout_s": args.timeout, "hit_rule": HIT_RULE,
+    }
+    print(f"via-kafka: topic prefix {prefix!r} on {settings.bootstrap_servers}, services "
+          f"{config['via_kafka']['services']}", flush=True)
+    try:
+        return run_replay_via_kafka(events, settings, ks, args.window, options)
+    except ViaKafkaError as exc:
+        _error(str(exc))
+        return None
+
+
+def _append_kafka_markdown(path: Path, section: dict[str, Any]) -> None:
+    """Add the end-to-end figures of the Kafka path below the metrics table."""
+    lines = ["", "## Kafka path", "", f"Hit rule: {section['hit_rule']}.", "",
+             "| latency (ms) | count | p50 | p95 | p99 | max |", "|---|---:|---:|---:|---:|---:|"]
+    for key in ("e2e_latency_ms", "event_to_reflecting_recommendation_ms",
+                "scorer_end_to_end_ms", "scorer_score_ms", "delivery_ms"):
+        s = section[key]
+        lines.append(f"| {key} | {s['count']} | " + " | ".join(
+            _num(s[q], 2) for q in ("p50", "p95", "p99", "max")) + " |")
+    lines += ["", f"{section['events_produced']:,} events produced at "
+              f"{_num(section['events_per_s_produced'], 0)}/s; "
+              f"{section['recommendations_received']:,} recommendations received."]
+    with open(path, "a") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
