@@ -85,8 +85,9 @@ def test_bad_arguments_exit_2_with_one_line(log, tmp_path, capsys, args):
     assert err.startswith("streamrec: error:") and "\n" not in err
 
 
-def test_missing_file_and_via_kafka_exit_2(log, tmp_path, capsys):
+def test_missing_file_and_unreachable_broker_exit_2(log, tmp_path, capsys):
     assert replay(tmp_path / "absent.data", tmp_path) == 2
     assert "no such file" in capsys.readouterr().err
-    assert replay(log, tmp_path, "--via-kafka", "--systems", "most-popular") == 2
-    assert "not yet implemented" in capsys.readouterr().err
+    assert replay(log, tmp_path, "--via-kafka", "--systems", "most-popular",
+                  "--bootstrap-servers", "127.0.0.1:1") == 2
+    assert "cannot reach Kafka" in capsys.readouterr().err
