@@ -1,0 +1,150 @@
+"""Serve a verified model with ONNX Runtime and numpy only: user vectors and top-K items.
+
+``OnnxSequenceModel`` is the pure object the scorer holds: it never imports torch (the
+serving image has no torch; a test checks ``sys.modules``), owns one warmed-up
+``InferenceSession`` and the item table, and answers in batches. Scores are
+``user_vector @ item_table.T``, computed here rather than in the graph so the scorer can
+append new items to the table without a new graph.
+
+Retrieval layout: the table is float32, C-contiguous ``[n_items, d]`` with the padding row
+dropped, so one matvec streams it once from memory (bandwidth-bound) and ``argpartition``
+picks the top K in linear time; only the K winners are sorted.
+
+>>> # model = OnnxSequenceModel("models/v000003")
+>>> # model.recommend([["i1", "i7"]], k=10, excludes=[{"i1", "i7"}])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Collection, Mapping, Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from export.interface import INPUT_NAME
+from export.parity import make_session
+from export.store import VerifiedModel, load_verified
+from export.vocab import ItemVocabulary, left_pad
+
+Ranking = list[tuple[str, float]]
+
+
+class OnnxSequenceModel:
+    """A verified deep model ready to serve: vocab, item table and an ORT session.
+
+    Build it off the hot path (loading verifies checksums and parity, then warms the
+    session up), then swap the reference: every method is read-only, so in-flight calls
+    on the old object finish safely.
+    """
+
+    def __init__(self, source: str | Path | bytes | Mapping[str, Any] | VerifiedModel,
+                 threads: int = 2, warmup: int = 3) -> None:
+        verified = source if isinstance(source, VerifiedModel) else load_verified(
+            source, threads=threads)
+        self.path = verified.path
+        self.manifest = verified.manifest
+        self.version = verified.version
+        self.max_len = int(verified.manifest["model"]["max_len"])
+        self.vocab = ItemVocabulary(verified.item_ids)
+        self.item_table = verified.item_table
+        self._onnx_bytes = verified.onnx_bytes
+        self._threads = threads
+        self._session = verified.session or make_session(verified.onnx_bytes, threads)
+        self._init_tables()
+        for _ in range(warmup):  # first runs allocate buffers; keep that off the hot path
+            self.user_vectors([[]])
+            self.user_vectors([[]] * 32)
+
+    @classmethod
+    def from_parts(cls, onnx_bytes: bytes, item_ids: Sequence[str], item_table: np.ndarray,
+                   max_len: int, version: str = "unpublished",
+                   threads: int = 2) -> "OnnxSequenceModel":
+        """A model straight from memory (replay, tests): no folder, no checksums.
+
+        Callers must have checked parity themselves (``export.parity.check_parity``).
+        """
+        verified = VerifiedModel(Path("."), {"version": version, "model": {"max_len": max_len}},
+                                 onnx_bytes, list(item_ids),
+                                 np.ascontiguousarray(item_table, dtype=np.float32), None)
+        return cls(verified, threads=threads)
+
+    def _init_tables(self) -> None:
+        # A contiguous view without the padding row: matvec reads exactly the real items.
+        self._items = np.ascontiguousarray(self.item_table[1:], dtype=np.float32)
+        self._ids = np.asarray(self.vocab.ids, dtype=object)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_session"] = None  # sessions do not pickle; rebuilt from the graph bytes
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._session = make_session(self._onnx_bytes, self._threads)
+
+    @property
+    def dim(self) -> int:
+        return int(self.item_table.shape[1])
+
+    @property
+    def n_items(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, sequences: Sequence[Sequence[str]]) -> np.ndarray:
+        """Item ids → left-padded int64 ``[batch, max_len]``; unknown items are skipped."""
+        out = np.zeros((len(sequences), self.max_len), dtype=np.int64)
+        for row, seq in enumerate(sequences):
+            out[row] = left_pad(self.vocab.encode(seq), self.max_len)
+        return out
+
+    def user_vectors(self, sequences: Sequence[Sequence[str]]) -> np.ndarray:
+        """float32 ``[batch, d]``: one user vector per item-id sequence (oldest first)."""
+        if not sequences:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.user_vectors_encoded(self.encode(sequences))
+
+    def user_vectors_encoded(self, item_seq: np.ndarray) -> np.ndarray:
+        """User vectors of already-encoded sequences ``[batch, max_len]`` int64."""
+        return self._session.run(None, {INPUT_NAME: item_seq})[0]
+
+    def scores(self, user_vectors: np.ndarray) -> np.ndarray:
+        """``[batch, n_items]`` (or ``[n_items]`` for one vector): dot product per item."""
+        return self._items @ user_vectors.T if user_vectors.ndim == 1 else (
+            user_vectors @ self._items.T)
+
+    def top_k(self, user_vector: np.ndarray, k: int,
+              exclude: Collection[str] = ()) -> Ranking:
+        """The ``k`` best items for one user vector, best first, never an excluded one."""
+        return self._rank(self.scores(user_vector), k, exclude)
+
+    def top_k_batch(self, user_vectors: np.ndarray, k: int,
+                    excludes: Sequence[Collection[str]] | None = None) -> list[Ranking]:
+        """``top_k`` for every row of ``user_vectors`` with one matrix product."""
+        all_scores = self.scores(np.atleast_2d(user_vectors))
+        excludes = excludes if excludes is not None else [()] * len(all_scores)
+        return [self._rank(row, k, ex) for row, ex in zip(all_scores, excludes)]
+
+    def recommend(self, sequences: Sequence[Sequence[str]], k: int,
+                  excludes: Sequence[Collection[str]] | None = None) -> list[Ranking]:
+        """Top-``k`` per user from their item sequences (one ORT run, one matmul)."""
+        return self.top_k_batch(self.user_vectors(sequences), k, excludes)
+
+    def top_k_indices(self, scores: np.ndarray, k: int) -> np.ndarray:
+        """Row indices (0-based, padding excluded) of the ``k`` largest scores, best first."""
+        n = scores.shape[0]
+        k = min(k, n)
+        if k <= 0:
+            return np.empty(0, dtype=np.int64)
+        idx = np.argpartition(scores, n - k)[n - k:] if k < n else np.arange(n)
+        return idx[np.argsort(-scores[idx], kind="stable")]
+
+    def _rank(self, scores: np.ndarray, k: int, exclude: Collection[str]) -> Ranking:
+        if exclude:
+            rows = [r - 1 for r in self.vocab.encode(exclude)]
+            if rows:
+                scores = scores.copy()  # the caller's array stays untouched
+                scores[rows] = -np.inf
+        best = self.top_k_indices(scores, k)
+        best = best[np.isfinite(scores[best])]
+        return [(self.vocab.ids[i], float(scores[i])) for i in best]
