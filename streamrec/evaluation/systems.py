@@ -65,6 +65,17 @@ def _river_mf(options: SystemOptions) -> Recommender:
     return RiverMF(seed=options.seed)
 
 
+def _deep(options: SystemOptions) -> Recommender:
+    try:
+        import torch  # noqa: F401  - training needs the `train` extra
+        from export.recommender import DeepSequentialRecommender
+    except ImportError as exc:
+        raise SystemUnavailable(f"the deep system needs torch and onnx ({exc})") from None
+    # Retrains on event time every 10,000 events, on the past only; serves via ONNX Runtime.
+    return DeepSequentialRecommender(retrain_every=10_000, seed=options.seed,
+                                     max_len=options.settings.recent_items)
+
+
 SYSTEMS: dict[str, SystemFactory] = {
     "streamrec": _streamrec,
     "most-popular": _most_popular,
@@ -72,6 +83,7 @@ SYSTEMS: dict[str, SystemFactory] = {
     "item-knn": _item_knn,
     "markov": _markov,
     "river-mf": _river_mf,
+    "deep": _deep,
 }
 DEFAULT_SYSTEMS: tuple[str, ...] = tuple(SYSTEMS)
 
