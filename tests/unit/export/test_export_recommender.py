@@ -1,0 +1,45 @@
+"""The deep replay system under the shared learner check-suite, plus retraining behaviour."""
+
+from __future__ import annotations
+
+import pytest
+
+from export.recommender import DeepSequentialRecommender
+from unit.learner_checks import learner_check_params, toy_stream
+
+
+def _deep() -> DeepSequentialRecommender:
+    # Tiny and single-threaded; TorchScript export because it is 10x faster to run often.
+    return DeepSequentialRecommender(retrain_every=500, min_train_events=200, epochs=8,
+                                     warm_epochs=3, dim=16, max_len=10, n_blocks=1,
+                                     exporter="torchscript", threads=1, seed=0)
+
+
+@pytest.mark.parametrize("check,factory", learner_check_params({"deep": _deep}))
+def test_learner_checks(check, factory) -> None:
+    check(factory)
+
+
+def test_retrains_on_event_count_and_serves_through_onnx() -> None:
+    model = _deep()
+    for event in toy_stream(1100):
+        model.learn_one(event)
+    assert [r["events"] for r in model.retrains] == [500.0, 1000.0]
+    assert model.serving is not None and model.trained.warm_started
+    assert all(r["export_and_parity_s"] > 0 for r in model.retrains)
+    ranking = model.recommend("u1", 5)
+    assert len(ranking) == 5
+
+
+def test_torch_serving_ranks_like_onnx() -> None:
+    events = toy_stream(600)
+    onnx_model, torch_model = _deep(), _deep()
+    torch_model.serve_with = "torch"
+    for event in events:
+        onnx_model.learn_one(event)
+        torch_model.learn_one(event)
+    for user in ("u0", "u1", "u7"):
+        a = onnx_model.recommend(user, 5)
+        b = torch_model.recommend(user, 5)
+        assert [i for i, _ in a] == [i for i, _ in b]
+        assert all(abs(x - y) < 1e-5 for (_, x), (_, y) in zip(a, b))

@@ -1,0 +1,62 @@
+"""Serving with ONNX Runtime and numpy only: no torch, correct top-K, batch APIs."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+from export.serving import OnnxSequenceModel
+from export.store import publish_message
+
+
+def test_serving_never_imports_torch(published) -> None:
+    store, manifest = published
+    script = textwrap.dedent(f"""
+        import sys
+        from export.serving import OnnxSequenceModel
+        from export.store import publish_message, load_verified
+        import json
+        model = OnnxSequenceModel(json.loads({json.dumps(publish_message(manifest, store.root))!r}))
+        out = model.recommend([["i1", "i2"], []], 5, [{{"i1"}}, set()])
+        assert len(out) == 2 and len(out[0]) == 5
+        assert "torch" not in sys.modules, "serving imported torch"
+        print("ok", model.version)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok", "v000001"]
+
+
+def test_top_k_matches_brute_force_and_excludes(published, tiny_trained) -> None:
+    store, _ = published
+    model = OnnxSequenceModel(store.path("v000001"), threads=1)
+    vectors = model.user_vectors([["i3", "i4", "unknown-item"], ["i9"]])
+    assert vectors.shape == (2, 16) and vectors.dtype == np.float32
+    scores = model.item_table[1:] @ vectors[0]
+    exclude = {"i0", "i5", "nope"}
+    ranking = model.top_k(vectors[0], 7, exclude)
+    order = [model.vocab.ids[i] for i in np.argsort(-scores) if model.vocab.ids[i] not in exclude]
+    assert [item for item, _ in ranking] == order[:7]
+    batched = model.top_k_batch(vectors, 7, [exclude, ()])
+    # gemm and gemv round differently: same items, scores equal to float32 precision
+    assert [i for i, _ in batched[0]] == [i for i, _ in ranking] and len(batched[1]) == 7
+    np.testing.assert_allclose([s for _, s in batched[0]], [s for _, s in ranking], rtol=1e-5)
+    assert [i for i, _ in model.recommend([["i3", "i4"]], 7, [exclude])[0]] == [
+        i for i, _ in ranking]
+    assert len(model.top_k(vectors[0], 10_000)) == model.n_items
+
+
+def test_serving_model_pickles_and_truncates_long_sequences(published) -> None:
+    store, _ = published
+    model = OnnxSequenceModel(store.path("v000001"), threads=1)
+    long = [f"i{n % 30}" for n in range(100)]
+    assert model.encode([long]).shape == (1, 12)
+    np.testing.assert_allclose(model.user_vectors([long]), model.user_vectors([long[-12:]]))
+    clone = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(clone.user_vectors([long]), model.user_vectors([long]))
