@@ -1,0 +1,371 @@
+"""Online user and item embeddings, learned by SGD on every event.
+
+A user's score for an item is ``u · v_i + b_i``. Every event nudges the user's vector, the
+positive item's vector and a few sampled negatives' vectors (sampled softmax over
+``[positive, negatives]``, or a logistic loss). Negatives are drawn in bulk from a
+pre-drawn pool of uniform numbers: drawing them one event at a time costs more than the
+update itself (DESIGN figures). Items get a vector on first sight, so a new item is
+recommendable at once, with no retrain.
+
+Memory stays bounded the way Monolith does it: an id gets a vector only after
+``admission_threshold`` sightings, and ids not seen for ``ttl_s`` seconds of event time
+are evicted; ``admitted``, ``evicted`` and ``rejected_admission`` count what happened.
+"""
+
+from __future__ import annotations
+
+from typing import Collection, Iterable, Sequence
+
+import numpy as np
+
+from online_models.base import Ranking
+from online_models.baselines import top_k
+from streamrec.events import ClickEvent
+
+
+class _Table:
+    """Id <-> slot with vectors, biases and last-seen event time; freed slots are reused."""
+
+    def __init__(self, dim: int, capacity: int = 64) -> None:
+        self.ids: list[str] = []  # slot -> id, "" for a free slot
+        self.index: dict[str, int] = {}
+        self.free: list[int] = []
+        self.vectors = np.zeros((capacity, dim), dtype=np.float32)
+        self.bias = np.zeros(capacity, dtype=np.float32)
+        self.last_ts = np.zeros(capacity, dtype=np.float64)
+        self.alive = np.zeros(capacity, dtype=bool)
+
+    @property
+    def high(self) -> int:
+        """Slots ever used: arrays are only meaningful below this."""
+        return len(self.ids)
+
+    def add(self, key: str, ts: float, vector: np.ndarray) -> int:
+        if self.free:
+            slot = self.free.pop()
+            self.ids[slot] = key
+        else:
+            slot = len(self.ids)
+            self.ids.append(key)
+            if slot >= self.vectors.shape[0]:  # double: amortised O(1) growth
+                self.vectors = np.concatenate([self.vectors, np.zeros_like(self.vectors)])
+                for name in ("bias", "last_ts", "alive"):
+                    array = getattr(self, name)
+                    setattr(self, name, np.concatenate([array, np.zeros_like(array)]))
+        self.index[key] = slot
+        self.vectors[slot], self.bias[slot] = vector, 0.0
+        self.last_ts[slot], self.alive[slot] = ts, True
+        return slot
+
+    def evict_older_than(self, cutoff: float) -> int:
+        n = self.high
+        dead = np.flatnonzero(self.alive[:n] & (self.last_ts[:n] < cutoff))
+        for slot in dead.tolist():
+            del self.index[self.ids[slot]]
+            self.ids[slot] = ""
+            self.free.append(slot)
+        self.alive[dead] = False
+        return int(dead.shape[0])
+
+
+class OnlineUserEmbeddings:
+    """Per-event SGD on user and item vectors with sampled negatives.
+
+    Parameters
+    ----------
+    dim
+        Vector size.
+    lr, l2
+        SGD step and L2 penalty (the same for users, items and item biases).
+    n_negatives
+        Negatives sampled per event.
+    negative_sampling
+        ``"uniform"`` over known items or ``"popularity"`` (uniform over the last
+        ``popularity_window`` positives, i.e. proportional to recent popularity).
+    loss
+        ``"softmax"`` (sampled softmax over positive and negatives) or ``"logistic"``.
+    init_scale
+        Standard deviation of new item vectors; users start at zero.
+    admission_threshold, ttl_s
+        Sightings before an id gets a vector; event-time seconds after which an unseen id
+        is evicted (``None``: never).
+    seed
+        The only source of randomness.
+
+    Examples
+    --------
+    >>> from streamrec.events import ClickEvent
+    >>> model = OnlineUserEmbeddings(dim=8, seed=1)
+    >>> for n in range(200):
+    ...     user, item = f"u{n % 4}", f"i{(n % 4) * 2 + (n // 4) % 2}"
+    ...     model.learn_one(ClickEvent(event_id=str(n), user_id=user, item_id=item,
+    ...                                type="click", ts=float(n)))
+    >>> sorted(item for item, _ in model.recommend("u1", k=2))
+    ['i2', 'i3']
+    >>> model.admitted, model.n_items
+    (12, 8)
+    """
+
+    def __init__(self, dim: int = 32, lr: float = 0.2, l2: float = 1e-4, n_negatives: int = 4,
+                 negative_sampling: str = "uniform", loss: str = "softmax",
+                 init_scale: float = 0.1, admission_threshold: int = 1,
+                 ttl_s: float | None = None, popularity_window: int = 20_000,
+                 pool_size: int = 1 << 14, seed: int = 0) -> None:
+        if negative_sampling not in ("uniform", "popularity"):
+            raise ValueError("negative_sampling must be 'uniform' or 'popularity'")
+        if loss not in ("softmax", "logistic"):
+            raise ValueError("loss must be 'softmax' or 'logistic'")
+        self.lr, self.l2, self.n_negatives = lr, l2, n_negatives
+        self.negative_sampling, self.loss = negative_sampling, loss
+        self.popularity_window, self.pool_size = popularity_window, pool_size
+        self.dim, self.init_scale, self.seed = dim, init_scale, seed
+        self.admission_threshold, self.ttl_s = admission_threshold, ttl_s
+        self._rng = np.random.default_rng(seed)
+        self._users, self._items = _Table(dim), _Table(dim)
+        # Sightings of ids not yet admitted: (kind, id) -> (count, last event time).
+        self._pending: dict[tuple[str, str], tuple[int, float]] = {}
+        self._next_sweep_ts: float | None = None
+        self.admitted = self.evicted = self.rejected_admission = 0
+        # Learned state beyond the tables: the negative-sampling pool and recent positives.
+        self._pool = np.empty(0)
+        self._pool_pos = 0
+        self._recent = np.zeros(popularity_window, dtype=np.int64)
+        self._recent_n = 0
+
+
+    # -- tables: admission, eviction, state hand-over --------------------------------------
+    @property
+    def n_items(self) -> int:
+        return len(self._items.index)
+
+    @property
+    def n_users(self) -> int:
+        return len(self._users.index)
+
+    @property
+    def current_dim(self) -> int:
+        """Vector size now (differs from ``dim`` after adopting a deep model's table)."""
+        return int(self._items.vectors.shape[1])
+
+    def _admit(self, user_id: str, item_id: str, ts: float) -> tuple[int, int]:
+        """Rows of the event's user and item (-1 while not admitted); refreshes last-seen."""
+        self._maybe_sweep(ts)
+        rows = []
+        for kind, table, key in (("u", self._users, user_id), ("i", self._items, item_id)):
+            row = table.index.get(key)
+            if row is None:
+                row = self._admit_new(kind, table, key, ts)
+            elif ts > table.last_ts[row]:
+                table.last_ts[row] = ts
+            rows.append(row)
+        return rows[0], rows[1]
+
+    def _admit_new(self, kind: str, table: _Table, key: str, ts: float) -> int:
+        if self.admission_threshold > 1:
+            count = self._pending.get((kind, key), (0, ts))[0] + 1
+            if count < self.admission_threshold:
+                self._pending[(kind, key)] = (count, ts)
+                self.rejected_admission += 1
+                return -1
+            self._pending.pop((kind, key), None)
+        self.admitted += 1
+        if kind == "u":  # users start neutral: their first score is the item bias
+            return table.add(key, ts, np.zeros(self.current_dim, dtype=np.float32))
+        vector = self._rng.normal(0.0, self.init_scale, self.current_dim)
+        return table.add(key, ts, vector.astype(np.float32))
+
+    def _maybe_sweep(self, ts: float) -> None:
+        # Sweep a few times per TTL on event time, not per event: eviction is O(table).
+        if self.ttl_s is None:
+            return
+        if self._next_sweep_ts is None:
+            self._next_sweep_ts = ts + self.ttl_s / 4
+        if ts < self._next_sweep_ts:
+            return
+        cutoff = ts - self.ttl_s
+        self.evicted += self._users.evict_older_than(cutoff) + self._items.evict_older_than(cutoff)
+        self._pending = {key: v for key, v in self._pending.items() if v[1] >= cutoff}
+        self._next_sweep_ts = ts + self.ttl_s / 4
+
+    def user_vector(self, user_id: str) -> list[float] | None:
+        """The user's vector as plain floats (for the ``user-state`` message), or None."""
+        row = self._users.index.get(user_id)
+        return None if row is None else self._users.vectors[row].tolist()
+
+    def set_user_vector(self, user_id: str, vector: Sequence[float], ts: float = 0.0) -> None:
+        """Restore a user's vector (from ``user-state``); bypasses admission: it was admitted."""
+        values = np.asarray(vector, dtype=np.float32)
+        if values.shape != (self.current_dim,):
+            raise ValueError(f"vector has shape {values.shape}, expected ({self.current_dim},)")
+        row = self._users.index.get(user_id)
+        if row is None:
+            row = self._users.add(user_id, ts, values)
+        self._users.vectors[row] = values
+
+    def adopt_item_table(self, item_ids: Sequence[str], vectors: np.ndarray,
+                         ridge: float = 1e-2) -> dict[str, int]:
+        """Take a published deep model's item vectors, keeping what users learned.
+
+        On the items both tables know, ridge regression fits ``old ≈ new @ A`` and
+        ``new ≈ old @ B``. Users move to ``A @ u`` so ``u · v_old ≈ (A u) · v_new``; items
+        only we know move to ``v_old @ B`` (they stay recommendable); the rest take the
+        deep vectors. Item biases are kept. Too little overlap resets users to zero.
+        """
+        new = np.asarray(vectors, dtype=np.float64)
+        if new.ndim != 2 or new.shape[0] != len(item_ids):
+            raise ValueError("vectors must be (len(item_ids), d)")
+        d_new, old_table = new.shape[1], self._items.vectors.astype(np.float64)
+        pairs = [(self._items.index[i], j) for j, i in enumerate(item_ids) if i in self._items.index]
+        ours, theirs = np.array([p[0] for p in pairs], int), np.array([p[1] for p in pairs], int)
+        old_c, new_c = old_table[ours], new[theirs]
+
+        def ridge_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+            return np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ y)
+
+        enough = len(pairs) >= 2 * max(d_new, self.current_dim)
+        for table in (self._users, self._items):
+            grown = np.zeros((table.vectors.shape[0], d_new), dtype=np.float32)
+            if enough and table is self._users:
+                grown[:] = table.vectors.astype(np.float64) @ ridge_fit(new_c, old_c).T
+            elif enough:
+                grown[:] = old_table @ ridge_fit(old_c, new_c)
+            table.vectors = grown
+        if not enough:  # nothing to map through: unknown-to-them items get fresh vectors
+            fresh = self._rng.normal(0.0, self.init_scale, (self._items.high, d_new))
+            self._items.vectors[: self._items.high] = fresh
+        self._items.vectors[ours] = new_c
+        added = 0
+        for j, item in enumerate(item_ids):
+            if item not in self._items.index:
+                self._items.add(item, 0.0, new[j].astype(np.float32))
+                added += 1
+        return {"adopted": len(pairs), "added": added, "kept": self.n_items - len(pairs) - added,
+                "users_projected": self.n_users if enough else 0}
+
+    # -- learning --------------------------------------------------------------------------
+    def learn_one(self, event: ClickEvent) -> None:
+        """Learn one event: admit its ids, then one SGD step on positive + negatives."""
+        user, item = self._admit(event.user_id, event.item_id, event.ts)
+        if item >= 0:
+            self._remember_positive(np.array([item]))
+        if user >= 0 and item >= 0:
+            self._sgd(np.array([user]), np.array([item]), self._draw_negatives(1))
+
+    def learn_many(self, events: Iterable[ClickEvent]) -> None:
+        """Learn a micro-batch; same result semantics as ``learn_one`` in a loop, but faster.
+
+        Events are grouped into rounds where each user appears at most once (the k-th event
+        of a user goes to round k), so a user's events are still applied in order; item
+        updates from different users within a round are summed.
+        """
+        users: list[int] = []
+        items: list[int] = []
+        for event in events:
+            user, item = self._admit(event.user_id, event.item_id, event.ts)
+            if user >= 0 and item >= 0:
+                users.append(user)
+                items.append(item)
+        self.learn_indexed(np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64))
+
+    def learn_indexed(self, users: np.ndarray, items: np.ndarray) -> None:
+        """Micro-batched SGD on already-admitted rows (see ``learn_many``)."""
+        if users.shape[0] == 0:
+            return
+        order = np.argsort(users, kind="stable")
+        sorted_users = users[order]
+        starts = np.r_[0, np.flatnonzero(sorted_users[1:] != sorted_users[:-1]) + 1]
+        group_start = np.repeat(starts, np.diff(np.r_[starts, users.shape[0]]))
+        occurrence = np.empty_like(users)
+        occurrence[order] = np.arange(users.shape[0]) - group_start
+        for round_ in range(int(occurrence.max()) + 1):
+            mask = occurrence == round_
+            round_users, round_items = users[mask], items[mask]
+            self._remember_positive(round_items)
+            self._sgd(round_users, round_items, self._draw_negatives(round_users.shape[0]))
+
+    def _sgd(self, users: np.ndarray, items: np.ndarray, negatives: np.ndarray) -> None:
+        # users are unique within a call, so user rows can be written back directly.
+        candidates = np.concatenate([items[:, None], negatives], axis=1)  # (B, 1 + n)
+        u = self._users.vectors[users]                                    # (B, d)
+        v = self._items.vectors[candidates]                               # (B, 1 + n, d)
+        scores = np.einsum("bnd,bd->bn", v, u) + self._items.bias[candidates]
+        if self.loss == "softmax":
+            scores -= scores.max(axis=1, keepdims=True)
+            grad = np.exp(scores)
+            grad /= grad.sum(axis=1, keepdims=True)
+            grad[:, 0] -= 1.0
+        else:
+            grad = 1.0 / (1.0 + np.exp(-np.clip(scores, -30.0, 30.0)))
+            grad[:, 0] -= 1.0
+        # A negative that is the positive itself (or a dead slot) teaches nothing wrong.
+        grad[:, 1:] *= (negatives != items[:, None]) & self._items.alive[negatives]
+        lr, l2 = np.float32(self.lr), np.float32(self.l2)
+        grad = grad.astype(np.float32)
+        self._users.vectors[users] = u - lr * (np.einsum("bn,bnd->bd", grad, v) + l2 * u)
+        item_grad = grad[:, :, None] * u[:, None, :] + l2 * v
+        flat = candidates.ravel()
+        if flat.shape[0] <= 8:  # one event: fancy-index assignment is cheaper than add.at
+            np.subtract.at(self._items.vectors, flat, lr * item_grad.reshape(-1, self.current_dim))
+            np.subtract.at(self._items.bias, flat, lr * grad.ravel())
+            return
+        unique, inverse = np.unique(flat, return_inverse=True)
+        summed = np.zeros((unique.shape[0], self.current_dim), dtype=np.float32)
+        np.add.at(summed, inverse, item_grad.reshape(-1, self.current_dim))
+        self._items.vectors[unique] -= lr * summed
+        self._items.bias[unique] -= lr * np.bincount(inverse, weights=grad.ravel(),
+                                                    minlength=unique.shape[0]).astype(np.float32)
+
+    # -- negatives -------------------------------------------------------------------------
+    def _draw_negatives(self, rows: int) -> np.ndarray:
+        """``(rows, n_negatives)`` item slots from the pre-drawn pool of uniforms."""
+        need = rows * self.n_negatives
+        if self._pool_pos + need > self._pool.shape[0]:
+            self._pool = self._rng.random(max(self.pool_size, need))
+            self._pool_pos = 0
+        uniforms = self._pool[self._pool_pos:self._pool_pos + need]
+        self._pool_pos += need
+        if self.negative_sampling == "popularity" and self._recent_n:
+            size = min(self._recent_n, self.popularity_window)
+            picks = self._recent[(uniforms * size).astype(np.int64)]
+        else:
+            picks = (uniforms * max(self._items.high, 1)).astype(np.int64)
+        return picks.reshape(rows, self.n_negatives)
+
+    def _remember_positive(self, items: np.ndarray) -> None:
+        if self.negative_sampling != "popularity":
+            return
+        positions = (self._recent_n + np.arange(items.shape[0])) % self.popularity_window
+        self._recent[positions] = items
+        self._recent_n += items.shape[0]
+
+    # -- ranking ---------------------------------------------------------------------------
+    def score_all(self, user_id: str) -> np.ndarray:
+        """Scores of every item slot for ``user_id`` (dead slots ``-inf``); a fresh array.
+
+        An unknown user gets the item biases: learned popularity, and no state is created.
+        """
+        n = self._items.high
+        row = self._users.index.get(user_id)
+        scores = self._items.bias[:n].astype(np.float64)
+        if row is not None:
+            scores += self._items.vectors[:n] @ self._users.vectors[row]
+        scores[~self._items.alive[:n]] = -np.inf
+        return scores
+
+    def score_items(self, user_id: str, item_ids: Sequence[str]) -> np.ndarray:
+        """Scores of the given items (``nan`` for items without a vector)."""
+        slots = np.array([self._items.index.get(i, -1) for i in item_ids], dtype=np.int64)
+        known = slots >= 0
+        out = np.full(len(item_ids), np.nan)
+        if known.any():
+            out[known] = self.score_all(user_id)[slots[known]]
+        return out
+
+    def recommend(self, user_id: str, k: int, exclude: Collection[str] = ()) -> Ranking:
+        """Top-``k`` items by ``u · v + b``, never mutating the model."""
+        scores = self.score_all(user_id)
+        for item in exclude:
+            slot = self._items.index.get(item)
+            if slot is not None:
+                scores[slot] = -np.inf
+        return [(self._items.ids[i], float(scores[i])) for i in top_k(scores, k)]
