@@ -76,6 +76,21 @@ def _deep(options: SystemOptions) -> Recommender:
                                      max_len=options.settings.recent_items)
 
 
+def _online_embedding(options: SystemOptions) -> Recommender:
+    from online_models.embeddings import OnlineUserEmbeddings
+    return OnlineUserEmbeddings(seed=options.seed)
+
+
+def _online_fm(options: SystemOptions) -> Recommender:
+    from online_models.blend import FMRecommender
+    return FMRecommender(seed=options.seed)
+
+
+def _online_blend(options: SystemOptions) -> Recommender:
+    from online_models.blend import OnlineBlend
+    return OnlineBlend(half_life_s=options.settings.popularity_half_life_s, seed=options.seed)
+
+
 SYSTEMS: dict[str, SystemFactory] = {
     "streamrec": _streamrec,
     "most-popular": _most_popular,
