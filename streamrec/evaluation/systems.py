@@ -99,6 +99,9 @@ SYSTEMS: dict[str, SystemFactory] = {
     "markov": _markov,
     "river-mf": _river_mf,
     "deep": _deep,
+    "online-embedding": _online_embedding,
+    "online-fm": _online_fm,
+    "online-blend": _online_blend,
 }
 DEFAULT_SYSTEMS: tuple[str, ...] = tuple(SYSTEMS)
 
