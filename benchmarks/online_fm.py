@@ -8,11 +8,12 @@ the same factors, learning rate and initial scale.
 
 Both are scored by progressive validation: each row is predicted before it is learned
 (river row by row; numpy a micro-batch at a time, so numpy predicts with a model up to one
-batch staler, from the same forward pass that computes its gradient). Throughput counts everything after the feature dicts exist: for numpy,
+batch staler, from the same forward pass that computes its gradient). Throughput counts
+everything after the feature dicts exist: for numpy,
 encoding dicts to indices + predict-and-learn; for river, predict + learn. Learn-only rates
 (numpy: predict-and-learn on encoded rows) are printed as well.
 
-    .venv/bin/python benchmarks/online_fm.py [--negatives 2] [--factors 16] [--lr 0.05]
+    .venv/bin/python benchmarks/online_fm.py [--negatives 3] [--factors 16] [--lr 0.02] [--batch 256]
 """
 
 from __future__ import annotations
@@ -124,11 +125,11 @@ def run_numpy(X: list[dict], y: np.ndarray, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--negatives", type=int, default=2)
+    parser.add_argument("--negatives", type=int, default=3)
     parser.add_argument("--factors", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--init-scale", type=float, default=0.1)
-    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--count-power", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

@@ -53,7 +53,7 @@ class FMRecommender:
     ['i3', 'i4', 'i5']
     """
 
-    def __init__(self, n_factors: int = 16, lr: float = 0.05, l2: float = 0.0,
+    def __init__(self, n_factors: int = 16, lr: float = 0.2, l2: float = 0.0,
                  n_negatives: int = 4, history: int = 10, init_scale: float = 0.1,
                  item_features: ItemFeatures | None = None, seed: int = 0) -> None:
         self.n_factors, self.lr, self.l2, self.init_scale = n_factors, lr, l2, init_scale

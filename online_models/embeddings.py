@@ -20,52 +20,8 @@ import numpy as np
 
 from online_models.base import Ranking
 from online_models.baselines import top_k
+from online_models.embedding_table import EmbeddingTable, adopt_table
 from streamrec.events import ClickEvent
-
-
-class _Table:
-    """Id <-> slot with vectors, biases and last-seen event time; freed slots are reused."""
-
-    def __init__(self, dim: int, capacity: int = 64) -> None:
-        self.ids: list[str] = []  # slot -> id, "" for a free slot
-        self.index: dict[str, int] = {}
-        self.free: list[int] = []
-        self.vectors = np.zeros((capacity, dim), dtype=np.float32)
-        self.bias = np.zeros(capacity, dtype=np.float32)
-        self.last_ts = np.zeros(capacity, dtype=np.float64)
-        self.alive = np.zeros(capacity, dtype=bool)
-
-    @property
-    def high(self) -> int:
-        """Slots ever used: arrays are only meaningful below this."""
-        return len(self.ids)
-
-    def add(self, key: str, ts: float, vector: np.ndarray) -> int:
-        if self.free:
-            slot = self.free.pop()
-            self.ids[slot] = key
-        else:
-            slot = len(self.ids)
-            self.ids.append(key)
-            if slot >= self.vectors.shape[0]:  # double: amortised O(1) growth
-                self.vectors = np.concatenate([self.vectors, np.zeros_like(self.vectors)])
-                for name in ("bias", "last_ts", "alive"):
-                    array = getattr(self, name)
-                    setattr(self, name, np.concatenate([array, np.zeros_like(array)]))
-        self.index[key] = slot
-        self.vectors[slot], self.bias[slot] = vector, 0.0
-        self.last_ts[slot], self.alive[slot] = ts, True
-        return slot
-
-    def evict_older_than(self, cutoff: float) -> int:
-        n = self.high
-        dead = np.flatnonzero(self.alive[:n] & (self.last_ts[:n] < cutoff))
-        for slot in dead.tolist():
-            del self.index[self.ids[slot]]
-            self.ids[slot] = ""
-            self.free.append(slot)
-        self.alive[dead] = False
-        return int(dead.shape[0])
 
 
 class OnlineUserEmbeddings:
@@ -121,7 +77,7 @@ class OnlineUserEmbeddings:
         self.dim, self.init_scale, self.seed = dim, init_scale, seed
         self.admission_threshold, self.ttl_s = admission_threshold, ttl_s
         self._rng = np.random.default_rng(seed)
-        self._users, self._items = _Table(dim), _Table(dim)
+        self._users, self._items = EmbeddingTable(dim), EmbeddingTable(dim)
         # Sightings of ids not yet admitted: (kind, id) -> (count, last event time).
         self._pending: dict[tuple[str, str], tuple[int, float]] = {}
         self._next_sweep_ts: float | None = None
@@ -160,7 +116,7 @@ class OnlineUserEmbeddings:
             rows.append(row)
         return rows[0], rows[1]
 
-    def _admit_new(self, kind: str, table: _Table, key: str, ts: float) -> int:
+    def _admit_new(self, kind: str, table: EmbeddingTable, key: str, ts: float) -> int:
         if self.admission_threshold > 1:
             count = self._pending.get((kind, key), (0, ts))[0] + 1
             if count < self.admission_threshold:
@@ -211,36 +167,8 @@ class OnlineUserEmbeddings:
         only we know move to ``v_old @ B`` (they stay recommendable); the rest take the
         deep vectors. Item biases are kept. Too little overlap resets users to zero.
         """
-        new = np.asarray(vectors, dtype=np.float64)
-        if new.ndim != 2 or new.shape[0] != len(item_ids):
-            raise ValueError("vectors must be (len(item_ids), d)")
-        d_new, old_table = new.shape[1], self._items.vectors.astype(np.float64)
-        pairs = [(self._items.index[i], j) for j, i in enumerate(item_ids) if i in self._items.index]
-        ours, theirs = np.array([p[0] for p in pairs], int), np.array([p[1] for p in pairs], int)
-        old_c, new_c = old_table[ours], new[theirs]
-
-        def ridge_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-            return np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ y)
-
-        enough = len(pairs) >= 2 * max(d_new, self.current_dim)
-        for table in (self._users, self._items):
-            grown = np.zeros((table.vectors.shape[0], d_new), dtype=np.float32)
-            if enough and table is self._users:
-                grown[:] = table.vectors.astype(np.float64) @ ridge_fit(new_c, old_c).T
-            elif enough:
-                grown[:] = old_table @ ridge_fit(old_c, new_c)
-            table.vectors = grown
-        if not enough:  # nothing to map through: unknown-to-them items get fresh vectors
-            fresh = self._rng.normal(0.0, self.init_scale, (self._items.high, d_new))
-            self._items.vectors[: self._items.high] = fresh
-        self._items.vectors[ours] = new_c
-        added = 0
-        for j, item in enumerate(item_ids):
-            if item not in self._items.index:
-                self._items.add(item, 0.0, new[j].astype(np.float32))
-                added += 1
-        return {"adopted": len(pairs), "added": added, "kept": self.n_items - len(pairs) - added,
-                "users_projected": self.n_users if enough else 0}
+        fresh = self._rng.normal(0.0, self.init_scale, (self._items.high, np.shape(vectors)[1]))
+        return adopt_table(self._users, self._items, item_ids, vectors, ridge, fresh)
 
     # -- learning --------------------------------------------------------------------------
     def learn_one(self, event: ClickEvent) -> None:

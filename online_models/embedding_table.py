@@ -1,0 +1,96 @@
+"""The storage under the online embeddings: id <-> slot, vectors, biases, last-seen time.
+
+Slots freed by TTL eviction are reused, so a table's memory is bounded by the ids alive at
+once, not by every id ever seen. Arrays double when full (amortised O(1) growth).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def ridge_map(x: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
+    """``A`` minimising ``|x A - y|^2 + ridge |A|^2``: maps one embedding space to another."""
+    return np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ y)
+
+
+class EmbeddingTable:
+    """Id <-> slot with vectors, biases and last-seen event time; freed slots are reused."""
+
+    def __init__(self, dim: int, capacity: int = 64) -> None:
+        self.ids: list[str] = []  # slot -> id, "" for a free slot
+        self.index: dict[str, int] = {}
+        self.free: list[int] = []
+        self.vectors = np.zeros((capacity, dim), dtype=np.float32)
+        self.bias = np.zeros(capacity, dtype=np.float32)
+        self.last_ts = np.zeros(capacity, dtype=np.float64)
+        self.alive = np.zeros(capacity, dtype=bool)
+
+    @property
+    def high(self) -> int:
+        """Slots ever used: arrays are only meaningful below this."""
+        return len(self.ids)
+
+    def add(self, key: str, ts: float, vector: np.ndarray) -> int:
+        if self.free:
+            slot = self.free.pop()
+            self.ids[slot] = key
+        else:
+            slot = len(self.ids)
+            self.ids.append(key)
+            if slot >= self.vectors.shape[0]:  # double: amortised O(1) growth
+                self.vectors = np.concatenate([self.vectors, np.zeros_like(self.vectors)])
+                for name in ("bias", "last_ts", "alive"):
+                    array = getattr(self, name)
+                    setattr(self, name, np.concatenate([array, np.zeros_like(array)]))
+        self.index[key] = slot
+        self.vectors[slot], self.bias[slot] = vector, 0.0
+        self.last_ts[slot], self.alive[slot] = ts, True
+        return slot
+
+    def evict_older_than(self, cutoff: float) -> int:
+        n = self.high
+        dead = np.flatnonzero(self.alive[:n] & (self.last_ts[:n] < cutoff))
+        for slot in dead.tolist():
+            del self.index[self.ids[slot]]
+            self.ids[slot] = ""
+            self.free.append(slot)
+        self.alive[dead] = False
+        return int(dead.shape[0])
+
+
+def adopt_table(users: EmbeddingTable, items: EmbeddingTable, item_ids: Sequence[str],
+                vectors: np.ndarray, ridge: float, fresh: np.ndarray) -> dict[str, int]:
+    """Move ``users`` and ``items`` into the space of a deep model's item ``vectors``.
+
+    See ``OnlineUserEmbeddings.adopt_item_table``. ``fresh`` holds random vectors (one
+    per used item slot) for when the tables share too few items to fit a mapping.
+    """
+    new = np.asarray(vectors, dtype=np.float64)
+    if new.ndim != 2 or new.shape[0] != len(item_ids):
+        raise ValueError("vectors must be (len(item_ids), d)")
+    d_new, old_table = new.shape[1], items.vectors.astype(np.float64)
+    pairs = [(items.index[i], j) for j, i in enumerate(item_ids) if i in items.index]
+    ours, theirs = np.array([p[0] for p in pairs], int), np.array([p[1] for p in pairs], int)
+    old_c, new_c = old_table[ours], new[theirs]
+    # A linear map needs well over d shared items to be better than noise.
+    enough = len(pairs) >= 2 * max(d_new, old_table.shape[1])
+    for table in (users, items):
+        grown = np.zeros((table.vectors.shape[0], d_new), dtype=np.float32)
+        if enough and table is users:
+            grown[:] = table.vectors.astype(np.float64) @ ridge_map(new_c, old_c, ridge).T
+        elif enough:
+            grown[:] = old_table @ ridge_map(old_c, new_c, ridge)
+        table.vectors = grown
+    if not enough:  # nothing to map through: items they lack start afresh, users at zero
+        items.vectors[: items.high] = fresh
+    items.vectors[ours] = new_c
+    added = 0
+    for j, item in enumerate(item_ids):
+        if item not in items.index:
+            items.add(item, 0.0, new[j].astype(np.float32))
+            added += 1
+    return {"adopted": len(pairs), "added": added, "kept": len(items.index) - len(pairs) - added,
+            "users_projected": len(users.index) if enough else 0}
