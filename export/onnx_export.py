@@ -103,3 +103,20 @@ def check_graph(onnx_bytes: bytes) -> None:
     if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
         raise ExportError(f"graph interface is {inputs} -> {outputs}, "
                           f"expected [{INPUT_NAME!r}] -> [{OUTPUT_NAME!r}]")
+
+
+def retrieval_graph() -> bytes:
+    """The scoring graph serving embeds (``export.interface.RETRIEVAL_GRAPH_B64``)."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["user_vector", "item_table"], ["scores"], transB=1)],
+        "retrieval",
+        [helper.make_tensor_value_info("user_vector", TensorProto.FLOAT, ["batch", "dim"]),
+         helper.make_tensor_value_info("item_table", TensorProto.FLOAT, ["items", "dim"])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "items"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="streamrec")
+    model.ir_version = 8  # readable by every ONNX Runtime we support
+    onnx.checker.check_model(model)
+    return model.SerializeToString()

@@ -38,3 +38,12 @@ def test_export_leaves_the_model_in_eval_mode(tiny_trained) -> None:
     export_onnx(tiny_trained.model, "torchscript")
     assert not tiny_trained.model.training
     assert torch.is_grad_enabled()
+
+
+def test_embedded_retrieval_graph_is_the_generated_one() -> None:
+    import base64
+
+    from export.interface import RETRIEVAL_GRAPH_B64
+    from export.onnx_export import retrieval_graph
+
+    assert base64.b64decode(RETRIEVAL_GRAPH_B64) == retrieval_graph()

@@ -60,3 +60,17 @@ def test_serving_model_pickles_and_truncates_long_sequences(published) -> None:
     np.testing.assert_allclose(model.user_vectors([long]), model.user_vectors([long[-12:]]))
     clone = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(clone.user_vectors([long]), model.user_vectors([long]))
+
+
+def test_pruned_top_k_is_exact_on_large_inputs() -> None:
+    from export.serving import top_k_indices
+
+    rng = np.random.default_rng(0)
+    for n, k in ((100_000, 100), (50_001, 7), (5_000, 100), (10, 20)):
+        scores = rng.standard_normal(n).astype(np.float32)
+        scores[rng.integers(n, size=n // 10)] = -np.inf  # excluded rows
+        expected = np.argsort(-scores, kind="stable")[: min(k, n)]
+        got = top_k_indices(scores, k)
+        np.testing.assert_array_equal(scores[got], scores[expected])
+    ties = np.zeros(40_000, dtype=np.float32)
+    assert len(top_k_indices(ties, 100)) == 100
