@@ -1,0 +1,89 @@
+"""Deep candidate generation for the scorer: top-C items per user from the served model.
+
+The scorer unions these with online-embedding, trending and new-item candidates and
+reranks the union; this object is only the deep half, pure and torch-free. It answers a
+whole batch of users with one ONNX Runtime run and one matrix product, and reports each
+candidate's raw score and its log-probability under the model's softmax over the full
+catalogue — the latter is comparable across model versions, which a blend weight needs.
+
+Swapping models is replacing the object (``with_model``): every method is read-only, so a
+request that started on the old generator finishes on it.
+
+>>> generator = DeepCandidateGenerator(None)
+>>> generator.model_version, generator.generate([["i1"]])
+('none', [[]])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Collection, Sequence
+
+import numpy as np
+
+from export.serving import OnnxSequenceModel, top_k_indices
+
+NO_MODEL = "none"
+
+
+@dataclass(frozen=True)
+class DeepCandidate:
+    """One candidate: item id, dot-product score, and log softmax over all model items."""
+
+    item_id: str
+    score: float
+    log_prob: float
+
+
+class DeepCandidateGenerator:
+    """Top-``candidates`` items per user from an ``OnnxSequenceModel`` (or none yet)."""
+
+    def __init__(self, model: OnnxSequenceModel | None, candidates: int = 200) -> None:
+        if candidates <= 0:
+            raise ValueError("candidates must be positive")
+        self.model = model
+        self.candidates = candidates
+
+    @property
+    def model_version(self) -> str:
+        """The serving model's version, or ``"none"`` before the first model arrives."""
+        return self.model.version if self.model is not None else NO_MODEL
+
+    def with_model(self, model: OnnxSequenceModel | None) -> "DeepCandidateGenerator":
+        """A generator on ``model`` with the same settings (build it, then swap the reference)."""
+        return DeepCandidateGenerator(model, self.candidates)
+
+    def generate(self, sequences: Sequence[Sequence[str]],
+                 excludes: Sequence[Collection[str]] | None = None,
+                 candidates: int | None = None) -> list[list[DeepCandidate]]:
+        """Candidates per user, best first; empty for users the model knows nothing of.
+
+        ``sequences`` are users' recent item ids, oldest first; ``excludes`` the items each
+        user must not get (already seen, unavailable).
+        """
+        c = candidates or self.candidates
+        out: list[list[DeepCandidate]] = [[] for _ in sequences]
+        model = self.model
+        if model is None or not sequences:
+            return out
+        encoded = model.encode(sequences)
+        known = np.flatnonzero(encoded[:, -1] != 0)  # left-padded: last slot empty = no item
+        if len(known) == 0:
+            return out
+        scores = model.scores(model.user_vectors_encoded(encoded[known]))  # [users, items]
+        peak = scores.max(axis=1, keepdims=True)
+        log_norm = peak[:, 0] + np.log(np.exp(scores - peak).sum(axis=1))
+        for row, user in enumerate(known):
+            user_scores = scores[row]
+            exclude = excludes[user] if excludes is not None else ()
+            if exclude:
+                rows = [r - 1 for r in model.vocab.encode(exclude)]
+                if rows:
+                    user_scores = user_scores.copy()
+                    user_scores[rows] = -np.inf
+            best = top_k_indices(user_scores, c)
+            best = best[np.isfinite(user_scores[best])]
+            ids = model.vocab.ids
+            out[user] = [DeepCandidate(ids[i], float(user_scores[i]),
+                                       float(user_scores[i] - log_norm[row])) for i in best]
+        return out
