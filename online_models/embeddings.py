@@ -20,7 +20,7 @@ import numpy as np
 
 from online_models.base import Ranking
 from online_models.baselines import top_k
-from online_models.embedding_table import EmbeddingTable, adopt_table
+from online_models.embedding_table import EmbeddingTable, adopt_table, rounds
 from streamrec.events import ClickEvent
 
 
@@ -87,7 +87,6 @@ class OnlineUserEmbeddings:
         self._pool_pos = 0
         self._recent = np.zeros(popularity_window, dtype=np.int64)
         self._recent_n = 0
-
 
     # -- tables: admission, eviction, state hand-over --------------------------------------
     @property
@@ -173,74 +172,69 @@ class OnlineUserEmbeddings:
     # -- learning --------------------------------------------------------------------------
     def learn_one(self, event: ClickEvent) -> None:
         """Learn one event: admit its ids, then one SGD step on positive + negatives."""
-        user, item = self._admit(event.user_id, event.item_id, event.ts)
-        if item >= 0:
-            self._remember_positive(np.array([item]))
-        if user >= 0 and item >= 0:
-            self._sgd(np.array([user]), np.array([item]), self._draw_negatives(1))
+        self.learn_many([event])
 
     def learn_many(self, events: Iterable[ClickEvent]) -> None:
-        """Learn a micro-batch; same result semantics as ``learn_one`` in a loop, but faster.
+        """Learn a micro-batch: ``learn_one`` in a loop for users, batched for items.
 
-        Events are grouped into rounds where each user appears at most once (the k-th event
-        of a user goes to round k), so a user's events are still applied in order; item
-        updates from different users within a round are summed.
+        A user's events are applied in order, each seeing the user vector the previous one
+        left. Item vectors are read as of the start of the chunk and their gradients summed
+        and applied once at its end: a chunk is short, and this is what makes it fast.
         """
         users: list[int] = []
         items: list[int] = []
+        positives: list[int] = []
         for event in events:
             user, item = self._admit(event.user_id, event.item_id, event.ts)
-            if user >= 0 and item >= 0:
-                users.append(user)
-                items.append(item)
+            if item >= 0:
+                positives.append(item)
+                if user >= 0:
+                    users.append(user)
+                    items.append(item)
+        if positives:
+            self._remember_positive(np.asarray(positives, dtype=np.int64))
         self.learn_indexed(np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64))
 
     def learn_indexed(self, users: np.ndarray, items: np.ndarray) -> None:
-        """Micro-batched SGD on already-admitted rows (see ``learn_many``)."""
-        if users.shape[0] == 0:
-            return
-        order = np.argsort(users, kind="stable")
-        sorted_users = users[order]
-        starts = np.r_[0, np.flatnonzero(sorted_users[1:] != sorted_users[:-1]) + 1]
-        group_start = np.repeat(starts, np.diff(np.r_[starts, users.shape[0]]))
-        occurrence = np.empty_like(users)
-        occurrence[order] = np.arange(users.shape[0]) - group_start
-        for round_ in range(int(occurrence.max()) + 1):
-            mask = occurrence == round_
-            round_users, round_items = users[mask], items[mask]
-            self._remember_positive(round_items)
-            self._sgd(round_users, round_items, self._draw_negatives(round_users.shape[0]))
+        """Micro-batched SGD on already-admitted rows (see ``learn_many``).
 
-    def _sgd(self, users: np.ndarray, items: np.ndarray, negatives: np.ndarray) -> None:
-        # users are unique within a call, so user rows can be written back directly.
+        Events go into rounds where each user appears at most once (the k-th event of a
+        user goes to round k). A round updates its users' vectors at once; item gradients
+        wait for the end of the chunk. ML-100K chunks of 128 need ~77 rounds (users rate
+        in bursts), so a round is kept to a dozen small numpy calls.
+        """
+        n = users.shape[0]
+        if n == 0:
+            return
+        by_round, bounds = rounds(users)
+        if by_round is not None:
+            users, items = users[by_round], items[by_round]
+        negatives = self._draw_negatives(n)
         candidates = np.concatenate([items[:, None], negatives], axis=1)  # (B, 1 + n)
-        u = self._users.vectors[users]                                    # (B, d)
         v = self._items.vectors[candidates]                               # (B, 1 + n, d)
-        scores = np.einsum("bnd,bd->bn", v, u) + self._items.bias[candidates]
-        if self.loss == "softmax":
-            scores -= scores.max(axis=1, keepdims=True)
-            grad = np.exp(scores)
-            grad /= grad.sum(axis=1, keepdims=True)
-            grad[:, 0] -= 1.0
-        else:
-            grad = 1.0 / (1.0 + np.exp(-np.clip(scores, -30.0, 30.0)))
-            grad[:, 0] -= 1.0
+        bias = self._items.bias[candidates]
         # A negative that is the positive itself (or a dead slot) teaches nothing wrong.
-        grad[:, 1:] *= (negatives != items[:, None]) & self._items.alive[negatives]
+        useful = ((negatives != items[:, None]) & self._items.alive[negatives]).astype(np.float32)
+        grads = np.empty(candidates.shape, dtype=np.float32)
+        seen = np.empty((n, v.shape[2]), dtype=np.float32)  # each event's user vector
+        table, softmax = self._users.vectors, self.loss == "softmax"
         lr, l2 = np.float32(self.lr), np.float32(self.l2)
-        grad = grad.astype(np.float32)
-        self._users.vectors[users] = u - lr * (np.einsum("bn,bnd->bd", grad, v) + l2 * u)
-        item_grad = grad[:, :, None] * u[:, None, :] + l2 * v
-        # Sum the gradients of repeated items (sort + reduceat: much faster than add.at).
-        flat = candidates.ravel()
-        order = np.argsort(flat, kind="stable")
-        sorted_items = flat[order]
-        starts = np.flatnonzero(np.r_[True, sorted_items[1:] != sorted_items[:-1]])
-        unique = sorted_items[starts]
-        dim = item_grad.shape[2]
-        self._items.vectors[unique] -= lr * np.add.reduceat(
-            item_grad.reshape(-1, dim)[order], starts, axis=0)
-        self._items.bias[unique] -= lr * np.add.reduceat(grad.ravel()[order], starts)
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            rows, vr = users[lo:hi], v[lo:hi]
+            u = seen[lo:hi] = table[rows]
+            scores = np.matmul(vr, u[:, :, None])[:, :, 0] + bias[lo:hi]
+            if softmax:
+                grad = np.exp(scores - scores.max(axis=1, keepdims=True))
+                grad /= grad.sum(axis=1, keepdims=True)
+            else:
+                grad = 1.0 / (1.0 + np.exp(-np.clip(scores, -30.0, 30.0)))
+            grad[:, 0] -= 1.0
+            grad[:, 1:] *= useful[lo:hi]
+            grads[lo:hi] = grad
+            # users are unique within a round, so their rows can be written back directly.
+            table[rows] = u - lr * (np.matmul(grad[:, None, :], vr)[:, 0, :] + l2 * u)
+        self._items.step(candidates.ravel(), (grads[:, :, None] * seen[:, None, :] + l2 * v)
+                         .reshape(-1, v.shape[2]), grads.ravel(), lr)
 
     # -- negatives -------------------------------------------------------------------------
     def _draw_negatives(self, rows: int) -> np.ndarray:
