@@ -11,14 +11,14 @@ and fuses their rankings (weighted reciprocal-rank fusion: no score calibration 
 
 from __future__ import annotations
 
-from typing import Collection, Mapping
+from typing import Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from online_models.base import Ranking, Recommender
 from online_models.baselines import ItemIndex, top_k
 from online_models.embeddings import OnlineUserEmbeddings
-from online_models.fm import NumpyFM
+from online_models.fm import NumpyFM, pack_rows
 from online_models.popularity import PopularityRecency
 from streamrec.events import ClickEvent
 
@@ -64,13 +64,27 @@ class FMRecommender:
         self._items = ItemIndex()
         self._item_rows = np.zeros((64, 1), dtype=np.int64)    # FM rows of each item's side
         self._item_values = np.zeros((64, 1), dtype=np.float32)
-        self._recent: dict[str, list[str]] = {}
+        self._recent: dict[str, list[str]] = {}  # user -> latest distinct items, oldest first
+        self._hist_rows: dict[str, int] = {}     # item -> FM row of its ``hist_<item>`` feature
 
-    def _user_side(self, user_id: str) -> dict[str, str | float]:
-        recent = self._recent.get(user_id, [])
-        side: dict[str, str | float] = {"user": user_id}
-        side.update({f"hist_{item}": 1.0 / len(recent) for item in recent})
-        return side
+    def _user_encoded(self, user_id: str, grow: bool) -> tuple[list[int], list[float]]:
+        """FM rows and values of the user side: the user, then ``hist_<item>`` at 1/n each.
+
+        Built from ids, not dicts: this runs once per learned event. Without ``grow`` an
+        unknown user or history item maps to the inert row 0 (ranking never adds state).
+        """
+        recent = self._recent.get(user_id, ())
+        rows = [self.fm.feature_index(("user", user_id), grow)]
+        hist = self._hist_rows
+        for item in recent:
+            row = hist.get(item)
+            if row is None:
+                if not grow:
+                    row = 0
+                else:  # first time this item is anyone's history: give it a feature
+                    row = hist[item] = self.fm.feature_index(f"hist_{item}")
+            rows.append(row)
+        return rows, ([1.0] + [1.0 / len(recent)] * len(recent)) if recent else [1.0]
 
     def _item_side(self, item_id: str) -> dict[str, str | float]:
         return {"item": item_id, **(self.item_features or {}).get(item_id, {})}
@@ -95,24 +109,76 @@ class FMRecommender:
 
     def learn_one(self, event: ClickEvent) -> None:
         """Learn the event's positive row and ``n_negatives`` sampled negatives."""
-        self._add_item(event.item_id)
-        user_side = self._user_side(event.user_id)
-        picks = self._rng.integers(len(self._items), size=self.n_negatives)
-        negatives = [self._items.ids[p] for p in picks.tolist()
-                     if self._items.ids[p] != event.item_id]
-        X = [{**user_side, **self._item_side(item)} for item in [event.item_id, *negatives]]
-        self.fm.learn_many(X, [True] + [False] * len(negatives))
-        recent = self._recent.setdefault(event.user_id, [])
-        if event.item_id in recent:
-            recent.remove(event.item_id)
-        recent.append(event.item_id)
-        del recent[: -self.history]
+        self.learn_many([event])
+
+    def learn_many(self, events: Iterable[ClickEvent]) -> None:
+        """Learn a micro-batch: every event's positive and negatives in one FM step.
+
+        Rows are built in event order, each with the user's history as of its event (the
+        history is updated event by event within the chunk). Negatives come from one RNG
+        draw per chunk, each event sampling among the items known at that event, so the
+        result depends only on the seed and the chunking. A negative that is the event's
+        own item is dropped.
+        """
+        flat_rows: list[int] = []
+        flat_values: list[float] = []
+        widths: list[int] = []
+        positives: list[int] = []
+        known: list[int] = []
+        index, history = self._items.index, self.history
+        for event in events:
+            slot = index.get(event.item_id)
+            positives.append(self._add_item(event.item_id) if slot is None else slot)
+            known.append(len(self._items))
+            rows, values = self._user_encoded(event.user_id, grow=True)
+            flat_rows += rows
+            flat_values += values
+            widths.append(len(rows))
+            recent = self._recent.setdefault(event.user_id, [])
+            if event.item_id in recent:
+                recent.remove(event.item_id)
+            recent.append(event.item_id)
+            del recent[:-history]
+        if not positives:
+            return
+        user_rows, user_values = pack_rows(flat_rows, flat_values, widths)
+        pos = np.asarray(positives, dtype=np.int64)
+        uniforms = self._rng.random((pos.shape[0], self.n_negatives))
+        negatives = (uniforms * np.asarray(known)[:, None]).astype(np.int64)
+        candidates = np.concatenate([pos[:, None], negatives], axis=1)    # (B, 1 + n)
+        keep = np.ones(candidates.shape, dtype=bool)
+        keep[:, 1:] = negatives != pos[:, None]
+        event_of = np.broadcast_to(np.arange(pos.shape[0])[:, None], keep.shape)[keep]
+        items = candidates[keep]                                         # event-major order
+        labels = np.zeros(keep.shape, dtype=np.float32)
+        labels[:, 0] = 1.0
+        self.fm.learn_encoded(
+            np.concatenate([user_rows[event_of], self._item_rows[items]], axis=1),
+            np.concatenate([user_values[event_of], self._item_values[items]], axis=1),
+            labels[keep])
+
+    def set_recent(self, user_id: str, recent_items: Sequence[str]) -> None:
+        """Replace the user's history with the last ``history`` distinct ``recent_items``.
+
+        ``recent_items`` is oldest first and may repeat (the ``user-state`` sequence); the
+        result is what learning those items in order would have left.
+        """
+        distinct: list[str] = []
+        for item in reversed(recent_items):
+            if len(distinct) == self.history:
+                break
+            if item not in distinct:
+                distinct.append(item)
+        if distinct:
+            self._recent[user_id] = distinct[::-1]
+        else:
+            self._recent.pop(user_id, None)
 
     def score_all(self, user_id: str) -> np.ndarray:
         """FM score of every known item for the user, minus the item-independent terms."""
         n = len(self._items)
-        user_rows, user_values = self.fm.encode([self._user_side(user_id)], grow=False)
-        user_sum = (self.fm.latents[user_rows[0]] * user_values[0][:, None]).sum(axis=0)
+        rows_u, values_u = self._user_encoded(user_id, grow=False)
+        user_sum = self.fm.latents[rows_u].T @ np.asarray(values_u, dtype=np.float32)
         rows, values = self._item_rows[:n], self._item_values[:n]
         vx = self.fm.latents[rows] * values[:, :, None]
         item_sum = vx.sum(axis=1)
@@ -153,9 +219,36 @@ class OnlineBlend:
         self.recency = PopularityRecency(half_life_s=half_life_s)
 
     def learn_one(self, event: ClickEvent) -> None:
-        self.embeddings.learn_one(event)
-        self.fm.learn_one(event)
-        self.recency.learn_one(event)
+        self.learn_many([event])
+
+    def learn_many(self, events: Iterable[ClickEvent]) -> None:
+        """Learn a micro-batch in every component (the ingest consumer's fixed-size chunks).
+
+        The result depends on the event sequence and the chunking, never on Kafka's polls.
+        """
+        chunk = list(events)  # read three times: once per component
+        self.embeddings.learn_many(chunk)
+        self.fm.learn_many(chunk)
+        for event in chunk:
+            self.recency.learn_item(event.item_id, event.ts)
+
+    # -- state from a fresher source (the scorer's snapshot + user-state messages) ---------
+    def apply_user_state(self, user_id: str, vector: Sequence[float] | None,
+                         recent_items: Sequence[str]) -> None:
+        """Set the user's embedding vector (if given) and FM history; learns nothing.
+
+        The scorer holds a periodic snapshot of a partition's blend; each ``user-state``
+        message carries the user's vector and recent items as of ingest, fresher than the
+        snapshot. ``recent_items`` is oldest first. Raises ``ValueError`` if the vector's
+        size is not the embeddings' current size.
+        """
+        if vector is not None:
+            self.embeddings.set_user_vector(user_id, vector)
+        self.fm.set_recent(user_id, recent_items)
+
+    def user_vector(self, user_id: str) -> list[float] | None:
+        """The user's embedding vector (for the ``user-state`` message), or None."""
+        return self.embeddings.user_vector(user_id)
 
     def recommend(self, user_id: str, k: int, exclude: Collection[str] = ()) -> Ranking:
         return [(item, score) for item, score, _ in self.recommend_explained(user_id, k, exclude)]

@@ -19,6 +19,22 @@ import numpy as np
 Features = Mapping[str, "str | float"]
 
 
+def pack_rows(flat_rows: Sequence[int], flat_values: Sequence[float], lengths: Sequence[int]
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged rows (concatenated, with each row's length) as padded ``(rows, values)``.
+
+    Padding is row 0 with value 0, which ``NumpyFM`` keeps inert.
+    """
+    sizes = np.asarray(lengths, dtype=np.int64)
+    rows = np.zeros((sizes.shape[0], int(sizes.max(initial=0))), dtype=np.int64)
+    values = np.zeros(rows.shape, dtype=np.float32)
+    which = np.repeat(np.arange(sizes.shape[0]), sizes)
+    column = np.arange(which.shape[0]) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    rows[which, column] = flat_rows
+    values[which, column] = flat_values
+    return rows, values
+
+
 class OnlineFM(Protocol):
     """A binary factorization machine learned online from feature dicts."""
 
@@ -152,14 +168,7 @@ class NumpyFM:
                 row = cached.get(key)
                 flat_rows.append(index(key, grow) if row is None else row)
                 flat_values.append(value)
-        sizes = np.asarray(lengths, dtype=np.int64)
-        rows = np.zeros((len(X), int(sizes.max(initial=0))), dtype=np.int64)
-        values = np.zeros(rows.shape, dtype=np.float32)
-        which = np.repeat(np.arange(len(X)), sizes)
-        column = np.arange(which.shape[0]) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        rows[which, column] = flat_rows
-        values[which, column] = flat_values
-        return rows, values
+        return pack_rows(flat_rows, flat_values, lengths)
 
     # -- OnlineFM --------------------------------------------------------------------------
     def learn_one(self, x: Features, y: bool) -> None:
