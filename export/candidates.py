@@ -75,7 +75,7 @@ class DeepCandidateGenerator:
         log_norm = peak[:, 0] + np.log(np.exp(scores - peak).sum(axis=1))
         for row, user in enumerate(known):
             user_scores = scores[row]
-            exclude = excludes[user] if excludes is not None else ()
+            exclude = excludes[int(user)] if excludes is not None else ()
             if exclude:
                 rows = [r - 1 for r in model.vocab.encode(exclude)]
                 if rows:
@@ -84,6 +84,6 @@ class DeepCandidateGenerator:
             best = top_k_indices(user_scores, c)
             best = best[np.isfinite(user_scores[best])]
             ids = model.vocab.ids
-            out[user] = [DeepCandidate(ids[i], float(user_scores[i]),
+            out[int(user)] = [DeepCandidate(ids[i], float(user_scores[i]),
                                        float(user_scores[i] - log_norm[row])) for i in best]
         return out

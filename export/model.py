@@ -129,7 +129,8 @@ class SASRec(nn.Module):
         x = x + self.pos_emb.weight[:length].unsqueeze(0)
         x = self.emb_dropout(x) * keep
         key_padding = (1.0 - keep.transpose(1, 2)).unsqueeze(1) * -1e9  # [b, 1, 1, L]
-        mask = self.causal_mask[:length, :length] + key_padding
+        causal: torch.Tensor = self.causal_mask  # type: ignore[assignment]
+        mask = causal[:length, :length] + key_padding
         for block in self.blocks:
             x = block(x, mask, keep)
         return self.final_norm(x)

@@ -64,7 +64,8 @@ def _export_torchscript(model: SASRec) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # we know; see module docstring
-        torch.onnx.export(model, (_example(model),), buffer, dynamo=False,
+        torch.onnx.export(model, (_example(model),), buffer,  # type: ignore[arg-type]
+                          dynamo=False,
                           opset_version=OPSET, input_names=[INPUT_NAME],
                           output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})

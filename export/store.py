@@ -183,7 +183,7 @@ def _locate(source: str | Path | bytes | Mapping[str, Any]) -> tuple[Path, Mappi
         if "path" not in source or "manifest_sha256" not in source:
             raise ModelRejected("bad_manifest", "models message lacks path/manifest_sha256")
         return Path(str(source["path"])), source
-    return Path(source), None
+    return Path(source), None  # type: ignore[arg-type]  # bytes were decoded above
 
 
 def load_verified(source: str | Path | bytes | Mapping[str, Any], *, check_parity: bool = True,
