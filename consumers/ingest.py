@@ -1,9 +1,11 @@
-"""Ingest: validate clicks, update per-user state, emit it to the ``user-state`` changelog.
+"""Ingest: validate clicks, update per-user state and online models, emit the changelog.
 
 State is scoped by partition of ``clicks``: ``user-state`` is co-partitioned (same key, same
 partition count, and every state message is pinned to its source partition), so restoring a
 partition's users means reading one changelog partition. Each state records the offset of
 the last click applied, so a click delivered again after a crash is not applied twice.
+The online models of a partition (``PartitionModels``) are snapshotted into the same
+changelog and re-learn the committed events since their snapshot on restore.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import logging
 from collections import Counter
 from typing import Iterable
 
+from consumers.partition_models import SNAPSHOT_KEY, PartitionModels
+from online_models.blend import OnlineBlend
 from online_models.user_state import UserState, decode_state, encode_state
 from streamrec.config import Settings
 from streamrec.events import BadEvent, ClickEvent, dead_letter, decode_click
@@ -33,14 +37,20 @@ class IngestProcessor:
         self.topics = settings.topics
         self.changelog_topic = self.topics.user_state
         self._states: dict[int, dict[str, UserState]] = {}
+        self._models: dict[int, PartitionModels] = {}
         self.rejected_by_reason: Counter[str] = Counter()
 
     # -- state lifecycle, driven by the runtime on rebalance ---------------------------
     def restore(self, partition: int, changelog: Iterable[Record]) -> int:
-        """Rebuild one partition's users from its changelog records; return how many."""
+        """Rebuild one partition's users (and models) from its changelog records."""
         users: dict[str, UserState] = {}
+        models = self._new_models(partition)
         for record in changelog:
             if record.key is None:
+                continue
+            if record.key == SNAPSHOT_KEY:
+                if models is not None and record.value is not None:
+                    models.load(record.value)
                 continue
             user_id = record.key.decode()
             if record.value is None:  # tombstone: the user was forgotten
@@ -50,14 +60,45 @@ class IngestProcessor:
             state.new_events = []
             users[user_id] = state
         self._states[partition] = users
+        if models is not None:
+            self._models[partition] = models
         return len(users)
+
+    def rewarm_from(self, partition: int) -> int | None:
+        """First input offset the partition's models have not learned (None: no models)."""
+        models = self._models.get(partition)
+        return None if models is None else models.snapshot_offset + 1
+
+    def rewarm(self, partition: int, records: Iterable[Record]) -> None:
+        """Re-learn committed inputs after the snapshot; user states are not touched."""
+        models = self._models[partition]
+        for record in records:
+            if _is_forget(record):
+                models.forget(record.key.decode() if record.key else "")
+                # The offset of the forget request is where a snapshot taken now stands.
+                models.pending_last_offset = record.offset
+                continue
+            try:
+                event = decode_click(record.value, self.settings.max_event_bytes)
+            except BadEvent:
+                continue
+            models.add(event, record.offset)
 
     def drop(self, partitions: Iterable[int]) -> None:
         for partition in partitions:
             self._states.pop(partition, None)
+            self._models.pop(partition, None)
 
     def users(self, partition: int) -> dict[str, UserState]:
         return self._states.setdefault(partition, {})
+
+    def models(self, partition: int) -> PartitionModels | None:
+        if partition not in self._models:
+            models = self._new_models(partition)
+            if models is None:
+                return None
+            self._models[partition] = models
+        return self._models[partition]
 
     def all_states(self) -> dict[str, UserState]:
         merged: dict[str, UserState] = {}
@@ -70,12 +111,17 @@ class IngestProcessor:
         result = ProcessResult()
         touched: dict[str, tuple[int, UserState]] = {}
         forgotten: dict[str, int] = {}
+        snapshots: dict[int, bytes] = {}
         for record in batch:
             if _is_forget(record):
                 user_id = record.key.decode() if record.key else ""
-                self.users(record.partition).pop(user_id, None)
                 touched.pop(user_id, None)
+                for moved in self.forget(user_id, record.partition, record.offset):
+                    touched[moved] = (record.partition, self.users(record.partition)[moved])
                 forgotten[user_id] = record.partition
+                models = self._models.get(record.partition)
+                if models is not None and models.snapshot_due():
+                    snapshots[record.partition] = models.snapshot()
                 continue
             try:
                 event = decode_click(record.value, self.settings.max_event_bytes)
@@ -91,6 +137,12 @@ class IngestProcessor:
             forgotten.pop(event.user_id, None)
             touched[event.user_id] = (record.partition, state)
             result.processed += 1
+            for user_id in self._learn(event, record.partition, record.offset):
+                # A micro-batch moved these users' vectors: their states go out again.
+                touched[user_id] = (record.partition, self.users(record.partition)[user_id])
+            models = self._models.get(record.partition)
+            if models is not None and models.snapshot_due():
+                snapshots[record.partition] = models.snapshot()
         for user_id, partition in forgotten.items():
             result.outputs.append(Output(self.changelog_topic, user_id.encode(), None,
                                          partition=partition))
@@ -99,11 +151,15 @@ class IngestProcessor:
                                          encode_state(state), partition=partition))
             # The delta has been published; the next message carries only newer events.
             state.new_events = []
+        for partition, payload in snapshots.items():
+            # After the states: a restore that sees the snapshot has the states before it.
+            result.outputs.append(Output(self.changelog_topic, SNAPSHOT_KEY, payload,
+                                         partition=partition))
         return result
 
     def apply(self, event: ClickEvent, partition: int, offset: int,
               produced_ms: int = 0) -> UserState | None:
-        """Apply one valid event; return the user's state, or None if already applied."""
+        """Apply one valid event to the user's state; None if it was already applied."""
         users = self.users(partition)
         state = users.get(event.user_id)
         if state is None:
@@ -116,6 +172,44 @@ class IngestProcessor:
             return None
         state.trigger_produced_ms = produced_ms
         return state
+
+    def forget(self, user_id: str, partition: int, offset: int = -1) -> list[str]:
+        """Erase a user's state and model traces; return users whose vectors moved."""
+        self.users(partition).pop(user_id, None)
+        models = self.models(partition)
+        if models is None:
+            return []
+        learned = models.forget(user_id)
+        models.pending_last_offset = max(models.pending_last_offset, offset)
+        return self._refresh_embeddings(partition, models, learned)
+
+    def _learn(self, event: ClickEvent, partition: int, offset: int) -> list[str]:
+        models = self.models(partition)
+        if models is None:
+            return []
+        learned_users = models.add(event, offset)
+        if not learned_users:
+            return []
+        return self._refresh_embeddings(partition, models, learned_users)
+
+    def _refresh_embeddings(self, partition: int, models: PartitionModels,
+                            learned_users: list[str]) -> list[str]:
+        users = self.users(partition)
+        moved = []
+        for user_id in dict.fromkeys(learned_users):
+            state = users.get(user_id)
+            if state is not None:
+                state.embedding = models.blend.user_vector(user_id)
+                moved.append(user_id)
+        return moved
+
+    def _new_models(self, partition: int) -> PartitionModels | None:
+        if not self.settings.online_learning:
+            return None
+        seed = self.settings.seed * 1_000 + partition
+        return PartitionModels(partition, lambda p: OnlineBlend(
+            half_life_s=self.settings.popularity_half_life_s, seed=seed),
+            self.settings.learn_every, self.settings.snapshot_every)
 
 
 def _is_forget(record: Record) -> bool:

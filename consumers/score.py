@@ -15,6 +15,7 @@ from typing import Callable, Iterable
 
 import msgspec
 
+from consumers.partition_models import SNAPSHOT_KEY, load_snapshot
 from online_models.popularity import PopularityRecency
 from online_models.user_state import UserState, decode_state
 from streamrec.config import Settings
@@ -24,6 +25,7 @@ from streamrec.records import Output, ProcessResult, Record
 log = logging.getLogger(__name__)
 
 POPULARITY_MODEL_VERSION = "popularity"
+ONLINE_MODEL_VERSION = "online-blend"
 
 
 class RecommendationRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,6 +72,9 @@ class ScoreProcessor:
         self.changelog_topic = self.topics.user_state
         self._clock = clock
         self._mirror: dict[int, dict[str, UserState]] = {}
+        # Per partition: the latest snapshot of ingest's online models, and its offset.
+        self._models: dict[int, object] = {}
+        self._model_offsets: dict[int, int] = {}
         self.popularity = PopularityRecency(half_life_s=settings.popularity_half_life_s)
         self.rejected_by_reason: Counter[str] = Counter()
 
@@ -84,19 +89,32 @@ class ScoreProcessor:
     def drop(self, partitions: Iterable[int]) -> None:
         for partition in partitions:
             self._mirror.pop(partition, None)
+            self._models.pop(partition, None)
 
     def state_of(self, user_id: str) -> UserState | None:
-        for users in self._mirror.values():
+        located = self._locate(user_id)
+        return None if located is None else located[1]
+
+    def use_models(self, partition: int, blend: object) -> None:
+        """Rank the partition's users with these online models (replay shares ingest's)."""
+        self._models[partition] = blend
+
+    def _locate(self, user_id: str) -> tuple[int, UserState] | None:
+        for partition, users in self._mirror.items():
             if user_id in users:
-                return users[user_id]
+                return partition, users[user_id]
         return None
 
     # -- the work ----------------------------------------------------------------------------
-    def process(self, batch: list[Record]) -> ProcessResult:
+    def process(self, batch: list[Record], publish: bool = True) -> ProcessResult:
+        """Apply state changes and answer triggers; ``publish=False`` only applies them."""
         result = ProcessResult()
         for record in batch:
             if record.topic == self.topics.requests:
-                output = self._answer_request(record)
+                output = self._answer_request(record) if publish else None
+            elif not publish:
+                self._apply_state_record(record, self._mirror.setdefault(record.partition, {}))
+                continue
             else:
                 output = self._on_state(record)
             if output is None:
@@ -110,12 +128,27 @@ class ScoreProcessor:
 
     def rank(self, user_id: str, k: int, exclude: Iterable[str] = ()
              ) -> list[tuple[str, float, dict[str, float]]]:
-        """Top-k for a user, excluding seen items and ``exclude``; never mutates state."""
-        state = self.state_of(user_id)
+        """Top-k for a user, excluding seen items and ``exclude``; never mutates learned state."""
+        return self.rank_with_version(user_id, k, exclude)[0]
+
+    def rank_with_version(self, user_id: str, k: int, exclude: Iterable[str] = ()
+                          ) -> tuple[list[tuple[str, float, dict[str, float]]], str]:
+        located = self._locate(user_id)
         excluded = set(exclude)
-        if state is not None:
+        blend = None
+        if located is not None:
+            partition, state = located
             excluded.update(state.seen_items)
-        return self.popularity.recommend_explained(k, excluded)
+            blend = self._models.get(partition)
+            if blend is not None:
+                # The snapshot is older than the user's state: bring the user up to date
+                # (vector, recent items) before ranking. Item-side parameters are untouched.
+                blend.apply_user_state(user_id, state.embedding, state.recent_items)  # type: ignore[attr-defined]
+        if blend is not None:
+            ranked = blend.recommend_explained(user_id, k, excluded)  # type: ignore[attr-defined]
+            if len(ranked) >= min(k, 1):
+                return ranked, ONLINE_MODEL_VERSION
+        return self.popularity.recommend_explained(k, excluded), POPULARITY_MODEL_VERSION
 
     def learn_state(self, state: UserState) -> None:
         for item_id, ts in state.new_events:
@@ -125,6 +158,12 @@ class ScoreProcessor:
     def _apply_state_record(self, record: Record, users: dict[str, UserState]
                             ) -> UserState | None:
         if record.key is None:
+            return None
+        if record.key == SNAPSHOT_KEY:
+            if record.value is not None:
+                snapshot = load_snapshot(record.value)
+                self._models[record.partition] = snapshot["blend"]
+                self._model_offsets[record.partition] = int(snapshot["offset"])
             return None
         user_id = record.key.decode()
         if record.value is None:  # tombstone: the user was forgotten
@@ -141,9 +180,9 @@ class ScoreProcessor:
         if state is None:
             return None
         started = self._clock()
-        ranked = self.rank(state.user_id, self.settings.top_k)
+        ranked, version = self.rank_with_version(state.user_id, self.settings.top_k)
         return self._publish(state.user_id, state.last_event_id, "event", ranked, state.last_ts,
-                             started, state.trigger_produced_ms)
+                             started, state.trigger_produced_ms, version)
 
     def _answer_request(self, record: Record) -> Output | None:
         try:
@@ -153,18 +192,19 @@ class ScoreProcessor:
             return dead_letter(record, BadEvent("bad_request", str(exc)), self.topics.dlq)
         started = self._clock()
         k = request.k if request.k and request.k > 0 else self.settings.top_k
-        ranked = self.rank(request.user_id, k, request.exclude_items)
+        ranked, version = self.rank_with_version(request.user_id, k, request.exclude_items)
         state = self.state_of(request.user_id)
         return self._publish(request.user_id, request.request_id, "request", ranked,
-                             state.last_ts if state else 0.0, started, record.timestamp_ms)
+                             state.last_ts if state else 0.0, started, record.timestamp_ms,
+                             version)
 
     def _publish(self, user_id: str, trigger_id: str, kind: str,
                  ranked: list[tuple[str, float, dict[str, float]]], event_ts: float,
-                 started: float, produced_ms: int) -> Output:
+                 started: float, produced_ms: int, version: str) -> Output:
         now = self._clock()
         message = Recommendation(
             user_id=user_id, trigger_id=trigger_id, trigger_kind=kind,
-            model_version=POPULARITY_MODEL_VERSION,
+            model_version=version,
             items=[ScoredItem(item, score, parts) for item, score, parts in ranked],
             event_ts=event_ts,
             end_to_end_ms=(now * 1000.0 - produced_ms) if produced_ms > 0 else None,

@@ -157,6 +157,14 @@ class FMRecommender:
             np.concatenate([user_values[event_of], self._item_values[items]], axis=1),
             labels[keep])
 
+    def forget_user(self, user_id: str) -> None:
+        """Erase the user's feature parameters and history."""
+        self.fm.forget_feature(("user", user_id))
+        self._recent.pop(user_id, None)
+
+    def knows_user(self, user_id: str) -> bool:
+        return self.fm.knows_feature(("user", user_id)) or user_id in self._recent
+
     def set_recent(self, user_id: str, recent_items: Sequence[str]) -> None:
         """Replace the user's history with the last ``history`` distinct ``recent_items``.
 
@@ -245,6 +253,15 @@ class OnlineBlend:
         if vector is not None:
             self.embeddings.set_user_vector(user_id, vector)
         self.fm.set_recent(user_id, recent_items)
+
+    def forget_user(self, user_id: str) -> None:
+        """Erase the user from every component (``streamrec forget``)."""
+        self.embeddings.forget_user(user_id)
+        self.fm.forget_user(user_id)
+
+    def knows_user(self, user_id: str) -> bool:
+        """True while any component still holds something learned about the user."""
+        return self.embeddings.knows_user(user_id) or self.fm.knows_user(user_id)
 
     def user_vector(self, user_id: str) -> list[float] | None:
         """The user's embedding vector (for the ``user-state`` message), or None."""

@@ -86,6 +86,18 @@ class EmbeddingTable:
         self.vectors[unique] -= lr * np.add.reduceat(grad_vectors[order], starts, axis=0)
         self.bias[unique] -= lr * np.add.reduceat(grad_bias[order], starts)
 
+    def remove(self, key: str) -> bool:
+        """Erase one id and its vector (privacy: a forgotten user); False if unknown."""
+        slot = self.index.pop(key, None)
+        if slot is None:
+            return False
+        self.ids[slot] = ""
+        self.vectors[slot] = 0.0
+        self.bias[slot] = 0.0
+        self.alive[slot] = False
+        self.free.append(slot)
+        return True
+
     def evict_older_than(self, cutoff: float) -> int:
         n = self.high
         dead = np.flatnonzero(self.alive[:n] & (self.last_ts[:n] < cutoff))

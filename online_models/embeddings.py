@@ -142,6 +142,14 @@ class OnlineUserEmbeddings:
         self._pending = {key: v for key, v in self._pending.items() if v[1] >= cutoff}
         self._next_sweep_ts = ts + self.ttl_s / 4
 
+    def forget_user(self, user_id: str) -> None:
+        """Erase everything learned about one user (its vector and admission count)."""
+        self._users.remove(user_id)
+        self._pending.pop(("u", user_id), None)
+
+    def knows_user(self, user_id: str) -> bool:
+        return user_id in self._users.index or ("u", user_id) in self._pending
+
     def user_vector(self, user_id: str) -> list[float] | None:
         """The user's vector as plain floats (for the ``user-state`` message), or None."""
         row = self._users.index.get(user_id)

@@ -150,6 +150,16 @@ class NumpyFM:
                 self.weights = np.concatenate([self.weights, np.zeros_like(self.weights)])
         return row
 
+    def forget_feature(self, key: str | tuple[str, str]) -> None:
+        """Erase one feature's parameters (privacy); its row is never reused by another."""
+        row = self._index.pop(key, None) if not self.n_buckets else None
+        if row is not None:
+            self.weights[row] = 0.0
+            self.latents[row] = 0.0
+
+    def knows_feature(self, key: str | tuple[str, str]) -> bool:
+        return key in self._index
+
     def encode(self, X: Sequence[Features], grow: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """``(rows, values)``, both ``(len(X), max features)``, padded with row 0 / value 0."""
         flat_rows: list[int] = []

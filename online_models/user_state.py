@@ -33,6 +33,8 @@ class UserState(msgspec.Struct, kw_only=True):
     last_event_id: str = ""
     source_partition: int = -1
     source_offset: int = -1
+    # The user's online embedding as of the last micro-batch that included the user.
+    embedding: list[float] | None = None
     # Items appended by the batch that produced this message, with their event time: the
     # scorer learns popularity from these deltas instead of re-reading ``clicks``.
     new_events: list[tuple[str, float]] = []

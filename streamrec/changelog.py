@@ -15,8 +15,10 @@ log = logging.getLogger(__name__)
 
 def read_changelog(bootstrap_servers: str, topic: str, partitions: list[int],
                    stop_offsets: dict[int, int] | None = None,
-                   timeout_s: float = 120.0) -> dict[int, list[Record]]:
-    """Read ``topic`` partitions from the beginning up to their end (or ``stop_offsets``).
+                   timeout_s: float = 120.0,
+                   start_offsets: dict[int, int] | None = None) -> dict[int, list[Record]]:
+    """Read ``topic`` partitions from the beginning (or ``start_offsets``) up to their end
+    (or ``stop_offsets``).
 
     Reads ``read_committed``: an aborted or still-open transaction's state must never be
     restored, or a crashed batch would be applied twice.
@@ -31,6 +33,9 @@ def read_changelog(bootstrap_servers: str, topic: str, partitions: list[int],
         tps = [KafkaTopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
+        for tp in tps:
+            if start_offsets and tp.partition in start_offsets:
+                consumer.seek(tp, start_offsets[tp.partition])
         # With read_committed, end_offsets is the last stable offset: open transactions of
         # a dead producer are not waited for here (they are aborted by the broker later).
         ends = consumer.end_offsets(tps)

@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES = (
     "streamrec.kafka_launcher",       # kafka start|stop|status
     "producers.cli",                  # produce replay|synthetic
     "streamrec.evaluation.cli",       # replay
+    "streamrec.commands.train",       # train
 )
 
 

@@ -50,6 +50,13 @@ class Settings:
     # Half-life of the popularity / recency scores, in event-time seconds.
     popularity_half_life_s: float = 7 * 24 * 3600.0
     batch_size: int = 500
+    # Online models learn in micro-batches of this many events per partition (counted in
+    # partition order, so results never depend on how polls were cut).
+    learn_every: int = 128
+    # A partition's models are snapshotted to user-state after about this many events.
+    snapshot_every: int = 5000
+    online_learning: int = 1  # 0 turns the online models off (state and popularity only)
+    seed: int = 0
     poll_timeout_ms: int = 200
     metrics_port: int = 0  # 0 = no HTTP endpoint
     ingest_group: str = "streamrec-ingest"
@@ -81,7 +88,8 @@ class Settings:
 
     def validate(self) -> None:
         positive = ("partitions", "replication_factor", "max_event_bytes", "recent_items",
-                    "max_seen_items", "top_k", "batch_size", "poll_timeout_ms")
+                    "max_seen_items", "top_k", "batch_size", "poll_timeout_ms", "learn_every",
+                    "snapshot_every")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")

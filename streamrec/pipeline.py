@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from typing import IO, Collection
 
 from consumers.ingest import IngestProcessor
+from consumers.partition_models import SNAPSHOT_KEY
 from consumers.score import ScoreProcessor, recommendation_decoder
 from online_models.base import Ranking
 from streamrec.bus import InProcessBus, InProcessRunner, partition_for
 from streamrec.config import Settings
 from streamrec.events import ClickEvent, encode_click
 from streamrec.progress import Progress
-from streamrec.records import Output
+from streamrec.records import Output, Record
 
 
 class OnlineSystem:
@@ -36,13 +37,18 @@ class OnlineSystem:
         partition = partition_for(event.user_id.encode(), self.settings.partitions)
         offset = self._offsets.get(partition, 0)
         self._offsets[partition] = offset + 1
-        state = self.ingest.apply(event, partition, offset)
-        if state is None:
-            return
-        # What the scorer would receive as the next user-state message.
-        self.score.learn_state(state)
-        self.score._mirror.setdefault(partition, {})[event.user_id] = state
-        state.new_events = []
+        record = Record(self.settings.topics.clicks, partition, offset, event.user_id.encode(),
+                        encode_click(event))
+        outputs = self.ingest.process([record]).outputs
+        models = self.ingest.models(partition)
+        if models is not None:
+            # In one process the scorer ranks with ingest's live models, not a snapshot.
+            self.score.use_models(partition, models.blend)
+        # What the scorer would receive next on user-state (snapshots are for other
+        # processes: the live models are shared above).
+        self.score.process([Record(o.topic, partition, offset, o.key, o.value) for o in outputs
+                            if o.key != SNAPSHOT_KEY and o.topic == self.settings.topics.user_state],
+                           publish=False)
 
     def recommend(self, user_id: str, k: int, exclude: Collection[str] = ()) -> Ranking:
         return [(item, score) for item, score, _ in self.score.rank(user_id, k, exclude)]

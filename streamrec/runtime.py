@@ -180,8 +180,36 @@ class ProcessorService:
         changelogs = read_changelog(self.settings.bootstrap_servers,
                                     self.processor.changelog_topic, partitions, stops)
         restored = sum(self.processor.restore(p, records) for p, records in changelogs.items())
+        replayed = self._rewarm(consumer, partitions)
         log.info("restored state", extra={"partitions": partitions, "keys": restored,
+                                          "replayed_inputs": replayed,
                                           "seconds": round(time.monotonic() - started, 3)})
+
+    def _rewarm(self, consumer: KafkaConsumer, partitions: list[int]) -> int:
+        """Re-feed inputs between a model snapshot and the committed offset to the models.
+
+        Snapshots of the online models are taken every so many events, not every batch;
+        the inputs since the snapshot were committed (their user states are restored) but
+        the models must see them again, in the same order, to be exactly where they were.
+        """
+        rewarm_from = getattr(self.processor, "rewarm_from", None)
+        if rewarm_from is None:
+            return 0
+        topic = self.input_topics[0]
+        starts: dict[int, int] = {}
+        stops: dict[int, int] = {}
+        for p in partitions:
+            start = rewarm_from(p)
+            committed = consumer.committed(KafkaTopicPartition(topic, p)) or 0
+            if start is not None and start < committed:
+                starts[p], stops[p] = start, committed
+        if not starts:
+            return 0
+        inputs = read_changelog(self.settings.bootstrap_servers, topic, sorted(starts), stops,
+                                start_offsets=starts)
+        for p, records in inputs.items():
+            self.processor.rewarm(p, records)  # type: ignore[attr-defined]
+        return sum(len(records) for records in inputs.values())
 
     def _process_and_commit(self, consumer: KafkaConsumer, producer: KafkaProducer,
                             batch: list[Record]) -> None:

@@ -3,6 +3,7 @@
 import json
 
 from consumers.ingest import CONTROL_HEADER, FORGET, IngestProcessor
+from consumers.partition_models import SNAPSHOT_KEY, load_snapshot
 from consumers.score import ScoreProcessor, recommendation_decoder
 from online_models.user_state import decode_state, encode_state
 from streamrec.config import Settings
@@ -52,7 +53,11 @@ def test_forget_drops_state_and_writes_a_tombstone():
     ingest.process([click(0, "u1", "a")])
     forget = Record(T.clicks, 0, 1, b"u1", None, headers=((CONTROL_HEADER, FORGET),))
     result = ingest.process([forget])
-    assert [(o.topic, o.key, o.value) for o in result.outputs] == [(T.user_state, b"u1", None)]
+    assert [(o.topic, o.key, o.value) for o in result.outputs][0] == (T.user_state, b"u1", None)
+    # A fresh snapshot of the partition's models replaces older ones that knew the user.
+    snapshots = [o for o in result.outputs if o.key == SNAPSHOT_KEY]
+    assert len(snapshots) == 1 and snapshots[0].partition == 0
+    assert not load_snapshot(snapshots[0].value)["blend"].knows_user("u1")
     assert "u1" not in ingest.users(0)
     assert IngestProcessor(SETTINGS).restore(0, [Record(T.user_state, 0, 0, b"u1", None)]) == 0
 
@@ -101,3 +106,36 @@ def test_scorer_tombstone_forgets_the_mirror():
     assert score.state_of("u1") is not None
     assert score.process([Record(T.user_state, 0, 1, b"u1", None)]).outputs == []
     assert score.state_of("u1") is None
+
+
+def test_forget_erases_a_user_the_models_had_learned():
+    settings = Settings(top_k=3, learn_every=2, snapshot_every=1_000)
+    ingest = IngestProcessor(settings)
+    ingest.process([click(i, f"u{i % 2}", f"i{i % 5}") for i in range(20)])
+    blend = ingest.models(0).blend
+    assert blend.knows_user("u1") and ingest.users(0)["u1"].embedding is not None
+    forget = Record(T.clicks, 0, 20, b"u1", None, headers=((CONTROL_HEADER, FORGET),))
+    result = ingest.process([forget])
+    assert not ingest.models(0).blend.knows_user("u1") and ingest.models(0).blend.knows_user("u0")
+    snapshot = load_snapshot([o for o in result.outputs if o.key == SNAPSHOT_KEY][0].value)
+    assert snapshot["offset"] == 20 and not snapshot["blend"].knows_user("u1")
+
+
+def test_restore_plus_rewarm_reaches_the_uninterrupted_models():
+    settings = Settings(top_k=3, learn_every=4, snapshot_every=8)
+    clicks = [click(i, f"u{i % 3}", f"i{(i * 7) % 11}") for i in range(40)]
+    uninterrupted = IngestProcessor(settings)
+    uninterrupted.process(clicks[:25])
+    uninterrupted.process(clicks[25:])
+    # Crash after offset 29 was committed: restore from the changelog written up to then...
+    first = IngestProcessor(settings)
+    written = first.process(clicks[:30]).outputs
+    changelog = [Record(T.user_state, 0, i, o.key, o.value) for i, o in enumerate(written)]
+    restored = IngestProcessor(settings)
+    restored.restore(0, changelog)
+    start = restored.rewarm_from(0)
+    assert 0 < start <= 30
+    restored.rewarm(0, clicks[start:30])
+    restored.process(clicks[30:])
+    assert {u: s.learned_view() for u, s in restored.all_states().items()} == \
+        {u: s.learned_view() for u, s in uninterrupted.all_states().items()}

@@ -1,0 +1,157 @@
+"""``TrainerService``: the Kafka binding of the ``Trainer`` (see ``consumers.train``).
+
+Reads the training window from ``clicks`` by offsets with ``read_committed`` (an aborted
+or open transaction's events never train a model), finds the serving model as the newest
+``current`` message on ``models``, and publishes promotions there with an idempotent
+producer. It decides *when* to train; ``Trainer`` decides *what* and *whether to promote*.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka import TopicPartition as KafkaTopicPartition
+
+from consumers.train import CurrentModel, Trainer, TrainingOutcome
+from consumers.train_window import TrainingWindow, build_window
+from streamrec.changelog import read_changelog
+from streamrec.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class TrainerService:
+    """Runs a ``Trainer`` against Kafka: once, or whenever a trigger fires, until stopped.
+
+    Triggers, checked every ``poll_s``: ``interval_s`` since the last run, ``every_events``
+    new offsets on ``clicks`` since the data of the last run, or ``drift_signal()``. With no
+    model yet, any new event triggers (the run skips itself below ``min_events``). ``stop``
+    lets the current step finish (a model half-published is worse than a late exit).
+    """
+
+    def __init__(self, settings: Settings, trainer: Trainer, *, interval_s: float = 3600.0,
+                 every_events: int = 50_000, poll_s: float = 5.0,
+                 drift_signal: Callable[[], bool] | None = None) -> None:
+        self.settings = settings
+        self.trainer = trainer
+        self.interval_s, self.every_events, self.poll_s = interval_s, every_events, poll_s
+        self.drift_signal = drift_signal
+        self.current: CurrentModel | None = None
+        self.runs: list[TrainingOutcome] = []
+        self._stop = threading.Event()
+        self._consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                                       group_id=None, enable_auto_commit=False,
+                                       isolation_level="read_committed")
+        self._producer: KafkaProducer | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self._consumer.close()
+        if self._producer is not None:
+            self._producer.close()
+
+    def end_offsets(self) -> dict[int, int]:
+        """Last stable offset per ``clicks`` partition (read_committed: no open txn)."""
+        topic = self.settings.topics.clicks
+        tps = [KafkaTopicPartition(topic, p)
+               for p in sorted(self._consumer.partitions_for_topic(topic) or ())]
+        return {tp.partition: off for tp, off in self._consumer.end_offsets(tps).items()}
+
+    def window_offsets(self, ends: dict[int, int]) -> dict[int, tuple[int, int]]:
+        """[start, end) per partition: since ``since_ts``, or the newest ``window_events``
+        split across partitions in proportion to what each retains."""
+        topic, cfg = self.settings.topics.clicks, self.trainer.config
+        tps = {p: KafkaTopicPartition(topic, p) for p in ends}
+        begins = {tp.partition: o for tp, o in self._consumer.beginning_offsets(
+            list(tps.values())).items()}
+        if cfg.since_ts is not None:
+            found = self._consumer.offsets_for_times(
+                {tp: int(cfg.since_ts * 1000) for tp in tps.values()})
+            return {p: (found[tp].offset if found.get(tp) else ends[p], ends[p])
+                    for p, tp in tps.items()}
+        sizes = {p: ends[p] - begins[p] for p in ends}
+        total = sum(sizes.values())
+        take = min(cfg.window_events, total)
+        return {p: (ends[p] - (sizes[p] * take // total if total else 0), ends[p])
+                for p in ends}
+
+    def read_window(self, ends: dict[int, int] | None = None) -> TrainingWindow:
+        ends = self.end_offsets() if ends is None else ends
+        offsets = self.window_offsets(ends)
+        topic = self.settings.topics.clicks
+        by_partition = read_changelog(self.settings.bootstrap_servers, topic, sorted(offsets),
+                                      stop_offsets={p: e for p, (_, e) in offsets.items()},
+                                      start_offsets={p: s for p, (s, _) in offsets.items()})
+        records = [r for p in sorted(by_partition) for r in by_partition[p]]
+        return build_window(records, topic, offsets, self.settings.max_event_bytes)
+
+    def read_current_message(self) -> dict[str, Any] | None:
+        """The newest ``current`` message on ``models`` (the model consumers serve)."""
+        records = read_changelog(self.settings.bootstrap_servers, self.settings.topics.models,
+                                 [0])[0]
+        latest = [r for r in records if r.key == b"current" and r.value is not None]
+        return json.loads(latest[-1].value) if latest else None  # type: ignore[arg-type]
+
+    def publish(self, message: dict[str, Any]) -> None:
+        if self._producer is None:
+            # kafka-python 3: idempotent with acks=all by default; keep it that way.
+            self._producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap_servers)
+        self._producer.send(self.settings.topics.models, key=b"current",
+                            value=json.dumps(message, sort_keys=True).encode()).get(timeout=60)
+        self._producer.flush(timeout=60)
+
+    def run_once(self, ends: dict[int, int] | None = None) -> TrainingOutcome:
+        """Read the window, train, and publish a promoted model on ``models``."""
+        t0 = time.perf_counter()
+        if self.current is None:
+            message = self.read_current_message()
+            self.current = self.trainer.load_current(message) if message else None
+        window = self.read_window(ends)
+        read_s = time.perf_counter() - t0
+        log.info("training window read", extra={"events": len(window.events),
+                                                "bad": window.bad_events, "seconds": read_s,
+                                                "forgotten": window.forgotten_events})
+        outcome = self.trainer.train(window, self.current)
+        outcome.timings["read_window_s"] = round(read_s, 3)
+        if outcome.promoted and outcome.message is not None:
+            self.publish(outcome.message)
+            self.current = self.trainer.load_current(outcome.message)
+            log.info("model %s published on %s", outcome.version, self.settings.topics.models,
+                     extra={"metrics": outcome.metrics})
+        elif outcome.reason == "too_few_events":
+            log.info("not training: %d events < min %d", len(window.events),
+                     self.trainer.config.min_events)
+        outcome.timings["run_s"] = round(time.perf_counter() - t0, 3)
+        self.runs.append(outcome)
+        return outcome
+
+    def run(self) -> None:
+        """Loop until ``stop``: wait for a trigger, run, repeat. A failed run is logged
+        and retried at the next trigger; the serving model is never touched by it."""
+        message = self.read_current_message()
+        self.current = self.trainer.load_current(message) if message else None
+        last_run, last_total = time.monotonic(), None if self.current is None else sum(
+            self.end_offsets().values())
+        while not self._stop.is_set():
+            ends = self.end_offsets()
+            total = sum(ends.values())
+            if self.current is None:
+                due = total != last_total and total > 0
+            else:
+                due = (time.monotonic() - last_run >= self.interval_s and total != last_total
+                       or total - (last_total or 0) >= self.every_events
+                       or (self.drift_signal is not None and self.drift_signal()))
+            if due:
+                try:
+                    self.run_once(ends)
+                except Exception:  # noqa: BLE001 - one bad run must not end the service
+                    log.exception("training run failed; retrying at the next trigger")
+                last_run, last_total = time.monotonic(), total
+            self._stop.wait(self.poll_s)

@@ -1,0 +1,127 @@
+"""``streamrec train``: retrain the deep model from ``clicks`` and publish it on ``models``.
+
+Flags are read here, at the edge, into a frozen ``TrainerConfig`` and ``Settings``; torch
+is imported only when the command runs, so ``streamrec --help`` and the serving image
+never need it.
+
+    streamrec train --once --store ./model-store          # one run, then exit 0
+    streamrec train --interval-s 3600 --every-events 50000  # a long-running service
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from pathlib import Path
+
+from streamrec.commands.core import (_install_stop_handlers, _positive_int, add_kafka_options,
+                                     settings_from_args)
+from streamrec.config import ConfigError
+
+log = logging.getLogger("streamrec")
+
+
+def _positive_float(text: str) -> float:
+    value = _float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} must be finite")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="retrain the deep model on a window of clicks "
+                              "and publish it on models if it is not worse")
+    add_kafka_options(p)
+    p.add_argument("--once", action="store_true", help="one run, then exit")
+    p.add_argument("--store", default="./model-store",
+                   help="model store folder, shared with the scorers (default ./model-store)")
+    p.add_argument("--window-events", type=_positive_int, default=100_000,
+                   help="train on the newest N clicks across partitions (default 100000)")
+    p.add_argument("--since", type=_positive_float, metavar="EPOCH_S",
+                   help="train on clicks produced since this time instead of the newest N")
+    p.add_argument("--interval-s", type=_positive_float, default=3600.0,
+                   help="retrain at least this often when new clicks arrived (default 3600)")
+    p.add_argument("--every-events", type=_positive_int, default=50_000,
+                   help="retrain after this many new clicks (default 50000)")
+    p.add_argument("--epochs", type=_positive_int, default=10,
+                   help="epochs of a cold start (default 10)")
+    p.add_argument("--warm-epochs", type=_positive_int, default=3,
+                   help="epochs when warm-starting from the current model (default 3)")
+    p.add_argument("--max-train-s", type=_positive_float, default=50.0,
+                   help="stop after the epoch that crosses this training time (default 50)")
+    p.add_argument("--tolerance", type=_float, default=0.0,
+                   help="promote if candidate NDCG@10 >= current - tolerance (default 0)")
+    p.add_argument("--holdout", type=_fraction, default=0.05,
+                   help="share of the newest events held out for evaluation (default 0.05)")
+    p.add_argument("--min-events", type=_positive_int, default=1_000,
+                   help="skip a run with fewer usable events (default 1000)")
+    p.add_argument("--dim", type=_positive_int, default=64)
+    p.add_argument("--blocks", type=_positive_int, default=2)
+    p.add_argument("--max-len", type=_positive_int, default=50)
+    p.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto")
+    p.add_argument("--threads", type=_positive_int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-format", choices=("json", "text"), default="text")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from kafka.errors import NoBrokersAvailable
+
+    from streamrec.logging_setup import configure_logging
+
+    store_root = Path(args.store)
+    if store_root.exists() and not store_root.is_dir():
+        raise ConfigError(f"--store {args.store} exists and is not a folder")
+    settings = settings_from_args(args)
+    configure_logging(fmt=args.log_format)
+    # Heavy imports (torch, onnx) only now: the parser must stay importable without them.
+    from consumers.train import Trainer, TrainerConfig
+    from consumers.train_service import TrainerService
+    from export.store import ModelStore
+
+    config = TrainerConfig(
+        window_events=args.window_events, since_ts=args.since, epochs=args.epochs,
+        warm_epochs=args.warm_epochs, tolerance=args.tolerance, holdout_fraction=args.holdout,
+        min_events=args.min_events, dim=args.dim, max_len=args.max_len, n_blocks=args.blocks,
+        max_train_s=args.max_train_s, exporter=args.exporter, threads=args.threads,
+        seed=args.seed)
+    try:
+        service = TrainerService(settings, Trainer(config, ModelStore(store_root)),
+                                 interval_s=args.interval_s, every_events=args.every_events)
+    except NoBrokersAvailable:
+        sys.stderr.write(f"streamrec: error: no Kafka broker answers at "
+                         f"{settings.bootstrap_servers}\n")
+        return 2
+    _install_stop_handlers(service.stop)  # SIGTERM: finish the current step, then exit
+    try:
+        if args.once:
+            outcome = service.run_once()
+            print(outcome.summary(), flush=True)
+            return 0
+        log.info("trainer starting", extra={"bootstrap": settings.bootstrap_servers,
+                                            "store": str(store_root.resolve())})
+        service.run()
+        log.info("trainer stopped", extra={"runs": len(service.runs)})
+        return 0
+    finally:
+        service.close()
