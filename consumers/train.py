@@ -155,7 +155,8 @@ class Trainer:
         if not fresh:  # too few targets newer than the current model: judge on all
             cases = holdout_cases(train_events, holdout)
         metrics: dict[str, Any] = evaluate(release.serving_model(cfg.threads), cases, cfg.k)
-        metrics.update(tolerance=cfg.tolerance, holdout_newer_than_current=fresh)
+        metrics.update(tolerance=cfg.tolerance,
+                       holdout_newer_than_current=fresh if current is not None else None)
         ndcg_key = f"ndcg@{cfg.k}"
         if current is not None:
             metrics["current"] = {"version": current.version,

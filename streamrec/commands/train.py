@@ -85,15 +85,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from kafka.errors import NoBrokersAvailable
-
+    from streamrec.kafka_launcher import probe
     from streamrec.logging_setup import configure_logging
 
     store_root = Path(args.store)
     if store_root.exists() and not store_root.is_dir():
         raise ConfigError(f"--store {args.store} exists and is not a folder")
     settings = settings_from_args(args)
+    unreachable = probe(settings.bootstrap_servers)  # seconds, not a 60 s client timeout
+    if unreachable is not None:
+        sys.stderr.write(f"streamrec: error: no Kafka broker answers at "
+                         f"{settings.bootstrap_servers}: {unreachable!r}\n")
+        return 2
     configure_logging(fmt=args.log_format)
+    for chatty in ("onnxscript", "onnx_ir"):  # the dynamo exporter narrates every pass
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     # Heavy imports (torch, onnx) only now: the parser must stay importable without them.
     from consumers.train import Trainer, TrainerConfig
     from consumers.train_service import TrainerService
@@ -105,13 +111,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         min_events=args.min_events, dim=args.dim, max_len=args.max_len, n_blocks=args.blocks,
         max_train_s=args.max_train_s, exporter=args.exporter, threads=args.threads,
         seed=args.seed)
-    try:
-        service = TrainerService(settings, Trainer(config, ModelStore(store_root)),
-                                 interval_s=args.interval_s, every_events=args.every_events)
-    except NoBrokersAvailable:
-        sys.stderr.write(f"streamrec: error: no Kafka broker answers at "
-                         f"{settings.bootstrap_servers}\n")
-        return 2
+    service = TrainerService(settings, Trainer(config, ModelStore(store_root)),
+                             interval_s=args.interval_s, every_events=args.every_events)
     _install_stop_handlers(service.stop)  # SIGTERM: finish the current step, then exit
     try:
         if args.once:
