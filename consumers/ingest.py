@@ -125,6 +125,7 @@ class IngestProcessor:
                 continue
             try:
                 event = decode_click(record.value, self.settings.max_event_bytes)
+                _check_key(record, event)
             except BadEvent as error:
                 result.rejected += 1
                 self.rejected_by_reason[error.reason] += 1
@@ -210,6 +211,14 @@ class IngestProcessor:
         return PartitionModels(partition, lambda p: OnlineBlend(
             half_life_s=self.settings.popularity_half_life_s, seed=seed),
             self.settings.learn_every, self.settings.snapshot_every)
+
+
+def _check_key(record: Record, event: ClickEvent) -> None:
+    # The key decides the partition, and the partition owns the user's state: an event
+    # keyed by anything but its user_id would split that state across partitions.
+    if record.key != event.user_id.encode():
+        raise BadEvent("key_mismatch", f"message key {record.key!r} is not the event's user_id "
+                                       f"{event.user_id!r}")
 
 
 def _is_forget(record: Record) -> bool:

@@ -28,7 +28,7 @@ def read_changelog(bootstrap_servers: str, topic: str, partitions: list[int],
         return result
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None,
                              enable_auto_commit=False, isolation_level="read_committed",
-                             max_partition_fetch_bytes=8 * 1024 * 1024)
+                             max_partition_fetch_bytes=32 * 1024 * 1024)
     try:
         tps = [KafkaTopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)

@@ -44,7 +44,8 @@ class ClickEvent(msgspec.Struct, frozen=True, kw_only=True):
 class BadEvent(ValueError):
     """A payload that is not a valid v1 click event.
 
-    ``reason`` is one of ``bad_json``, ``schema``, ``oversized``, ``empty``; it is the value
+    ``reason`` is one of ``bad_json``, ``schema``, ``oversized``, ``empty``,
+    ``key_mismatch`` (the message key is not the user_id); it is the value
     of the ``streamrec.error.reason`` header on the dead-letter message.
     """
 

@@ -122,14 +122,17 @@ class ProcessorService:
             enable_auto_commit=False, auto_offset_reset="earliest",
             # Inputs may be transactional outputs of another service: never read aborts.
             isolation_level="read_committed",
-            max_poll_records=self.settings.batch_size)
+            max_poll_records=self.settings.batch_size,
+            # Model snapshots on user-state can be several MB.
+            max_partition_fetch_bytes=32 * 1024 * 1024)
         consumer.subscribe(self.input_topics, listener=rebalance)
         producer = KafkaProducer(
             bootstrap_servers=self.settings.bootstrap_servers,
             # A stable id per instance: a restarted instance fences its own zombie and
             # aborts the transaction it left open, instead of waiting for the timeout.
             transactional_id=f"{self.settings.transactional_id_prefix}-{self.group_id}-{self.instance_id}",
-            transaction_timeout_ms=15_000, linger_ms=5, batch_size=256 * 1024)
+            transaction_timeout_ms=15_000, linger_ms=5, batch_size=256 * 1024,
+            max_request_size=32 * 1024 * 1024)
         try:
             producer.init_transactions()
             self._loop(consumer, producer, rebalance)

@@ -17,6 +17,9 @@ from kafka import errors as kafka_errors
 from streamrec.config import ConfigError, Settings
 
 COMPACT = {"cleanup.policy": "compact"}
+# user-state also carries each partition's online-model snapshot (about 1-2 MB for a
+# MovieLens-sized catalogue), above the broker's 1 MB default message limit.
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 
 class TopicLayoutError(ConfigError):
@@ -44,7 +47,8 @@ def topic_specs(settings: Settings, partitions: int | None = None) -> list[Topic
         # Same count as clicks: the DLQ keeps the original key, hence its partition.
         TopicSpec(names.dlq, n, rf),
         # Compacted changelog: the latest state per user survives, so state can be rebuilt.
-        TopicSpec(names.user_state, n, rf, dict(COMPACT), co_partitioned=True),
+        TopicSpec(names.user_state, n, rf, {**COMPACT, "max.message.bytes": str(MAX_MESSAGE_BYTES)},
+                  co_partitioned=True),
         TopicSpec(names.requests, n, rf, co_partitioned=True),
         TopicSpec(names.recommendations, n, rf),
         # One partition: every consumer reads all of it, and model order is total.

@@ -42,7 +42,8 @@ def read_topic(settings: Settings, topic: str, *, expect: int | None = None,
     to catch anything extra, such as duplicates), or fails after ``timeout_s``.
     """
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                             enable_auto_commit=False, isolation_level="read_committed")
+                             enable_auto_commit=False, isolation_level="read_committed",
+                             max_partition_fetch_bytes=32 * 1024 * 1024)
     partitions = consumer.partitions_for_topic(topic) or set()
     tps = [KafkaTopicPartition(topic, p) for p in sorted(partitions)]
     consumer.assign(tps)
@@ -69,11 +70,18 @@ def read_topic(settings: Settings, topic: str, *, expect: int | None = None,
         consumer.close()
 
 
+def user_records(records: Iterable[Record]) -> list[Record]:
+    """user-state records that are about users (not the partitions' model snapshots)."""
+    from consumers.partition_models import SNAPSHOT_KEY
+
+    return [r for r in records if r.key is not None and r.key != SNAPSHOT_KEY]
+
+
 def latest_by_key(records: Iterable[Record]) -> dict[bytes, Record]:
+    """The latest record per user key (model snapshots left out)."""
     latest: dict[bytes, Record] = {}
-    for record in records:
-        if record.key is not None:
-            latest[record.key] = record
+    for record in user_records(records):
+        latest[record.key] = record  # type: ignore[index]
     return latest
 
 
@@ -125,30 +133,51 @@ def start_ingest_process(settings: Settings, instance: str, batch_size: int = 20
 
 
 def reference_states(settings: Settings, events: list) -> dict[str, dict]:
-    """Final user states of one uninterrupted run: the processor fed every event once."""
+    """Final user states of one uninterrupted run: the processor fed every event once.
+
+    Fed in batches of an arbitrary size (999): by design the result must not depend on
+    how a consumer's polls cut the stream.
+    """
     from streamrec.bus import partition_for
+    from streamrec.events import encode_click
 
     reference = IngestProcessor(settings)
     offsets: dict[int, int] = {}
+    records = []
     for event in events:
         partition = partition_for(event.user_id.encode(), settings.partitions)
-        reference.apply(event, partition, offsets.get(partition, 0))
-        offsets[partition] = offsets.get(partition, 0) + 1
+        offset = offsets.get(partition, 0)
+        offsets[partition] = offset + 1
+        records.append(Record(settings.topics.clicks, partition, offset, event.user_id.encode(),
+                              encode_click(event)))
+    for start in range(0, len(records), 999):
+        reference.process(records[start:start + 999])
     return {u: s.learned_view() for u, s in reference.all_states().items()}
 
 
 def assert_offsets_applied_once(records: list[Record]) -> None:
-    """Per user, the source offsets in the changelog only grow: nothing applied twice."""
+    """Per user, the changelog never applies a source offset twice.
+
+    A user's state may be re-emitted without a new event (a micro-batch of the online
+    models moved its embedding): then offset and event count are unchanged. Any new
+    offset must come with a higher event count, and offsets never go back.
+    """
     from online_models.user_state import decode_state
 
-    last_offset: dict[bytes, int] = {}
-    for record in records:
+    last: dict[bytes, tuple[int, int]] = {}
+    for record in user_records(records):
         if record.value is None or record.key is None:
+            last.pop(record.key, None)  # type: ignore[arg-type]
             continue
-        offset = decode_state(record.value).source_offset
-        assert offset > last_offset.get(record.key, -1), (
-            f"user {record.key!r}: source offset {offset} applied again")
-        last_offset[record.key] = offset
+        state = decode_state(record.value)
+        offset, count = last.get(record.key, (-1, 0))
+        if state.source_offset == offset:
+            assert state.event_count == count, f"user {record.key!r}: offset {offset} applied again"
+        else:
+            assert state.source_offset > offset and state.event_count > count, (
+                f"user {record.key!r}: offset {state.source_offset} after {offset}, "
+                f"count {state.event_count} after {count}")
+        last[record.key] = (state.source_offset, state.event_count)
 
 
 def applied_events(records: list[Record]) -> int:

@@ -20,7 +20,7 @@ from streamrec.metrics.registry import (
 
 # The ``BadEvent.reason`` values of ``streamrec.events``; created up front so a dashboard
 # shows a 0 line instead of "no data" until the first bad event arrives.
-KNOWN_REJECT_REASONS = ("bad_json", "schema", "oversized", "empty")
+KNOWN_REJECT_REASONS = ("bad_json", "schema", "oversized", "empty", "key_mismatch")
 
 
 C = TypeVar("C", CounterChild, GaugeChild)

@@ -10,7 +10,7 @@ import pytest
 from consumers.partition_models import SNAPSHOT_KEY, load_snapshot
 from online_models.user_state import decode_state
 from producers.synthetic import SyntheticStream
-from streamrec.events import encode_click
+from streamrec.events import ClickEvent, encode_click
 from support import (applied_events, ingest_service, latest_by_key, produce_raw, read_topic,
                      running_service, score_service)
 
@@ -39,7 +39,9 @@ def test_forgotten_user_leaves_no_trace_after_restart(kafka_settings):
     # Restart both services: they restore from user-state only.
     with running_service(ingest_service(settings, "after-restart")) as ingest, \
             running_service(score_service(settings, "after-restart")) as scorer:
-        produce_raw(settings, settings.topics.clicks, [(b"someone-else", encode_click(events[0]))])
+        newcomer = ClickEvent(event_id="late-1", user_id="newcomer", item_id="i1", type="click",
+                              ts=events[-1].ts + 1)
+        produce_raw(settings, settings.topics.clicks, [(b"newcomer", encode_click(newcomer))])
         read_topic(settings, settings.topics.user_state, until=lambda rs: applied_events(rs) > len(events) - sum(
             e.user_id == victim for e in events), idle_s=1.0)
         assert victim not in ingest.processor.all_states()  # type: ignore[attr-defined]

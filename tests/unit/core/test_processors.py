@@ -139,3 +139,11 @@ def test_restore_plus_rewarm_reaches_the_uninterrupted_models():
     restored.process(clicks[30:])
     assert {u: s.learned_view() for u, s in restored.all_states().items()} == \
         {u: s.learned_view() for u, s in uninterrupted.all_states().items()}
+
+
+def test_event_keyed_by_another_user_is_dead_lettered():
+    ingest = IngestProcessor(SETTINGS)
+    record = click(0, "u1", "a")
+    result = ingest.process([Record(T.clicks, 0, 0, b"u2", record.value), Record(T.clicks, 0, 1, None, record.value)])
+    assert result.rejected == 2 and ingest.all_states() == {}
+    assert {headers_dict(o.headers)[DLQ_REASON] for o in result.outputs} == {"key_mismatch"}
