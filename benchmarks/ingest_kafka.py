@@ -98,13 +98,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--learn-every", type=int, default=Settings().learn_every,
+                        help="online-model micro-batch per partition (default: the service's)")
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not bootstrap:
         sys.exit("set KAFKA_BOOTSTRAP_SERVERS or run through scripts/with-kafka.sh")
     prefix = f"bench-{uuid.uuid4().hex[:6]}-"
     settings = Settings(bootstrap_servers=bootstrap, topic_prefix=prefix, batch_size=args.batch_size,
-                        transactional_id_prefix=prefix.rstrip("-"))
+                        transactional_id_prefix=prefix.rstrip("-"), learn_every=args.learn_every)
     create_topics(settings)
     stream = SyntheticStream(n_users=5_000, n_items=2_000, n_events=args.events, seed=1)
     with ClickPublisher(bootstrap, settings.topics.clicks) as publisher:
@@ -119,6 +121,7 @@ def main() -> int:
     print(f"ingest:       {ingest['events_per_s']:>10,.0f} events/s  ({ingest['seconds']} s)")
     print(f"ratio ingest / pass-through: {ratio:.2f}  (target >= 0.50)")
     save_results("ingest_kafka", {"events": args.events, "batch_size": args.batch_size,
+                                  "learn_every": args.learn_every,
                                   "passthrough": passthrough, "ingest": ingest,
                                   "ratio": round(ratio, 3), "target_ratio": 0.5})
     return 0

@@ -16,6 +16,7 @@ from typing import Callable, Iterable
 import msgspec
 
 from consumers.partition_models import SNAPSHOT_KEY, load_snapshot
+from consumers.ranking import fuse
 from online_models.popularity import PopularityRecency
 from online_models.user_state import UserState, decode_state
 from streamrec.config import Settings
@@ -75,6 +76,10 @@ class ScoreProcessor:
         # Per partition: the latest snapshot of ingest's online models, and its offset.
         self._models: dict[int, object] = {}
         self._model_offsets: dict[int, int] = {}
+        # The deep candidate generator; replaced whole (one reference) on a new model, so a
+        # batch that started on the old model finishes on it.
+        self._deep: object | None = None
+        self.deep_candidates = 200
         self.popularity = PopularityRecency(half_life_s=settings.popularity_half_life_s)
         self.rejected_by_reason: Counter[str] = Counter()
 
@@ -95,6 +100,15 @@ class ScoreProcessor:
         located = self._locate(user_id)
         return None if located is None else located[1]
 
+    def swap_deep(self, generator: object) -> None:
+        """Serve a new deep model: a ``DeepCandidateGenerator`` built and warmed elsewhere."""
+        self._deep = generator
+
+    @property
+    def deep_version(self) -> str | None:
+        deep = self._deep
+        return None if deep is None else deep.model_version  # type: ignore[attr-defined]
+
     def use_models(self, partition: int, blend: object) -> None:
         """Rank the partition's users with these online models (replay shares ingest's)."""
         self._models[partition] = blend
@@ -107,33 +121,76 @@ class ScoreProcessor:
 
     # -- the work ----------------------------------------------------------------------------
     def process(self, batch: list[Record], publish: bool = True) -> ProcessResult:
-        """Apply state changes and answer triggers; ``publish=False`` only applies them."""
+        """Apply state changes and answer triggers; ``publish=False`` only applies them.
+
+        Two passes: first every state change is applied and every trigger collected, then
+        the deep model runs once for all triggers of the batch (one ONNX Runtime call), and
+        each trigger is ranked and published in order.
+        """
         result = ProcessResult()
+        deep = self._deep  # one model for the whole batch, even if a swap lands meanwhile
+        triggers: list[tuple[str, str, UserState | None, RecommendationRequest | None, Record]] = []
         for record in batch:
             if record.topic == self.topics.requests:
-                output = self._answer_request(record) if publish else None
-            elif not publish:
-                self._apply_state_record(record, self._mirror.setdefault(record.partition, {}))
+                if not publish:
+                    continue
+                request = self._decode_request(record, result)
+                if request is not None:
+                    triggers.append(("request", request.user_id, self.state_of(request.user_id),
+                                     request, record))
                 continue
+            state = self._apply_state_record(record, self._mirror.setdefault(record.partition, {}))
+            if state is not None and publish:
+                triggers.append(("event", state.user_id, state, None, record))
+        if not triggers:
+            return result
+        started = self._clock()
+        deep_lists = self._deep_lists(deep, triggers)
+        for (kind, user_id, state, request, record), deep_list in zip(triggers, deep_lists):
+            exclude = request.exclude_items if request is not None else ()
+            k = (request.k if request is not None and request.k and request.k > 0
+                 else self.settings.top_k)
+            ranked, version = self.rank_with_version(user_id, k, exclude, state=state)
+            if deep_list:
+                ranked = fuse(ranked, deep_list, k)
+                version = f"{deep.model_version}+{version}"  # type: ignore[union-attr]
+            if kind == "event":
+                assert state is not None
+                output = self._publish(user_id, state.last_event_id, kind, ranked, state.last_ts,
+                                       started, state.trigger_produced_ms, version)
             else:
-                output = self._on_state(record)
-            if output is None:
-                continue
-            if output.topic == self.topics.dlq:
-                result.rejected += 1
-            else:
-                result.processed += 1
+                assert request is not None
+                output = self._publish(user_id, request.request_id, kind, ranked,
+                                       state.last_ts if state else 0.0, started,
+                                       record.timestamp_ms, version)
             result.outputs.append(output)
+            result.processed += 1
         return result
+
+    def _deep_lists(self, deep: object | None, triggers: list) -> list[list]:
+        if deep is None:
+            return [[] for _ in triggers]
+        sequences = [state.recent_items if state is not None else [] for _, _, state, _, _ in triggers]
+        excludes = [set(state.seen_items if state is not None else ())
+                    | set(request.exclude_items if request is not None else ())
+                    for _, _, state, request, _ in triggers]
+        return deep.generate(sequences, excludes, self.deep_candidates)  # type: ignore[attr-defined]
 
     def rank(self, user_id: str, k: int, exclude: Iterable[str] = ()
              ) -> list[tuple[str, float, dict[str, float]]]:
         """Top-k for a user, excluding seen items and ``exclude``; never mutates learned state."""
         return self.rank_with_version(user_id, k, exclude)[0]
 
-    def rank_with_version(self, user_id: str, k: int, exclude: Iterable[str] = ()
+    def rank_with_version(self, user_id: str, k: int, exclude: Iterable[str] = (),
+                          state: UserState | None = None
                           ) -> tuple[list[tuple[str, float, dict[str, float]]], str]:
+        """Online ranking (or popularity before any snapshot) with its model version.
+
+        ``state`` is the state the trigger carried; by default the mirror's latest.
+        """
         located = self._locate(user_id)
+        if located is not None and state is not None:
+            located = (located[0], state)
         excluded = set(exclude)
         blend = None
         if located is not None:
@@ -145,7 +202,8 @@ class ScoreProcessor:
                 # (vector, recent items) before ranking. Item-side parameters are untouched.
                 blend.apply_user_state(user_id, state.embedding, state.recent_items)  # type: ignore[attr-defined]
         if blend is not None:
-            ranked = blend.recommend_explained(user_id, k, excluded)  # type: ignore[attr-defined]
+            depth = max(k, self.deep_candidates) if self._deep is not None else k
+            ranked = blend.recommend_explained(user_id, depth, excluded)  # type: ignore[attr-defined]
             if len(ranked) >= min(k, 1):
                 return ranked, ONLINE_MODEL_VERSION
         return self.popularity.recommend_explained(k, excluded), POPULARITY_MODEL_VERSION
@@ -174,29 +232,15 @@ class ScoreProcessor:
         users[user_id] = state
         return state
 
-    def _on_state(self, record: Record) -> Output | None:
-        users = self._mirror.setdefault(record.partition, {})
-        state = self._apply_state_record(record, users)
-        if state is None:
-            return None
-        started = self._clock()
-        ranked, version = self.rank_with_version(state.user_id, self.settings.top_k)
-        return self._publish(state.user_id, state.last_event_id, "event", ranked, state.last_ts,
-                             started, state.trigger_produced_ms, version)
-
-    def _answer_request(self, record: Record) -> Output | None:
+    def _decode_request(self, record: Record, result: ProcessResult) -> RecommendationRequest | None:
         try:
-            request = _request_decoder.decode(record.value or b"")
+            return _request_decoder.decode(record.value or b"")
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             self.rejected_by_reason["bad_request"] += 1
-            return dead_letter(record, BadEvent("bad_request", str(exc)), self.topics.dlq)
-        started = self._clock()
-        k = request.k if request.k and request.k > 0 else self.settings.top_k
-        ranked, version = self.rank_with_version(request.user_id, k, request.exclude_items)
-        state = self.state_of(request.user_id)
-        return self._publish(request.user_id, request.request_id, "request", ranked,
-                             state.last_ts if state else 0.0, started, record.timestamp_ms,
-                             version)
+            result.rejected += 1
+            result.outputs.append(dead_letter(record, BadEvent("bad_request", str(exc)),
+                                              self.topics.dlq))
+            return None
 
     def _publish(self, user_id: str, trigger_id: str, kind: str,
                  ranked: list[tuple[str, float, dict[str, float]]], event_ts: float,

@@ -135,11 +135,28 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
+    from consumers.model_follower import ModelFollower
     from consumers.score import ScoreProcessor
+    from export.candidates import DeepCandidateGenerator
     settings = settings_from_args(args)
-    return _serve("score", args, settings, ScoreProcessor(settings),
-                  [settings.topics.user_state, settings.topics.requests], settings.score_group,
-                  restore_to_committed=True)
+    processor = ScoreProcessor(settings)
+
+    def on_model(model, message) -> None:  # type: ignore[no-untyped-def]
+        # Loaded, verified and warmed on the follower's thread: this is one assignment.
+        processor.swap_deep(DeepCandidateGenerator(model, processor.deep_candidates))
+        log.info("deep model serving", extra={"version": model.version})
+
+    def on_reject(version: str, reason: str) -> None:
+        log.error("deep model rejected; the previous one keeps serving",
+                  extra={"version": version, "reason": reason})
+
+    follower = ModelFollower(settings, on_model, on_reject).start()
+    try:
+        return _serve("score", args, settings, processor,
+                      [settings.topics.user_state, settings.topics.requests], settings.score_group,
+                      restore_to_committed=True)
+    finally:
+        follower.close()
 
 
 def _serve(service: str, args: argparse.Namespace, settings: Settings, processor: object,

@@ -1,0 +1,33 @@
+"""Final reranking in the scorer: fuse the deep model's candidates with the online ranking.
+
+Both lists arrive best first and already without the user's seen items. Scores of the two
+sources live on different scales (RRF sums vs. logits), so they are fused by weighted
+reciprocal rank: ``w_online / (rrf_k + rank_online) + w_deep / (rrf_k + rank_deep)``. Each
+item carries what explains it: the online components' ranks, its deep rank and the deep
+model's log-probability.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+Ranked = list[tuple[str, float, dict[str, float]]]
+
+RRF_K = 10.0
+
+
+def fuse(online: Ranked, deep: Sequence, k: int, online_weight: float = 1.0,
+         deep_weight: float = 1.0) -> Ranked:
+    """Top-k of the union of ``online`` and ``deep`` (``DeepCandidate`` objects)."""
+    scores: dict[str, float] = {}
+    parts: dict[str, dict[str, float]] = {}
+    for rank, (item, _, components) in enumerate(online, 1):
+        scores[item] = online_weight / (RRF_K + rank)
+        parts[item] = {**components, "online_rank": float(rank)}
+    for rank, candidate in enumerate(deep, 1):
+        item = candidate.item_id
+        scores[item] = scores.get(item, 0.0) + deep_weight / (RRF_K + rank)
+        parts.setdefault(item, {}).update(deep_rank=float(rank), deep_log_prob=candidate.log_prob)
+    # Ties (an item equally placed by both) resolve by item id for determinism.
+    best = sorted(scores, key=lambda i: (-scores[i], i))[:k]
+    return [(item, scores[item], parts[item]) for item in best]
