@@ -229,7 +229,13 @@ class ScoreProcessor:
             return None
         state = decode_state(record.value)
         self.learn_state(state)
+        previous = users.get(user_id)
         users[user_id] = state
+        if previous is not None and (previous.source_offset, previous.event_count) == (
+                state.source_offset, state.event_count):
+            # Re-emitted by a micro-batch of the online models (a new embedding, no new
+            # event): the mirror takes it, but it is no trigger, so no recommendation.
+            return None
         return state
 
     def _decode_request(self, record: Record, result: ProcessResult) -> RecommendationRequest | None:
