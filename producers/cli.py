@@ -8,12 +8,12 @@ JSONL instead of publishing, to inspect a stream or pipe it elsewhere without a 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from streamrec.argtypes import non_negative_int, positive_int, speed
 from producers.logs import FORMATS, LogFormatError, ReadStats, read_log, sniff_format
 from producers.publisher import ClickPublisher, PublishError
 from producers.replay import replay
@@ -21,37 +21,6 @@ from producers.synthetic import SyntheticStream
 from streamrec.config import Settings
 from streamrec.events import encode_click
 from streamrec.progress import Progress
-
-
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
-    return value
-
-
-def _speed(text: str) -> float | None:
-    """``max`` (as fast as possible) or a positive event-time multiplier like ``60``."""
-    if text.strip().lower() == "max":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a speed: use 'max' or a positive number (event time x N)") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"speed must be a positive number, got {text!r}")
-    return value
 
 
 def _rate(text: str) -> float:
@@ -72,7 +41,7 @@ def _existing_file(text: str) -> Path:
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--speed", type=_speed, default=None, metavar="max|N",
+    parser.add_argument("--speed", type=speed, default=None, metavar="max|N",
                         help="'max' (default) or event time x N, e.g. 60 = one hour per minute")
     parser.add_argument("--topic", help="destination topic (default: the clicks topic)")
     parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers "
@@ -92,19 +61,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("path", type=_existing_file, metavar="PATH")
     p.add_argument("--format", dest="fmt", choices=(*FORMATS, "auto"), default="auto",
                    help="log format (default: guessed from the content)")
-    p.add_argument("--limit", type=_positive_int, help="publish only the N earliest events")
+    p.add_argument("--limit", type=positive_int, help="publish only the N earliest events")
     p.add_argument("--skip-bad-lines", action="store_true",
                    help="skip and count malformed lines instead of stopping at the first")
     _add_output_options(p)
     p.set_defaults(func=_cmd_replay)
 
     s = actions.add_parser("synthetic", help="publish a synthetic stream with known ground truth")
-    s.add_argument("--users", type=_positive_int, required=True)
-    s.add_argument("--items", type=_positive_int, required=True)
-    s.add_argument("--events", type=_non_negative_int, required=True)
-    s.add_argument("--dim", type=_positive_int, default=8, help="latent dimension (default 8)")
+    s.add_argument("--users", type=positive_int, required=True)
+    s.add_argument("--items", type=positive_int, required=True)
+    s.add_argument("--events", type=non_negative_int, required=True)
+    s.add_argument("--dim", type=positive_int, default=8, help="latent dimension (default 8)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--drift-at", type=_non_negative_int, help="rotate tastes from event N on")
+    s.add_argument("--drift-at", type=non_negative_int, help="rotate tastes from event N on")
     s.add_argument("--malformed-rate", type=_rate, default=0.0,
                    help="share of bad payloads mixed in, for dead-letter tests (default 0)")
     s.add_argument("--mean-gap", type=float, default=1.0, dest="mean_gap_s",

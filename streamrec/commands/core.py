@@ -15,19 +15,10 @@ import sys
 import threading
 from typing import Callable
 
+from streamrec.argtypes import positive_int
 from streamrec.config import Settings
 
 log = logging.getLogger("streamrec")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
 
 
 def add_kafka_options(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     topic_commands.required = True
     create = topic_commands.add_parser("create", help="create every topic (idempotent)")
     add_kafka_options(create)
-    create.add_argument("--partitions", type=_positive_int,
+    create.add_argument("--partitions", type=positive_int,
                         help="partitions of clicks/user-state/requests/recommendations (default 4)")
     create.set_defaults(func=_cmd_topics_create)
 
@@ -70,11 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         add_kafka_options(p)
         p.add_argument("--instance-id", help="stable id of this instance (default: hostname); "
                        "a restarted instance with the same id fences its predecessor")
-        p.add_argument("--batch-size", type=_positive_int, help="max records per batch (default 500)")
+        p.add_argument("--batch-size", type=positive_int, help="max records per batch (default 500)")
         p.add_argument("--metrics-port", type=int, help="port of /metrics and /healthz (0 = off)")
         p.add_argument("--log-format", choices=("json", "text"), default="json")
         if name == "score":
-            p.add_argument("--k", type=_positive_int, help="recommendations per message (default 10)")
+            p.add_argument("--k", type=positive_int, help="recommendations per message (default 10)")
         p.set_defaults(func=runner)
 
     forget = subparsers.add_parser("forget", help="erase a user's state everywhere (privacy)")
@@ -83,11 +74,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     forget.set_defaults(func=_cmd_forget)
 
     demo = subparsers.add_parser("demo", help="run the whole pipeline in-process on a synthetic stream")
-    demo.add_argument("--users", type=_positive_int, default=2_000)
-    demo.add_argument("--items", type=_positive_int, default=1_000)
-    demo.add_argument("--events", type=_positive_int, default=100_000)
+    demo.add_argument("--users", type=positive_int, default=2_000)
+    demo.add_argument("--items", type=positive_int, default=1_000)
+    demo.add_argument("--events", type=positive_int, default=100_000)
     demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--partitions", type=_positive_int)
+    demo.add_argument("--partitions", type=positive_int)
     demo.set_defaults(func=_cmd_demo)
 
 

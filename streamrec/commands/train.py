@@ -12,36 +12,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from pathlib import Path
 
-from streamrec.commands.core import (_install_stop_handlers, _positive_int, add_kafka_options,
+from streamrec.argtypes import finite_float, positive_float, positive_int
+from streamrec.commands.core import (_install_stop_handlers, add_kafka_options,
                                      settings_from_args)
 from streamrec.config import ConfigError
 
 log = logging.getLogger("streamrec")
 
 
-def _positive_float(text: str) -> float:
-    value = _float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
-
-
-def _float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} must be finite")
-    return value
-
-
 def _fraction(text: str) -> float:
-    value = _float(text)
+    value = finite_float(text)
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
     return value
@@ -54,31 +37,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--once", action="store_true", help="one run, then exit")
     p.add_argument("--store", default="./model-store",
                    help="model store folder, shared with the scorers (default ./model-store)")
-    p.add_argument("--window-events", type=_positive_int, default=100_000,
+    p.add_argument("--window-events", type=positive_int, default=100_000,
                    help="train on the newest N clicks across partitions (default 100000)")
-    p.add_argument("--since", type=_positive_float, metavar="EPOCH_S",
+    p.add_argument("--since", type=positive_float, metavar="EPOCH_S",
                    help="train on clicks produced since this time instead of the newest N")
-    p.add_argument("--interval-s", type=_positive_float, default=3600.0,
+    p.add_argument("--interval-s", type=positive_float, default=3600.0,
                    help="retrain at least this often when new clicks arrived (default 3600)")
-    p.add_argument("--every-events", type=_positive_int, default=50_000,
+    p.add_argument("--every-events", type=positive_int, default=50_000,
                    help="retrain after this many new clicks (default 50000)")
-    p.add_argument("--epochs", type=_positive_int, default=10,
+    p.add_argument("--epochs", type=positive_int, default=10,
                    help="epochs of a cold start (default 10)")
-    p.add_argument("--warm-epochs", type=_positive_int, default=3,
+    p.add_argument("--warm-epochs", type=positive_int, default=3,
                    help="epochs when warm-starting from the current model (default 3)")
-    p.add_argument("--max-train-s", type=_positive_float, default=50.0,
+    p.add_argument("--max-train-s", type=positive_float, default=50.0,
                    help="stop after the epoch that crosses this training time (default 50)")
-    p.add_argument("--tolerance", type=_float, default=0.0,
+    p.add_argument("--tolerance", type=finite_float, default=0.0,
                    help="promote if candidate NDCG@10 >= current - tolerance (default 0)")
     p.add_argument("--holdout", type=_fraction, default=0.05,
                    help="share of the newest events held out for evaluation (default 0.05)")
-    p.add_argument("--min-events", type=_positive_int, default=1_000,
+    p.add_argument("--min-events", type=positive_int, default=1_000,
                    help="skip a run with fewer usable events (default 1000)")
-    p.add_argument("--dim", type=_positive_int, default=64)
-    p.add_argument("--blocks", type=_positive_int, default=2)
-    p.add_argument("--max-len", type=_positive_int, default=50)
+    p.add_argument("--dim", type=positive_int, default=64)
+    p.add_argument("--blocks", type=positive_int, default=2)
+    p.add_argument("--max-len", type=positive_int, default=50)
     p.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto")
-    p.add_argument("--threads", type=_positive_int, default=2)
+    p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-format", choices=("json", "text"), default="text")
     p.set_defaults(func=_cmd_train)

@@ -7,28 +7,18 @@ a plain configuration dict that goes verbatim into ``report.json``.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from streamrec.argtypes import positive_float, positive_int, speed
 from streamrec.config import Settings
 from streamrec.evaluation.systems import DEFAULT_SYSTEMS, SYSTEMS, SystemOptions, build_systems
 from streamrec.progress import Progress
 
 FORMATS = ("movielens", "csv", "jsonl")
 PROTOCOLS = ("prequential", "last-item")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _system_list(text: str) -> list[str]:
@@ -41,29 +31,6 @@ def _system_list(text: str) -> list[str]:
     return names
 
 
-def _speed(text: str) -> float | None:
-    """``max`` (as fast as possible) or a positive event-time multiplier like ``60``."""
-    if text.strip().lower() == "max":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"speed must be 'max' or a positive number, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "replay", help="evaluate the system and baselines by replaying a log",
@@ -71,9 +38,9 @@ def register(subparsers: Any) -> None:
                     "leave-last-out, and write JSON, Markdown and PNG reports.")
     parser.add_argument("path", type=Path, help="log file (MovieLens u.data, CSV or JSONL)")
     parser.add_argument("--format", dest="fmt", choices=FORMATS, required=True)
-    parser.add_argument("--k", dest="ks", action="append", type=_positive_int, metavar="K",
+    parser.add_argument("--k", dest="ks", action="append", type=positive_int, metavar="K",
                         help="cut-off; repeat for several (default 10)")
-    parser.add_argument("--window", type=_positive_int, default=10_000,
+    parser.add_argument("--window", type=positive_int, default=10_000,
                         help="events per reporting window (default 10000)")
     parser.add_argument("--systems", type=_system_list, default=list(DEFAULT_SYSTEMS),
                         help=f"comma-separated, default all: {','.join(SYSTEMS)}")
@@ -81,7 +48,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", type=Path, default=Path("replay-report"),
                         help="report folder (default replay-report/)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=_positive_int, default=None,
+    parser.add_argument("--limit", type=positive_int, default=None,
                         help="replay only the first N events in event-time order")
     kafka = parser.add_argument_group("--via-kafka: replay through a real broker")
     kafka.add_argument("--via-kafka", action="store_true",
@@ -91,12 +58,12 @@ def register(subparsers: Any) -> None:
                        help="default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092")
     kafka.add_argument("--topic-prefix",
                        help="default: a fresh replay-<id>- prefix, never production topics")
-    kafka.add_argument("--speed", type=_speed, default=None, metavar="max|N",
+    kafka.add_argument("--speed", type=speed, default=None, metavar="max|N",
                        help="'max' (default) or event time x N, e.g. 3600 = an hour a second")
     kafka.add_argument("--start-services", action="store_true",
                        help="run ingest and score in this process (default: expect them "
                             "running against the same bootstrap servers and prefix)")
-    kafka.add_argument("--timeout", type=_positive_float, default=120.0, metavar="SECONDS",
+    kafka.add_argument("--timeout", type=positive_float, default=120.0, metavar="SECONDS",
                        help="wait this long for the last recommendations (default 120)")
     parser.add_argument("--no-progress", action="store_true", help="no progress line")
     parser.set_defaults(func=run_replay)

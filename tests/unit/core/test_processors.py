@@ -150,3 +150,12 @@ def test_event_keyed_by_another_user_is_dead_lettered():
     result = ingest.process([Record(T.clicks, 0, 0, b"u2", record.value), Record(T.clicks, 0, 1, None, record.value)])
     assert result.rejected == 2 and ingest.all_states() == {}
     assert {headers_dict(o.headers)[DLQ_REASON] for o in result.outputs} == {"key_mismatch"}
+
+
+def test_a_re_emitted_state_updates_the_mirror_but_is_no_trigger():
+    score = ScoreProcessor(SETTINGS)
+    state = decode_state(IngestProcessor(SETTINGS).process([click(0, "u1", "a")]).outputs[0].value)
+    assert len(score.process([_state_record(0, state)]).outputs) == 1
+    state.embedding = [0.5, 0.5]  # a micro-batch moved the vector; no new event
+    assert score.process([_state_record(1, state)]).outputs == []
+    assert score.state_of("u1").embedding == [0.5, 0.5]

@@ -26,6 +26,7 @@ def test_swapped_deep_model_is_fused_and_explained(tiny_release):
     assert {m.model_version for m in before} == {"popularity"}
 
     model = tiny_release.serving_model(threads=1)
+    scorer = ScoreProcessor(settings, clock=lambda: 1.0)  # the same states are triggers again
     scorer.swap_deep(DeepCandidateGenerator(model))
     after = [recommendation_decoder.decode(o.value) for o in scorer.process(_batch(settings)).outputs]
     assert {m.model_version for m in after} == {f"{model.version}+popularity"}
