@@ -186,3 +186,25 @@ def applied_events(records: list[Record]) -> int:
 
     return sum(decode_state(r.value).event_count for r in latest_by_key(records).values()
                if r.value is not None)
+
+
+def trigger_ids(records: list[Record]) -> set[str]:
+    """Event ids that trigger a recommendation: user states that carried new events.
+
+    A state re-emitted by a micro-batch of the online models (same offset, same count: only
+    the embedding moved) refreshes the scorer's mirror but triggers nothing.
+    """
+    from online_models.user_state import decode_state
+
+    last: dict[bytes, tuple[int, int]] = {}
+    triggers: set[str] = set()
+    for record in user_records(records):
+        if record.value is None:
+            last.pop(record.key, None)  # type: ignore[arg-type]
+            continue
+        state = decode_state(record.value)
+        key = (state.source_offset, state.event_count)
+        if last.get(record.key) != key:  # type: ignore[arg-type]
+            triggers.add(state.last_event_id)
+        last[record.key] = key  # type: ignore[index]
+    return triggers

@@ -19,7 +19,8 @@ from export.train import train_model
 from online_models.user_state import decode_state
 from producers.synthetic import SyntheticStream
 from streamrec.events import encode_click
-from support import ingest_service, read_topic, running_service, score_service, user_records
+from support import (ingest_service, read_topic, running_service, score_service, trigger_ids,
+                     user_records)
 
 pytestmark = pytest.mark.kafka
 
@@ -80,7 +81,7 @@ def test_models_swap_under_load_without_dropping_or_mixing_versions(kafka_settin
             states = read_topic(settings, settings.topics.user_state,
                                 until=lambda rs: sum(1 for _ in rs) > 0 and _applied(rs) >= len(events),
                                 idle_s=0.0, timeout_s=120)
-            triggers = _triggers(user_records(states))
+            triggers = trigger_ids(states)
             recommendations = read_topic(settings, settings.topics.recommendations,
                                          expect=len(triggers), timeout_s=120)
     finally:
@@ -88,9 +89,9 @@ def test_models_swap_under_load_without_dropping_or_mixing_versions(kafka_settin
         models_producer.close()
 
     messages = [recommendation_decoder.decode(r.value) for r in recommendations]
-    trigger_ids = [m.trigger_id for m in messages]
-    assert len(trigger_ids) == len(set(trigger_ids)) == len(triggers), "exactly one per trigger"
-    assert set(trigger_ids) == triggers
+    answered = [m.trigger_id for m in messages]
+    assert len(answered) == len(set(answered)) == len(triggers), "exactly one per trigger"
+    assert set(answered) == triggers
     assert set(swaps) == {m["version"] for m in good}, "every good model served"
     assert rejected == [corrupted["version"]]
     assert not any(corrupted["version"] in m.model_version for m in messages)
@@ -120,17 +121,3 @@ def _applied(records) -> int:
         latest[r.key] = r
     return sum(decode_state(r.value).event_count for r in latest.values() if r.value is not None)
 
-
-def _triggers(records) -> set[str]:
-    """Event ids that triggered a recommendation: states that carried new events."""
-    last: dict[bytes, tuple[int, int]] = {}
-    triggers = set()
-    for record in records:
-        if record.value is None:
-            continue
-        state = decode_state(record.value)
-        key = (state.source_offset, state.event_count)
-        if last.get(record.key) != key:
-            triggers.add(state.last_event_id)
-        last[record.key] = key
-    return triggers

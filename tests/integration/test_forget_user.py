@@ -8,7 +8,6 @@ import sys
 import pytest
 
 from consumers.partition_models import SNAPSHOT_KEY, load_snapshot
-from online_models.user_state import decode_state
 from producers.synthetic import SyntheticStream
 from streamrec.events import ClickEvent, encode_click
 from support import (applied_events, ingest_service, latest_by_key, produce_raw, read_topic,

@@ -8,7 +8,7 @@ from consumers.score import recommendation_decoder
 from online_models.user_state import decode_state
 from producers.synthetic import SyntheticStream
 from streamrec.events import DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, decode_click, encode_click, headers_dict
-from support import user_records, ingest_service, latest_by_key, produce_raw, read_topic, running_service, score_service
+from support import trigger_ids, ingest_service, latest_by_key, produce_raw, read_topic, running_service, score_service
 
 pytestmark = pytest.mark.kafka
 
@@ -24,10 +24,10 @@ def test_every_active_user_gets_recommendations_that_exclude_seen_items(kafka_se
         states = read_topic(settings, settings.topics.user_state,
                             until=lambda rs: sum(decode_state(r.value).event_count
                                                  for r in latest_by_key(rs).values()) >= len(events))
-        states = user_records(states)
-        recommendations = read_topic(settings, settings.topics.recommendations, expect=len(states))
+        triggers = trigger_ids(states)
+        recommendations = read_topic(settings, settings.topics.recommendations, expect=len(triggers))
 
-    assert len(recommendations) == len(states), "one recommendation per user-state message"
+    assert len(recommendations) == len(triggers), "one recommendation per trigger"
     # What each user had clicked strictly before each of their events, by event id.
     seen_before: dict[str, set[str]] = {}
     clicked: dict[str, set[str]] = {}

@@ -17,7 +17,6 @@ import pytest
 from kafka import KafkaAdminClient
 
 from producers.synthetic import SyntheticStream
-from streamrec.events import encode_click
 from support import produce_raw
 
 pytestmark = pytest.mark.kafka
