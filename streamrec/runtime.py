@@ -149,7 +149,10 @@ class ProcessorService:
             polled = consumer.poll(timeout_ms=self.settings.poll_timeout_ms,
                                    max_records=self.settings.batch_size)
             self._apply_rebalance(consumer, rebalance)
-            self.ready.set()
+            if consumer.assignment():
+                # Ready = joined the group and restored what it owns (an instance with no
+                # partitions, e.g. more instances than partitions, stays a standby).
+                self.ready.set()
             batch = [
                 Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp,
                        tuple(m.headers or ()))

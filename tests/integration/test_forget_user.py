@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 import sys
 
 import pytest
@@ -25,6 +26,10 @@ def test_forgotten_user_leaves_no_trace_after_restart(kafka_settings):
     with running_service(ingest_service(settings)), running_service(score_service(settings)) as scorer:
         read_topic(settings, settings.topics.user_state, until=lambda rs: applied_events(rs) >= len(events),
                    idle_s=0.0)
+        # The scorer follows user-state a little behind ingest: wait until it has the user.
+        deadline = time.monotonic() + 60
+        while scorer.processor.state_of(victim) is None and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.2)
         assert scorer.processor.state_of(victim) is not None  # type: ignore[attr-defined]
         forget = subprocess.run([sys.executable, "-m", "streamrec.cli", "forget", victim,
                                  "--bootstrap-servers", settings.bootstrap_servers,
