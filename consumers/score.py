@@ -75,7 +75,6 @@ class ScoreProcessor:
         self._mirror: dict[int, dict[str, UserState]] = {}
         # Per partition: the latest snapshot of ingest's online models, and its offset.
         self._models: dict[int, object] = {}
-        self._model_offsets: dict[int, int] = {}
         # The deep candidate generator; replaced whole (one reference) on a new model, so a
         # batch that started on the old model finishes on it.
         self._deep: object | None = None
@@ -103,11 +102,6 @@ class ScoreProcessor:
     def swap_deep(self, generator: object) -> None:
         """Serve a new deep model: a ``DeepCandidateGenerator`` built and warmed elsewhere."""
         self._deep = generator
-
-    @property
-    def deep_version(self) -> str | None:
-        deep = self._deep
-        return None if deep is None else deep.model_version  # type: ignore[attr-defined]
 
     def use_models(self, partition: int, blend: object) -> None:
         """Rank the partition's users with these online models (replay shares ingest's)."""
@@ -221,7 +215,6 @@ class ScoreProcessor:
             if record.value is not None:
                 snapshot = load_snapshot(record.value)
                 self._models[record.partition] = snapshot["blend"]
-                self._model_offsets[record.partition] = int(snapshot["offset"])
             return None
         user_id = record.key.decode()
         if record.value is None:  # tombstone: the user was forgotten

@@ -48,6 +48,7 @@ class PopularityRecency:
         self._latest_ts = -math.inf
         # Normalised components are recomputed only after learning, not on every ranking.
         self._components_cache: dict[str, np.ndarray] | None = None
+        self._blended_cache: np.ndarray | None = None
 
     @property
     def n_items(self) -> int:
@@ -66,7 +67,7 @@ class PopularityRecency:
         if exponent > _REBASE_EXPONENT:
             self._rebase(ts)
             exponent = 0.0
-        self._components_cache = None
+        self._components_cache = self._blended_cache = None
         self._counts[index] += weight
         self._decayed[index] += weight * 2.0 ** exponent
         self._latest_ts = max(self._latest_ts, ts)
@@ -84,9 +85,12 @@ class PopularityRecency:
         return self._components_cache
 
     def scores(self) -> np.ndarray:
+        """Blended score of every item (cached with the components; do not mutate)."""
         components = self.component_scores()
-        return (self.popularity_weight * components["popularity"]
-                + self.recency_weight * components["recency"])
+        if self._blended_cache is None:
+            self._blended_cache = (self.popularity_weight * components["popularity"]
+                                   + self.recency_weight * components["recency"])
+        return self._blended_cache
 
     def recommend(self, user_id: str, k: int, exclude: Collection[str] = ()) -> Ranking:
         return [(item, float(score)) for item, score, _ in self.recommend_explained(k, exclude)]
@@ -97,9 +101,9 @@ class PopularityRecency:
         n = self.n_items
         if n == 0 or k <= 0:
             return []
+        # Computed once per learning step, not per ranking: the scorer ranks far more often.
         components = self.component_scores()
-        blended = (self.popularity_weight * components["popularity"]
-                   + self.recency_weight * components["recency"])
+        blended = self.scores()
         excluded = [self._index[i] for i in exclude if i in self._index]
         if excluded:
             blended = blended.copy()
@@ -120,7 +124,7 @@ class PopularityRecency:
     def __getstate__(self) -> dict:
         # The cache is derived data: leave it out so pickles depend on learned state only.
         state = self.__dict__.copy()
-        state["_components_cache"] = None
+        state["_components_cache"] = state["_blended_cache"] = None
         return state
 
     def _add_item(self, item_id: str) -> int:

@@ -79,7 +79,8 @@ def run_demo(settings: Settings, *, users: int = 2_000, items: int = 1_000, even
     """Run the synthetic stream through ingest and score on the in-process bus.
 
     HR@K is measured live and prequentially: an event is a hit if its item was in the
-    recommendation the user had *before* the event. The oracle (the generator's true top-K
+    recommendation the user had *before* the event; only a user's first click on an item is
+    judged (seen items are never recommended). The oracle (the generator's true top-K
     among unseen items) gives the ceiling next to it.
     """
     from producers.synthetic import SyntheticStream  # the generator is a producers concern
@@ -93,7 +94,7 @@ def run_demo(settings: Settings, *, users: int = 2_000, items: int = 1_000, even
                             settings.batch_size)
     latest: dict[str, set[str]] = {}
     seen: dict[str, set[str]] = {}
-    read_recommendations = 0
+    read_positions: dict[int, int] = {}  # recommendations read so far, per partition
     hits = oracle_hits = judged = oracle_checks = 0
     out.write(f"streamrec demo: {events:,} synthetic events, {users:,} users, {items:,} items, "
               f"{settings.partitions} partitions, in-process bus\n")
@@ -102,7 +103,9 @@ def run_demo(settings: Settings, *, users: int = 2_000, items: int = 1_000, even
     pending: list[ClickEvent] = []
     for index, event in enumerate(stream.events()):
         user_seen = seen.setdefault(event.user_id, set())
-        if event.user_id in latest:
+        # Recommendations exclude seen items, so a repeat click can never be a hit: judge
+        # only first clicks on an item, as replay does.
+        if event.user_id in latest and event.item_id not in user_seen:
             judged += 1
             hits += event.item_id in latest[event.user_id]
             # The oracle is costly (a pass over all items): check a sample of events.
@@ -119,10 +122,12 @@ def run_demo(settings: Settings, *, users: int = 2_000, items: int = 1_000, even
             pending.clear()
             ingest.drain()
             score.drain()
-            for record in bus.records(topics.recommendations)[read_recommendations:]:
-                message = recommendation_decoder.decode(record.value)
-                latest[message.user_id] = {item.item_id for item in message.items}
-            read_recommendations = bus.size(topics.recommendations)
+            # Only what arrived since the last chunk, partition by partition.
+            for partition, log in enumerate(bus.topic(topics.recommendations)):
+                for record in log[read_positions.get(partition, 0):]:
+                    message = recommendation_decoder.decode(record.value)
+                    latest[message.user_id] = {item.item_id for item in message.items}
+                read_positions[partition] = len(log)
             if (index + 1) % max(chunk, events // 4) < chunk or index == events - 1:
                 _show_users(out, bus, topics.recommendations, show_users, index + 1)
     progress.close()

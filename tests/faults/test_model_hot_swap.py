@@ -19,7 +19,7 @@ from export.train import train_model
 from online_models.user_state import decode_state
 from producers.synthetic import SyntheticStream
 from streamrec.events import encode_click
-from support import (ingest_service, read_topic, running_service, score_service, trigger_ids,
+from support import (applied_events, ingest_service, read_topic, running_service, score_service, trigger_ids,
                      user_records)
 
 pytestmark = pytest.mark.kafka
@@ -79,7 +79,7 @@ def test_models_swap_under_load_without_dropping_or_mixing_versions(kafka_settin
             feeder.start()
             feeder.join(SECONDS + 60)
             states = read_topic(settings, settings.topics.user_state,
-                                until=lambda rs: sum(1 for _ in rs) > 0 and _applied(rs) >= len(events),
+                                until=lambda rs: sum(1 for _ in rs) > 0 and applied_events(rs) >= len(events),
                                 idle_s=0.0, timeout_s=120)
             triggers = trigger_ids(states)
             recommendations = read_topic(settings, settings.topics.recommendations,
@@ -113,11 +113,4 @@ def test_models_swap_under_load_without_dropping_or_mixing_versions(kafka_settin
     print(f"steady p99 {steady_p99:.1f} ms, during swaps p99 {swap_p99:.1f} ms, "
           f"{len(messages)} recommendations")
     assert swap_p99 <= 2 * steady_p99
-
-
-def _applied(records) -> int:
-    latest = {}
-    for r in user_records(records):
-        latest[r.key] = r
-    return sum(decode_state(r.value).event_count for r in latest.values() if r.value is not None)
 

@@ -25,7 +25,11 @@ def test_events_shape_and_order() -> None:
     assert len(events) == len(stream) == 2_000
     assert events[0].ts == 1000.0
     assert all(a.ts <= b.ts for a, b in zip(events, events[1:]))
-    assert 1.5 < (events[-1].ts - events[0].ts) / 1_999 < 2.5
+    span = events[-1].ts - events[0].ts
+    assert 1.5 < span / 1_999 < 2.5
+    # The gap really follows mean_gap_s: doubling it roughly doubles the stream's span.
+    slower = list(SyntheticStream(30, 80, 2_000, seed=1, start_ts=1000.0, mean_gap_s=4.0).events())
+    assert 1.6 < (slower[-1].ts - slower[0].ts) / span < 2.4
     assert {e.user_id for e in events} <= {f"u{i}" for i in range(30)}
     assert {e.item_id for e in events} <= {f"i{i}" for i in range(80)}
     types = collections.Counter(e.type for e in events)
