@@ -17,6 +17,7 @@ import msgspec
 
 from consumers.partition_models import SNAPSHOT_KEY, load_snapshot
 from consumers.ranking import fuse
+from consumers.score_drift import ScoreDriftReporter
 from online_models.popularity import PopularityRecency
 from online_models.user_state import UserState, decode_state
 from streamrec.config import Settings
@@ -81,6 +82,8 @@ class ScoreProcessor:
         self.deep_candidates = 200
         self.popularity = PopularityRecency(half_life_s=settings.popularity_half_life_s)
         self.rejected_by_reason: Counter[str] = Counter()
+        # Online hit-rate of what we publish, and drift messages on ``models`` when it drops.
+        self.drift = ScoreDriftReporter(settings, clock)
 
     # -- state lifecycle -------------------------------------------------------------------
     def restore(self, partition: int, changelog: Iterable[Record]) -> int:
@@ -93,6 +96,7 @@ class ScoreProcessor:
     def drop(self, partitions: Iterable[int]) -> None:
         for partition in partitions:
             self._mirror.pop(partition, None)
+            self.drift.drop(partition)
             self._models.pop(partition, None)
 
     def state_of(self, user_id: str) -> UserState | None:
@@ -136,6 +140,7 @@ class ScoreProcessor:
             state = self._apply_state_record(record, self._mirror.setdefault(record.partition, {}))
             if state is not None and publish:
                 triggers.append(("event", state.user_id, state, None, record))
+        result.outputs.extend(self.drift.take_outputs(sorted(self._mirror)))
         if not triggers:
             return result
         started = self._clock()
@@ -158,6 +163,9 @@ class ScoreProcessor:
                                        state.last_ts if state else 0.0, started,
                                        record.timestamp_ms, version)
             result.outputs.append(output)
+            located = self._locate(user_id)
+            if located is not None:  # bounded: only users of the mirror are remembered
+                self.drift.recommended(located[0], user_id, ranked)
             result.processed += 1
         return result
 
@@ -219,10 +227,12 @@ class ScoreProcessor:
         user_id = record.key.decode()
         if record.value is None:  # tombstone: the user was forgotten
             users.pop(user_id, None)
+            self.drift.forget(record.partition, user_id)
             return None
         state = decode_state(record.value)
         self.learn_state(state)
         previous = users.get(user_id)
+        self.drift.state_applied(record.partition, user_id, state, previous)
         users[user_id] = state
         if previous is not None and (previous.source_offset, previous.event_count) == (
                 state.source_offset, state.event_count):

@@ -49,6 +49,9 @@ class Settings:
     top_k: int = 10
     # Half-life of the popularity / recency scores, in event-time seconds.
     popularity_half_life_s: float = 7 * 24 * 3600.0
+    # ADWIN's confidence for drift of the scorer's online hit-rate: smaller flags fewer,
+    # clearer changes (each detected drop can trigger a retraining).
+    drift_delta: float = 0.002
     batch_size: int = 500
     # Online models learn in micro-batches of this many events per partition (counted in
     # partition order, so results never depend on how polls were cut).
@@ -95,6 +98,8 @@ class Settings:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.popularity_half_life_s <= 0:
             raise ConfigError("popularity_half_life_s must be positive")
+        if not 0.0 < self.drift_delta < 1.0:
+            raise ConfigError(f"drift_delta must be between 0 and 1, got {self.drift_delta!r}")
         if not self.bootstrap_servers:
             raise ConfigError("bootstrap_servers must not be empty")
 
