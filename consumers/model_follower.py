@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTopicPartition
@@ -35,6 +35,15 @@ from streamrec.config import Settings
 log = logging.getLogger(__name__)
 
 CURRENT_KEY = b"current"
+
+
+def current_values(messages: Iterable[Any]) -> list[bytes]:
+    """Values of the ``current`` messages among consumed ``models`` records, in order.
+
+    ``models`` carries other keys too (``drift`` from the scorers): they are not models,
+    and a drift message taken for one would be rejected as a bad model on every restart.
+    """
+    return [m.value for m in messages if m.key == CURRENT_KEY and m.value is not None]
 
 
 class ModelFollower:
@@ -102,8 +111,7 @@ class ModelFollower:
                 log.exception("polling the models topic failed; retrying")
                 self._stop.wait(1.0)
                 continue
-            values = [m.value for records in batches.values() for m in records
-                      if m.key == CURRENT_KEY and m.value is not None]
+            values = current_values(m for records in batches.values() for m in records)
             if values:
                 self.handle(values)
 
