@@ -13,10 +13,13 @@ import signal
 import socket
 import sys
 import threading
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from streamrec.argtypes import positive_int
 from streamrec.config import Settings
+
+if TYPE_CHECKING:
+    from streamrec.metrics import MetricsRegistry
 
 log = logging.getLogger("streamrec")
 
@@ -129,8 +132,11 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from consumers.model_follower import ModelFollower
     from consumers.score import ScoreProcessor
     from export.candidates import DeepCandidateGenerator
+    from streamrec.metrics import MetricsRegistry
     settings = settings_from_args(args)
     processor = ScoreProcessor(settings)
+    registry = MetricsRegistry()
+    processor.drift.bind_metrics(registry)  # online hit-rate and drift detections
 
     def on_model(model, message) -> None:  # type: ignore[no-untyped-def]
         # Loaded, verified and warmed on the follower's thread: this is one assignment.
@@ -145,19 +151,21 @@ def _cmd_score(args: argparse.Namespace) -> int:
     try:
         return _serve("score", args, settings, processor,
                       [settings.topics.user_state, settings.topics.requests], settings.score_group,
-                      restore_to_committed=True)
+                      restore_to_committed=True, registry=registry)
     finally:
         follower.close()
 
 
 def _serve(service: str, args: argparse.Namespace, settings: Settings, processor: object,
-           topics: list[str], group: str, restore_to_committed: bool) -> int:
+           topics: list[str], group: str, restore_to_committed: bool,
+           registry: MetricsRegistry | None = None) -> int:
     from streamrec.logging_setup import configure_logging
     from streamrec.metrics import MetricsRegistry, MetricsServer, service_metrics
     from streamrec.runtime import ProcessorService
 
     configure_logging(fmt=args.log_format)
-    registry = MetricsRegistry()
+    # A service may bring its own registry, holding metrics its processor keeps itself.
+    registry = registry if registry is not None else MetricsRegistry()
     metrics = service_metrics(registry, service)
     instance_id = args.instance_id or os.environ.get("HOSTNAME") or socket.gethostname()
     runner = ProcessorService(processor, settings, input_topics=topics, group_id=group,  # type: ignore[arg-type]
