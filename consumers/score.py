@@ -149,10 +149,7 @@ class ScoreProcessor:
             exclude = request.exclude_items if request is not None else ()
             k = (request.k if request is not None and request.k and request.k > 0
                  else self.settings.top_k)
-            ranked, version = self.rank_with_version(user_id, k, exclude, state=state)
-            if deep_list:
-                ranked = fuse(ranked, deep_list, k)
-                version = f"{deep.model_version}+{version}"  # type: ignore[union-attr]
+            ranked, version = self._final_ranking(user_id, k, exclude, state, deep, deep_list)
             if kind == "event":
                 assert state is not None
                 output = self._publish(user_id, state.last_event_id, kind, ranked, state.last_ts,
@@ -178,10 +175,29 @@ class ScoreProcessor:
                     for _, _, state, request, _ in triggers]
         return deep.generate(sequences, excludes, self.deep_candidates)  # type: ignore[attr-defined]
 
+    def _final_ranking(self, user_id: str, k: int, exclude: Iterable[str],
+                       state: UserState | None, deep: object | None, deep_list: list
+                       ) -> tuple[list[tuple[str, float, dict[str, float]]], str]:
+        """The published ranking: online (or popularity) fused with the deep candidates."""
+        ranked, version = self.rank_with_version(user_id, k, exclude, state=state)
+        if deep_list:
+            ranked = fuse(ranked, deep_list, k, online_weight=self.settings.online_weight,
+                          deep_weight=self.settings.deep_weight)
+            version = f"{deep.model_version}+{version}"  # type: ignore[union-attr]
+        return ranked, version
+
     def rank(self, user_id: str, k: int, exclude: Iterable[str] = ()
              ) -> list[tuple[str, float, dict[str, float]]]:
-        """Top-k for a user, excluding seen items and ``exclude``; never mutates learned state."""
-        return self.rank_with_version(user_id, k, exclude)[0]
+        """Top-k for a user as a trigger would publish it (deep model included, if any).
+
+        Excludes seen items and ``exclude``; never mutates learned state. Replay drives
+        this for one user at a time; ``process`` does the same for a whole batch.
+        """
+        deep, state = self._deep, self.state_of(user_id)
+        trigger = [("request", user_id, state, RecommendationRequest(
+            request_id="", user_id=user_id, exclude_items=list(exclude)), None)]
+        deep_list = self._deep_lists(deep, trigger)[0]
+        return self._final_ranking(user_id, k, exclude, state, deep, deep_list)[0]
 
     def rank_with_version(self, user_id: str, k: int, exclude: Iterable[str] = (),
                           state: UserState | None = None

@@ -47,6 +47,10 @@ class Settings:
     # How many distinct seen items a state keeps for exclusion; older ones fall off.
     max_seen_items: int = 5000
     top_k: int = 10
+    # The scorer fuses the online ranking and the deep model's candidates by weighted
+    # reciprocal rank; these are the two weights (see consumers/ranking.py).
+    online_weight: float = 1.0
+    deep_weight: float = 1.0
     # Half-life of the popularity / recency scores, in event-time seconds.
     popularity_half_life_s: float = 7 * 24 * 3600.0
     # ADWIN's confidence for drift of the scorer's online hit-rate: smaller flags fewer,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import IO, Collection
+from typing import IO, Any, Collection
 
 from consumers.ingest import IngestProcessor
 from consumers.partition_models import SNAPSHOT_KEY
@@ -25,12 +25,20 @@ from streamrec.records import Output, Record
 
 
 class OnlineSystem:
-    """The ingest + score processors as one ``Recommender`` for in-process replay."""
+    """The ingest + score processors as one ``Recommender`` for in-process replay.
 
-    def __init__(self, settings: Settings) -> None:
+    With ``deep`` (a ``DeepSequentialRecommender``: the trainer's replay counterpart, which
+    retrains on event time on the past only), every model it releases is handed to the
+    scorer exactly as the Kafka scorer's model follower does (``swap_deep``), so replay
+    ranks through the production fusion of online and deep candidates: the full system.
+    """
+
+    def __init__(self, settings: Settings, deep: Any = None) -> None:
         self.settings = settings
         self.ingest = IngestProcessor(settings)
         self.score = ScoreProcessor(settings, clock=lambda: 0.0)
+        self.deep = deep
+        self._served: object | None = None  # the deep model the scorer holds
         self._offsets: dict[int, int] = {}
 
     def learn_one(self, event: ClickEvent) -> None:
@@ -49,13 +57,20 @@ class OnlineSystem:
         self.score.process([Record(o.topic, partition, offset, o.key, o.value) for o in outputs
                             if o.key != SNAPSHOT_KEY and o.topic == self.settings.topics.user_state],
                            publish=False)
+        if self.deep is not None:
+            self.deep.learn_one(event)  # retrains when due, on the events so far only
+            if self.deep.serving is not None and self.deep.serving is not self._served:
+                from export.candidates import DeepCandidateGenerator  # replay-only import
+                self._served = self.deep.serving
+                self.score.swap_deep(DeepCandidateGenerator(self._served,
+                                                            self.score.deep_candidates))
 
     def recommend(self, user_id: str, k: int, exclude: Collection[str] = ()) -> Ranking:
         return [(item, score) for item, score, _ in self.score.rank(user_id, k, exclude)]
 
 
-def build_online_system(settings: Settings | None = None) -> OnlineSystem:
-    return OnlineSystem(settings or Settings())
+def build_online_system(settings: Settings | None = None, deep: Any = None) -> OnlineSystem:
+    return OnlineSystem(settings or Settings(), deep)
 
 
 @dataclass

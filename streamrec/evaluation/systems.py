@@ -65,15 +65,24 @@ def _river_mf(options: SystemOptions) -> Recommender:
     return RiverMF(seed=options.seed)
 
 
-def _deep(options: SystemOptions) -> Recommender:
+def _deep_trainer(options: SystemOptions, name: str) -> Recommender:
     try:
         import torch  # noqa: F401  - training needs the `train` extra
         from export.recommender import DeepSequentialRecommender
     except ImportError as exc:
-        raise SystemUnavailable(f"the deep system needs torch and onnx ({exc})") from None
+        raise SystemUnavailable(f"the {name} system needs torch and onnx ({exc})") from None
     # Retrains on event time every 10,000 events, on the past only; serves via ONNX Runtime.
     return DeepSequentialRecommender(retrain_every=10_000, seed=options.seed,
                                      max_len=options.settings.recent_items)
+
+
+def _deep(options: SystemOptions) -> Recommender:
+    return _deep_trainer(options, "deep")
+
+
+def _streamrec_full(options: SystemOptions) -> Recommender:
+    from streamrec.pipeline import build_online_system
+    return build_online_system(options.settings, deep=_deep_trainer(options, "streamrec-full"))
 
 
 def _online_embedding(options: SystemOptions) -> Recommender:
@@ -93,6 +102,7 @@ def _online_blend(options: SystemOptions) -> Recommender:
 
 SYSTEMS: dict[str, SystemFactory] = {
     "streamrec": _streamrec,
+    "streamrec-full": _streamrec_full,
     "most-popular": _most_popular,
     "recent-popular": _recent_popular,
     "item-knn": _item_knn,

@@ -36,3 +36,42 @@ def test_swapped_deep_model_is_fused_and_explained(tiny_release):
         assert any("deep_rank" in i.components for i in message.items)
         scores = [i.score for i in message.items]
         assert scores == sorted(scores, reverse=True)
+
+
+class _ReleasesAfter:
+    """A stand-in for the replay trainer: releases ``model`` once ``after`` events arrived."""
+
+    def __init__(self, model, after: int) -> None:
+        self.model, self.after, self.learned, self.serving = model, after, 0, None
+
+    def learn_one(self, event) -> None:
+        self.learned += 1
+        if self.learned == self.after:
+            self.serving = self.model
+
+
+def test_replay_full_system_ranks_through_the_scorer_fusion(tiny_release):
+    from streamrec.pipeline import OnlineSystem
+
+    settings = Settings(top_k=5, partitions=1, learn_every=8)
+    model = tiny_release.serving_model(threads=1)
+    system = OnlineSystem(settings, deep=_ReleasesAfter(model, after=40))
+    events = [ClickEvent(event_id=f"e{n}", user_id=f"u{n % 4}", item_id=f"i{(n * 7) % 30}",
+                         type="click", ts=float(n)) for n in range(80)]
+    for event in events[:39]:
+        system.learn_one(event)
+    before = system.score.rank("u1", 5)
+    assert before and not any("deep_rank" in parts for _, _, parts in before)
+
+    for event in events[39:]:
+        system.learn_one(event)
+    after = system.score.rank("u1", 5)
+    assert any("deep_rank" in parts for _, _, parts in after)
+    seen = set(system.score.state_of("u1").seen_items)
+    assert len(after) == 5 and not seen & {item for item, _, _ in after}
+    # The same ranking an explicit request publishes on the Kafka path.
+    request = Record(settings.topics.requests, 0, 0, b"u1",
+                     b'{"request_id": "r1", "user_id": "u1", "k": 5}')
+    published = recommendation_decoder.decode(system.score.process([request]).outputs[-1].value)
+    assert [i.item_id for i in published.items] == [item for item, _, _ in after]
+    assert published.model_version.startswith(model.version + "+")
