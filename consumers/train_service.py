@@ -43,6 +43,9 @@ class TrainerService:
         self.drift_signal = drift_signal
         self.current: CurrentModel | None = None
         self.runs: list[TrainingOutcome] = []
+        # Wall clock (epoch s) of the last run's start: a drift signal skips drift that the
+        # run's data already covered (see consumers.drift_trigger).
+        self.last_run_started_at: float | None = None
         self._stop = threading.Event()
         self._consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
                                        group_id=None, enable_auto_commit=False,
@@ -109,6 +112,7 @@ class TrainerService:
 
     def run_once(self, ends: dict[int, int] | None = None) -> TrainingOutcome:
         """Read the window, train, and publish a promoted model on ``models``."""
+        self.last_run_started_at = time.time()
         t0 = time.perf_counter()
         if self.current is None:
             message = self.read_current_message()

@@ -6,6 +6,9 @@ never need it.
 
     streamrec train --once --store ./model-store          # one run, then exit 0
     streamrec train --interval-s 3600 --every-events 50000  # a long-running service
+
+A long-running trainer also retrains when a scorer publishes a drop of its online hit-rate
+(a ``drift`` message on ``models``); ``--no-drift`` turns that trigger off.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="retrain at least this often when new clicks arrived (default 3600)")
     p.add_argument("--every-events", type=positive_int, default=50_000,
                    help="retrain after this many new clicks (default 50000)")
+    p.add_argument("--no-drift", action="store_true",
+                   help="do not retrain when a scorer reports a drop of its online hit-rate "
+                        "(drift messages on models)")
     p.add_argument("--epochs", type=positive_int, default=10,
                    help="epochs of a cold start (default 10)")
     p.add_argument("--warm-epochs", type=positive_int, default=3,
@@ -94,8 +100,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         min_events=args.min_events, dim=args.dim, max_len=args.max_len, n_blocks=args.blocks,
         max_train_s=args.max_train_s, exporter=args.exporter, threads=args.threads,
         seed=args.seed)
+    drift = None
+    if not (args.once or args.no_drift):
+        from consumers.drift_trigger import DriftTrigger
+        # The lambda reads the service built just below, when the trigger is polled.
+        drift = DriftTrigger(settings, last_run_started=lambda: service.last_run_started_at)
     service = TrainerService(settings, Trainer(config, ModelStore(store_root)),
-                             interval_s=args.interval_s, every_events=args.every_events)
+                             interval_s=args.interval_s, every_events=args.every_events,
+                             drift_signal=drift)
     _install_stop_handlers(service.stop)  # SIGTERM: finish the current step, then exit
     try:
         if args.once:
@@ -103,9 +115,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
             print(outcome.summary(), flush=True)
             return 0
         log.info("trainer starting", extra={"bootstrap": settings.bootstrap_servers,
-                                            "store": str(store_root.resolve())})
+                                            "store": str(store_root.resolve()),
+                                            "drift_trigger": drift is not None})
         service.run()
         log.info("trainer stopped", extra={"runs": len(service.runs)})
         return 0
     finally:
         service.close()
+        if drift is not None:
+            drift.close()
