@@ -12,8 +12,8 @@ A rejected candidate is logged (one line with both metrics) and **not** publishe
 consumer follows ``models`` by key, and a ``rejected`` key would read as a model name.
 
 Drift: ``TrainerService(drift_signal=...)`` is polled between runs and a True retrains now.
-No Kafka drift signal exists yet; ``online_models.drift.HitRateDriftMonitor`` in the scorer
-is the intended source once the scorer publishes one.
+``streamrec train`` passes ``consumers.drift_trigger.DriftTrigger``, which fires on the
+``drift`` messages scorers publish on ``models`` when their online hit-rate drops.
 """
 
 from __future__ import annotations
