@@ -184,7 +184,9 @@ class ScoreProcessor:
             ranked = fuse(ranked, deep_list, k, online_weight=self.settings.online_weight,
                           deep_weight=self.settings.deep_weight)
             version = f"{deep.model_version}+{version}"  # type: ignore[union-attr]
-        return ranked, version
+        # The online list is fetched deeper than k while a deep model serves (to fuse);
+        # a user the model knows nothing of still gets exactly k.
+        return ranked[:k], version
 
     def rank(self, user_id: str, k: int, exclude: Iterable[str] = ()
              ) -> list[tuple[str, float, dict[str, float]]]:

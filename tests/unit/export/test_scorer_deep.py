@@ -75,3 +75,20 @@ def test_replay_full_system_ranks_through_the_scorer_fusion(tiny_release):
     published = recommendation_decoder.decode(system.score.process([request]).outputs[-1].value)
     assert [i.item_id for i in published.items] == [item for item, _, _ in after]
     assert published.model_version.startswith(model.version + "+")
+
+
+def test_a_user_the_deep_model_does_not_know_still_gets_exactly_k(tiny_release):
+    settings = Settings(top_k=3, partitions=1, learn_every=4)
+    ingest = IngestProcessor(settings)
+    # Items the tiny model never saw: it has no candidates for these users.
+    clicks = [Record(settings.topics.clicks, 0, n, f"u{n % 2}".encode(), encode_click(ClickEvent(
+        event_id=f"e{n}", user_id=f"u{n % 2}", item_id=f"new{n % 12}", type="click",
+        ts=float(n)))) for n in range(40)]
+    outputs = [o for o in ingest.process(clicks).outputs if not o.key.startswith(b"__")]
+    scorer = ScoreProcessor(settings, clock=lambda: 1.0)
+    scorer.swap_deep(DeepCandidateGenerator(tiny_release.serving_model(threads=1)))
+    scorer.use_models(0, ingest.models(0).blend)
+    states = [Record(settings.topics.user_state, 0, n, o.key, o.value) for n, o in enumerate(outputs)]
+    messages = [recommendation_decoder.decode(o.value) for o in scorer.process(states).outputs
+                if o.topic == settings.topics.recommendations]
+    assert messages and all(len(m.items) == 3 for m in messages)
