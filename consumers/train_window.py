@@ -20,8 +20,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from consumers.ingest import CONTROL_HEADER, FORGET
 from export.serving import OnnxSequenceModel
+from streamrec.control import FORGET, kind_of
 from streamrec.evaluation.metrics import hit_rate, ndcg
 from streamrec.events import BadEvent, ClickEvent, decode_click
 from streamrec.records import Record
@@ -50,7 +50,7 @@ class TrainingWindow:
 
 
 def _is_forget(record: Record) -> bool:
-    return record.value is None and (CONTROL_HEADER, FORGET) in record.headers
+    return record.value is None and kind_of(record.headers) == FORGET
 
 
 def build_window(records: Iterable[Record], topic: str,
@@ -70,8 +70,8 @@ def build_window(records: Iterable[Record], topic: str,
     window.latest_forget_ms = max((f.timestamp_ms for fs in forgets.values() for f in fs),
                                   default=-1)
     for record in records:
-        if _is_forget(record):
-            continue
+        if kind_of(record.headers) is not None:
+            continue  # a control message (forget, adopt-model) is not a training event
         try:
             event = decode_click(record.value, max_event_bytes)
         except BadEvent:

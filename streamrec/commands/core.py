@@ -109,13 +109,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_forget(args: argparse.Namespace) -> int:
     from kafka import KafkaProducer
 
-    from consumers.ingest import CONTROL_HEADER, FORGET
+    from streamrec.control import forget_request, send_control
     settings = settings_from_args(args)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
-    # Sent on clicks, keyed by the user: it reaches the ingest instance owning the user, in
-    # order after every event of the user published before it.
-    producer.send(settings.topics.clicks, key=args.user_id.encode(), value=None,
-                  headers=[(CONTROL_HEADER, FORGET)]).get(timeout=30)
+    # Sent on clicks, keyed by the user: see streamrec.control.
+    send_control(producer, settings.topics.clicks, [forget_request(args.user_id)], timeout_s=30)
     producer.close()
     print(f"forget request for {args.user_id!r} published on {settings.topics.clicks}")
     return 0
