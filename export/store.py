@@ -14,11 +14,13 @@ half-written version. ``publish_message`` is the value the trainer puts on the `
 topic; ``load_verified`` accepts that message (or a folder path) and raises
 ``ModelRejected`` with a reason code on a missing file, a checksum mismatch, a bad manifest
 or a failed parity check, so the caller can keep serving the previous model. No torch here.
+``export.item_table`` reads only the item ids and table of a version (what ingest adopts)
+with the same checks and errors.
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
 import logging
 import os
@@ -33,29 +35,16 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import onnxruntime as ort
 
+from export.item_table import (ITEMS_FILE, MANIFEST, TABLE_FILE, ModelRejected,
+                               parse_item_table, sha256_bytes)
 from export.parity import ATOL, ParityError, ParityFixture, make_session, verify_fixture
 
 log = logging.getLogger(__name__)
 
 FORMAT = "streamrec-sasrec/1"
-MANIFEST = "manifest.json"
-MODEL_FILE, ITEMS_FILE, TABLE_FILE, PARITY_FILE = (
-    "model.onnx", "items.json", "item_table.npy", "parity.npz")
+MODEL_FILE, PARITY_FILE = "model.onnx", "parity.npz"
 REQUIRED_FILES = (MODEL_FILE, ITEMS_FILE, TABLE_FILE, PARITY_FILE)
 _VERSION = re.compile(r"^v(\d{6,})$")
-
-
-class ModelRejected(Exception):
-    """A model that must not serve. ``reason`` is a short code, the message says why.
-
-    Reasons: ``missing_file``, ``checksum_mismatch``, ``bad_manifest``, ``parity_failure``.
-    """
-
-    def __init__(self, reason: str, detail: str, location: str = "") -> None:
-        super().__init__(f"model rejected ({reason}) {location}: {detail}".replace("  ", " "))
-        self.reason = reason
-        self.detail = detail
-        self.location = location
 
 
 @dataclass(frozen=True)
@@ -72,10 +61,6 @@ class VerifiedModel:
     @property
     def version(self) -> str:
         return str(self.manifest["version"])
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _write(path: Path, data: bytes) -> str:
@@ -238,17 +223,12 @@ def _load(path: Path, message: Mapping | None, check_parity: bool,
             raise ModelRejected("checksum_mismatch", f"{name} sha256 "
                                 f"{sha256_bytes(contents[name])[:12]}… != manifest "
                                 f"{str(expected)[:12]}…", where)
+    item_ids, table = parse_item_table(contents[ITEMS_FILE], contents[TABLE_FILE], where)
     try:
-        item_ids = json.loads(contents[ITEMS_FILE])
-        table = np.load(path / TABLE_FILE, allow_pickle=False)
-        with np.load(path / PARITY_FILE, allow_pickle=False) as arrays:
+        with np.load(io.BytesIO(contents[PARITY_FILE]), allow_pickle=False) as arrays:
             fixture = ParityFixture.from_arrays({k: arrays[k] for k in arrays.files})
     except (ValueError, OSError, KeyError) as exc:
         raise ModelRejected("bad_manifest", f"unreadable model files: {exc!r}", where) from None
-    if (table.dtype != np.float32 or table.ndim != 2 or table.shape[0] != len(item_ids) + 1
-            or not isinstance(item_ids, list)):
-        raise ModelRejected("bad_manifest", f"item table {table.dtype}{table.shape} does not "
-                            f"match {len(item_ids)} items", where)
     session = None
     if check_parity:
         try:
@@ -259,5 +239,4 @@ def _load(path: Path, message: Mapping | None, check_parity: bool,
         except Exception as exc:  # noqa: BLE001 - ORT raises its own types on a bad graph
             raise ModelRejected("parity_failure", f"ONNX Runtime cannot run the graph: "
                                 f"{type(exc).__name__}: {exc}", where) from None
-    return VerifiedModel(path, manifest, contents[MODEL_FILE], [str(i) for i in item_ids],
-                         np.ascontiguousarray(table), session)
+    return VerifiedModel(path, manifest, contents[MODEL_FILE], item_ids, table, session)
