@@ -6,6 +6,11 @@ partition's users means reading one changelog partition. Each state records the 
 the last click applied, so a click delivered again after a crash is not applied twice.
 The online models of a partition (``PartitionModels``) are snapshotted into the same
 changelog and re-learn the committed events since their snapshot on restore.
+
+Control messages on ``clicks`` (``streamrec.control``) are applied at their position in
+partition order: ``forget`` erases a user; ``adopt-model`` moves the partition's online
+embeddings into a newly published deep model's item space (``consumers.model_adoption``),
+re-emits every user whose vector moved, and writes a snapshot ahead of those states.
 """
 
 from __future__ import annotations
@@ -14,31 +19,41 @@ import logging
 from collections import Counter
 from typing import Iterable
 
+from consumers.model_adoption import ItemTableLoader, ModelAdopter
 from consumers.partition_models import SNAPSHOT_KEY, PartitionModels
 from online_models.blend import OnlineBlend
 from online_models.user_state import UserState, decode_state, encode_state
 from streamrec.config import Settings
+from streamrec.control import ADOPT_MODEL, CONTROL_HEADER, FORGET, kind_of
 from streamrec.events import BadEvent, ClickEvent, dead_letter, decode_click
 from streamrec.records import Output, ProcessResult, Record
 
 log = logging.getLogger(__name__)
 
-# Header that marks a control message on ``clicks`` (for example a forget request); such a
-# message travels the user's partition in order with the user's events.
-CONTROL_HEADER = "streamrec.control"
-FORGET = b"forget"
+__all__ = ["CONTROL_HEADER", "FORGET", "ADOPT_MODEL", "IngestProcessor"]
 
 
 class IngestProcessor:
-    """Pure ingest logic: ``process(batch)`` returns the changelog and dead-letter outputs."""
+    """Pure ingest logic: ``process(batch)`` returns the changelog and dead-letter outputs.
 
-    def __init__(self, settings: Settings) -> None:
+    ``load_item_table`` reads the item table an adopt-model message names (default: from
+    the model store folder, checksums verified); tests pass a fake.
+    """
+
+    def __init__(self, settings: Settings, load_item_table: ItemTableLoader | None = None
+                 ) -> None:
         self.settings = settings
         self.topics = settings.topics
         self.changelog_topic = self.topics.user_state
         self._states: dict[int, dict[str, UserState]] = {}
         self._models: dict[int, PartitionModels] = {}
         self.rejected_by_reason: Counter[str] = Counter()
+        self.adopter = ModelAdopter(load_item_table)
+
+    @property
+    def adoptions_by_outcome(self) -> Counter[str]:
+        """adopt-model messages handled per partition, by outcome (``adopted``, reasons)."""
+        return self.adopter.outcomes
 
     # -- state lifecycle, driven by the runtime on rebalance ---------------------------
     def restore(self, partition: int, changelog: Iterable[Record]) -> int:
@@ -73,9 +88,17 @@ class IngestProcessor:
         """Re-learn committed inputs after the snapshot; user states are not touched."""
         models = self._models[partition]
         for record in records:
-            if _is_forget(record):
+            kind = kind_of(record.headers)
+            if kind == FORGET:
                 models.forget(record.key.decode() if record.key else "")
                 # The offset of the forget request is where a snapshot taken now stands.
+                models.pending_last_offset = record.offset
+                continue
+            if kind == ADOPT_MODEL:
+                # Unreachable after a commit in practice: an adoption writes a snapshot in
+                # its own transaction, so restores start at or after it. Kept so a rewarm
+                # from an older snapshot still changes space at the same point.
+                self.adopter.adopt(models, record.value)
                 models.pending_last_offset = record.offset
                 continue
             try:
@@ -112,8 +135,19 @@ class IngestProcessor:
         touched: dict[str, tuple[int, UserState]] = {}
         forgotten: dict[str, int] = {}
         snapshots: dict[int, bytes] = {}
+        adopted: set[int] = set()  # partitions that met an adopt-model message in this batch
         for record in batch:
-            if _is_forget(record):
+            kind = kind_of(record.headers)
+            if kind == ADOPT_MODEL:
+                # Handled before any key check: the key is not a user (never dead-lettered).
+                for moved in self.adopt_model(record):
+                    touched[moved] = (record.partition, self.users(record.partition)[moved])
+                adopted.add(record.partition)
+                models = self._models.get(record.partition)
+                if models is not None and models.snapshot_due():  # always due after adopt
+                    snapshots[record.partition] = models.snapshot()
+                continue
+            if kind == FORGET:
                 user_id = record.key.decode() if record.key else ""
                 touched.pop(user_id, None)
                 for moved in self.forget(user_id, record.partition, record.offset):
@@ -147,6 +181,14 @@ class IngestProcessor:
         for user_id, partition in forgotten.items():
             result.outputs.append(Output(self.changelog_topic, user_id.encode(), None,
                                          partition=partition))
+        for partition in sorted(adopted & snapshots.keys()):
+            # Before the states, after an adoption only: every state of this partition in
+            # the batch carries a vector of the new size, and a scorer reading the topic in
+            # order should hold the new blend before it meets one. Ingest's own restore
+            # reads whole committed transactions (up to the last stable offset), so the
+            # order inside one does not matter to it.
+            result.outputs.append(Output(self.changelog_topic, SNAPSHOT_KEY,
+                                         snapshots.pop(partition), partition=partition))
         for user_id, (partition, state) in touched.items():
             result.outputs.append(Output(self.changelog_topic, user_id.encode(),
                                          encode_state(state), partition=partition))
@@ -184,6 +226,24 @@ class IngestProcessor:
         models.pending_last_offset = max(models.pending_last_offset, offset)
         return self._refresh_embeddings(partition, models, learned)
 
+    def adopt_model(self, record: Record) -> list[str]:
+        """Apply an adopt-model control message; return users whose states must go out.
+
+        After an adoption every user vector of the partition is in the new space: each
+        state whose ``embedding`` changed is re-emitted (also to None, for a user the
+        embeddings no longer hold), so no state of an old size stays behind.
+        """
+        models = self.models(record.partition)
+        if models is None:
+            return []  # online learning is off: there are no embeddings to move
+        learned, adopted = self.adopter.adopt(models, record.value)
+        # The offset of the control message is where a snapshot taken now stands.
+        models.pending_last_offset = record.offset
+        if not adopted:
+            return self._refresh_embeddings(record.partition, models, learned)
+        everyone = list(self.users(record.partition))
+        return self._refresh_embeddings(record.partition, models, everyone, only_changed=True)
+
     def _learn(self, event: ClickEvent, partition: int, offset: int) -> list[str]:
         models = self.models(partition)
         if models is None:
@@ -194,14 +254,18 @@ class IngestProcessor:
         return self._refresh_embeddings(partition, models, learned_users)
 
     def _refresh_embeddings(self, partition: int, models: PartitionModels,
-                            learned_users: list[str]) -> list[str]:
+                            learned_users: list[str], only_changed: bool = False) -> list[str]:
         users = self.users(partition)
         moved = []
         for user_id in dict.fromkeys(learned_users):
             state = users.get(user_id)
-            if state is not None:
-                state.embedding = models.blend.user_vector(user_id)
-                moved.append(user_id)
+            if state is None:
+                continue
+            vector = models.blend.user_vector(user_id)
+            if only_changed and vector == state.embedding:
+                continue
+            state.embedding = vector
+            moved.append(user_id)
         return moved
 
     def _new_models(self, partition: int) -> PartitionModels | None:
@@ -220,6 +284,3 @@ def _check_key(record: Record, event: ClickEvent) -> None:
         raise BadEvent("key_mismatch", f"message key {record.key!r} is not the event's user_id "
                                        f"{event.user_id!r}")
 
-
-def _is_forget(record: Record) -> bool:
-    return any(k == CONTROL_HEADER and v == FORGET for k, v in record.headers)

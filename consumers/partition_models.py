@@ -9,6 +9,10 @@ models: it loads the latest snapshot and re-learns the events committed since.
 A snapshot is written to ``user-state`` under ``SNAPSHOT_KEY`` (pinned to the partition),
 inside the same transaction as the states, right after a micro-batch: the buffer is empty
 then, so the snapshot plus the offset of its last event is the whole model state.
+
+Control messages (forget, adopt-model) first ``flush`` the pending events as a shorter
+micro-batch, so what they change happens at their own position in the partition's order,
+and make a snapshot due, so a restore never has to apply them again.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class PartitionModels:
         # Offset of the last event the last snapshot includes (-1: none; re-learn from 0).
         self.snapshot_offset = -1
         self.learned_since_snapshot = 0
+        # Version of the deep model whose item table the embeddings adopted last (if any).
+        self.adopted_version: str | None = None
 
     def add(self, event: ClickEvent, offset: int) -> list[str] | None:
         """Buffer one event; learn the micro-batch when full and return its users."""
@@ -49,6 +55,18 @@ class PartitionModels:
         self.learned_since_snapshot += len(batch)
         return [e.user_id for e in batch]
 
+    def flush(self) -> list[str]:
+        """Learn the pending events now, as a shorter micro-batch; return their users."""
+        batch, self.pending = self.pending, []
+        if batch:
+            self.blend.learn_many(batch)
+            self.learned_since_snapshot += len(batch)
+        return [e.user_id for e in batch]
+
+    def make_snapshot_due(self) -> None:
+        """The next ``snapshot_due`` (buffer empty) says yes, whatever was learned since."""
+        self.learned_since_snapshot = max(self.learned_since_snapshot, self.snapshot_every)
+
     def snapshot_due(self) -> bool:
         # Only right after a micro-batch (empty buffer): the snapshot is then complete.
         return not self.pending and self.learned_since_snapshot >= self.snapshot_every
@@ -57,7 +75,8 @@ class PartitionModels:
         self.snapshot_offset = self.pending_last_offset
         self.learned_since_snapshot = 0
         return pickle.dumps({"format": _SNAPSHOT_FORMAT, "partition": self.partition,
-                             "offset": self.snapshot_offset, "blend": self.blend},
+                             "offset": self.snapshot_offset, "blend": self.blend,
+                             "adopted_version": self.adopted_version},
                             protocol=pickle.HIGHEST_PROTOCOL)
 
     def load(self, payload: bytes) -> None:
@@ -66,6 +85,7 @@ class PartitionModels:
         data = load_snapshot(payload)
         self.blend = data["blend"]
         self.snapshot_offset = int(data["offset"])
+        self.adopted_version = data.get("adopted_version")  # absent from older snapshots
         self.pending = []
         self.learned_since_snapshot = 0
 
@@ -77,14 +97,11 @@ class PartitionModels:
         compaction, holds nothing of the user. Forget requests travel the partition in
         order, so this stays a pure function of the partition's message sequence.
         """
-        batch = [e for e in self.pending if e.user_id != user_id]
-        self.pending = []
-        if batch:
-            self.blend.learn_many(batch)
-            self.learned_since_snapshot += len(batch)
+        self.pending = [e for e in self.pending if e.user_id != user_id]
+        learned = self.flush()
         self.blend.forget_user(user_id)
-        self.learned_since_snapshot = max(self.learned_since_snapshot, self.snapshot_every)
-        return [e.user_id for e in batch]
+        self.make_snapshot_due()
+        return learned
 
 
 def load_snapshot(payload: bytes) -> dict:

@@ -254,6 +254,8 @@ class ProcessorService:
         m.processing_latency.observe(seconds)  # type: ignore[attr-defined]
         for reason, count in getattr(self.processor, "rejected_by_reason", {}).items():
             m.set_rejected(reason, count)  # type: ignore[attr-defined]
+        for outcome, count in getattr(self.processor, "adoptions_by_outcome", {}).items():
+            m.set_adoptions(outcome, count)  # type: ignore[attr-defined]
 
     def _count(self, name: str) -> None:
         if self.metrics is not None:

@@ -50,8 +50,9 @@ class BoundFamily(Generic[C]):
 class ServiceMetrics:
     """Children pre-bound to one service, ready for the hot path.
 
-    ``events_rejected`` (labels ``reason``) and ``consumer_lag`` (labels ``topic``,
-    ``partition``) are families: bind a child once per reason / partition and keep it.
+    ``events_rejected`` (labels ``reason``), ``model_adoptions`` (labels ``outcome``) and
+    ``consumer_lag`` (labels ``topic``, ``partition``) are families: bind a child once per
+    reason / outcome / partition and keep it.
     """
 
     service: str
@@ -63,6 +64,7 @@ class ServiceMetrics:
     batches: CounterChild
     commits: CounterChild
     commit_failures: CounterChild
+    model_adoptions: BoundFamily[CounterChild]
 
     def rejected(self, reason: str) -> CounterChild:
         return self.events_rejected.labels(reason=reason)
@@ -74,6 +76,12 @@ class ServiceMetrics:
         nothing: a counter never goes down, and Prometheus' ``rate`` handles the rest.
         """
         child = self.rejected(reason)
+        if total > child.value:
+            child.inc(total - child.value)
+
+    def set_adoptions(self, outcome: str, total: float) -> None:
+        """Like ``set_rejected``, for ingest's adopt-model messages by outcome."""
+        child = self.model_adoptions.labels(outcome=outcome)
         if total > child.value:
             child.inc(total - child.value)
 
@@ -101,6 +109,10 @@ def service_metrics(registry: MetricsRegistry, service: str,
     latency = registry.histogram("streamrec_processing_latency_seconds",
                                  "Time to process one batch, poll to produce, in seconds.",
                                  svc, LATENCY_BUCKETS)
+    adoptions = registry.counter("streamrec_model_adoptions_total",
+                                 "adopt-model messages handled per partition, by outcome "
+                                 "(adopted, already_adopted, or why the model was skipped).",
+                                 ("service", "outcome"))
     lag = registry.gauge("streamrec_consumer_lag",
                          "Records between the committed offset and the log end, per partition.",
                          ("service", "topic", "partition"))
@@ -115,4 +127,5 @@ def service_metrics(registry: MetricsRegistry, service: str,
         commits=count("streamrec_commits_total", "Successful offset or transaction commits."),
         commit_failures=count("streamrec_commit_failures_total",
                               "Offset or transaction commits that failed."),
+        model_adoptions=BoundFamily(adoptions, service),
     )

@@ -79,6 +79,25 @@ def check_recommend_contract(factory: Factory) -> None:
     assert factory().recommend("u1", 5) == []  # nothing learned, nothing to recommend
 
 
+def learned_state(value: object) -> object:
+    """Everything a learner holds, as plain comparable values (arrays by bytes, RNGs by state).
+
+    For "bit-identical" assertions across runs: pickle bytes are no equality, since a
+    restored learner shares string objects differently from one that never left memory.
+    """
+    if isinstance(value, np.ndarray):
+        return (value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, np.random.Generator):
+        return learned_state(value.bit_generator.state)
+    if isinstance(value, dict):
+        return {k: learned_state(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [learned_state(v) for v in value]
+    if hasattr(value, "__dict__"):
+        return (type(value).__name__, learned_state(vars(value)))
+    return value
+
+
 def check_pickle_round_trip(factory: Factory) -> None:
     events = toy_stream(600)
     fresh = factory()

@@ -176,6 +176,8 @@ def test_service_metrics_standard_set() -> None:
     ingest.set_rejected("bad_json", 4)  # a processor's running tally...
     ingest.set_rejected("bad_json", 6)  # ...adds only what is new
     ingest.set_rejected("bad_json", 1)  # ...and never goes down (tally restarted)
+    ingest.set_adoptions("adopted", 2)  # the same running-tally rule as set_rejected
+    ingest.set_adoptions("adopted", 1)
     ingest.lag("clicks", 3).set(42)
     ingest.consumer_lag.labels("clicks", "7").set(1)  # the runtime binds positionally
     assert ingest.events_rejected.labels(reason="schema") is ingest.rejected("schema")
@@ -188,7 +190,7 @@ def test_service_metrics_standard_set() -> None:
         ("streamrec_events_rejected_total", "counter"), ("streamrec_batches_total", "counter"),
         ("streamrec_commits_total", "counter"), ("streamrec_commit_failures_total", "counter"),
         ("streamrec_processing_latency_seconds", "histogram"),
-        ("streamrec_consumer_lag", "gauge"),
+        ("streamrec_consumer_lag", "gauge"), ("streamrec_model_adoptions_total", "counter"),
     ]:
         assert f"# TYPE {name} {kind}\n" in text
     assert 'streamrec_events_in_total{service="ingest"} 10.0' in text
@@ -196,6 +198,7 @@ def test_service_metrics_standard_set() -> None:
     assert 'streamrec_events_rejected_total{service="ingest",reason="schema"} 1.0' in text
     assert 'streamrec_events_rejected_total{service="ingest",reason="bad_json"} 6.0' in text
     assert 'streamrec_events_rejected_total{service="score",reason="empty"} 0.0' in text
+    assert 'streamrec_model_adoptions_total{service="ingest",outcome="adopted"} 2.0' in text
     assert 'streamrec_consumer_lag{service="ingest",topic="clicks",partition="7"} 1.0' in text
     assert 'streamrec_consumer_lag{service="ingest",topic="clicks",partition="3"} 42.0' in text
     for name in ("streamrec_events_rejected_total", "streamrec_consumer_lag",

@@ -106,3 +106,38 @@ def test_adopt_item_table_keeps_user_preferences():
     assert len(set(before) & set(after)) >= 4
     assert "i7" in {item for item, _ in model.recommend("u1", 100)}  # ours-only item kept
     model.learn_one(click("u1", "deep-only", 1e10))  # learning goes on in the new space
+
+
+def test_adopt_item_table_with_too_little_overlap_restarts_in_the_new_space():
+    model = OnlineUserEmbeddings(dim=8, seed=0)
+    for event in toy_stream(500):
+        model.learn_one(event)
+    deep = [f"d{n}" for n in range(30)] + ["i1", "i2"]  # 2 shared items: no map can be fitted
+    table = np.random.default_rng(1).normal(size=(len(deep), 6))
+    report = model.adopt_item_table(deep, table)
+    assert report["adopted"] == 2 and report["users_projected"] == 0
+    assert model.current_dim == 6
+    assert all(v == 0.0 for v in model.user_vector("u1"))  # nothing to carry users over by
+    np.testing.assert_allclose(model._items.vectors[model._items.index["d3"]], table[3],
+                               rtol=1e-6)
+    assert "i5" in {item for item, _ in model.recommend("u1", 100)}  # ours-only items stay
+
+
+def test_adopt_item_table_is_deterministic_and_pickles():
+    def adopted() -> OnlineUserEmbeddings:
+        model = OnlineUserEmbeddings(dim=8, seed=3)
+        for event in toy_stream(800):
+            model.learn_one(event)
+        items = [f"i{n}" for n in range(40)]
+        model.adopt_item_table(items, np.random.default_rng(2).normal(size=(40, 5)))
+        return model
+
+    first, second = adopted(), adopted()
+    assert first.user_vector("u3") == second.user_vector("u3")
+    copy = pickle.loads(pickle.dumps(first))
+    assert copy.current_dim == 5 and copy.recommend("u3", 5) == first.recommend("u3", 5)
+    copy.learn_one(click("u3", "i9", 1e9))  # learning goes on after a round trip
+    with pytest.raises(ValueError):
+        first.adopt_item_table(["i1", "i2"], np.zeros((3, 5)))  # one row per id
+    with pytest.raises(ValueError):
+        first.set_user_vector("u3", [0.0] * 8)  # the old size no longer fits
