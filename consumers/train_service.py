@@ -4,6 +4,10 @@ Reads the training window from ``clicks`` by offsets with ``read_committed`` (an
 or open transaction's events never train a model), finds the serving model as the newest
 ``current`` message on ``models``, and publishes promotions there with an idempotent
 producer. It decides *when* to train; ``Trainer`` decides *what* and *whether to promote*.
+
+After each promotion it also puts one ``adopt-model`` control message on every ``clicks``
+partition (``streamrec.control``): ingest then moves each partition's online embeddings
+into the new model's item space at that point of the partition's order.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from kafka import TopicPartition as KafkaTopicPartition
 
 from consumers.train import CurrentModel, Trainer, TrainingOutcome
 from consumers.train_window import TrainingWindow, build_window
+from export.item_table import item_table_checksums
 from streamrec.changelog import read_changelog
 from streamrec.config import Settings
+from streamrec.control import adopt_model_requests, send_control
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +108,38 @@ class TrainerService:
         latest = [r for r in records if r.key == b"current" and r.value is not None]
         return json.loads(latest[-1].value) if latest else None  # type: ignore[arg-type]
 
-    def publish(self, message: dict[str, Any]) -> None:
+    def producer(self) -> KafkaProducer:
         if self._producer is None:
             # kafka-python 3: idempotent with acks=all by default; keep it that way.
             self._producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap_servers)
-        self._producer.send(self.settings.topics.models, key=b"current",
-                            value=json.dumps(message, sort_keys=True).encode()).get(timeout=60)
-        self._producer.flush(timeout=60)
+        return self._producer
+
+    def publish(self, message: dict[str, Any]) -> None:
+        """Make ``message``'s model ``current`` on ``models``, then have ingest adopt it."""
+        producer = self.producer()
+        producer.send(self.settings.topics.models, key=b"current",
+                      value=json.dumps(message, sort_keys=True).encode()).get(timeout=60)
+        # The model serves from here on. If announcing fails (or the trainer dies right
+        # here), the online embeddings skip this version and adopt the next one: logged,
+        # not raised, so the run still records the model it made current.
+        try:
+            self.announce_to_ingest(message)
+        except Exception:  # noqa: BLE001 - any failure only costs this adoption
+            log.exception("model %s is current but was not announced to ingest",
+                          message.get("version"))
+        producer.flush(timeout=60)
+
+    def announce_to_ingest(self, message: dict[str, Any]) -> int:
+        """One ``adopt-model`` control message per ``clicks`` partition; returns how many."""
+        topic = self.settings.topics.clicks
+        producer = self.producer()
+        requests = adopt_model_requests(
+            str(message["version"]), str(message["path"]), item_table_checksums(message),
+            producer.partitions_for(topic) or (), uri=message.get("uri"))
+        send_control(producer, topic, requests)
+        log.info("model %s announced to ingest on %d partitions of %s", message["version"],
+                 len(requests), topic)
+        return len(requests)
 
     def run_once(self, ends: dict[int, int] | None = None) -> TrainingOutcome:
         """Read the window, train, and publish a promoted model on ``models``."""
