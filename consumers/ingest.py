@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CONTROL_HEADER", "FORGET", "ADOPT_MODEL", "IngestProcessor"]
 
+# Keys streamrec itself writes to user-state (snapshots) and clicks (control messages).
+RESERVED_USER_PREFIX = "__streamrec_"
+
 
 class IngestProcessor:
     """Pure ingest logic: ``process(batch)`` returns the changelog and dead-letter outputs.
@@ -283,4 +286,9 @@ def _check_key(record: Record, event: ClickEvent) -> None:
     if record.key != event.user_id.encode():
         raise BadEvent("key_mismatch", f"message key {record.key!r} is not the event's user_id "
                                        f"{event.user_id!r}")
+    if event.user_id.startswith(RESERVED_USER_PREFIX):
+        # user-state keys with this prefix hold partition snapshots and control records:
+        # a user of that name would overwrite them under compaction.
+        raise BadEvent("reserved_user_id", f"user_id {event.user_id!r} starts with the reserved "
+                                           f"prefix {RESERVED_USER_PREFIX!r}")
 

@@ -20,7 +20,8 @@ from streamrec.metrics.registry import (
 
 # The ``BadEvent.reason`` values of ``streamrec.events``; created up front so a dashboard
 # shows a 0 line instead of "no data" until the first bad event arrives.
-KNOWN_REJECT_REASONS = ("bad_json", "schema", "oversized", "empty", "key_mismatch")
+KNOWN_REJECT_REASONS = ("bad_json", "schema", "oversized", "empty", "key_mismatch",
+                        "reserved_user_id")
 
 
 C = TypeVar("C", CounterChild, GaugeChild)

@@ -219,3 +219,22 @@ def test_a_fake_loader_can_stand_in_for_the_store() -> None:
     ingest.process([click(0, "u1", "a"), control(1, message), click(2, "u1", "b")])
     assert ingest.models(0).blend.embeddings.current_dim == 3
     assert ingest.models(0).adopted_version == "v000009"
+
+
+def test_the_scorer_ranks_an_old_space_state_with_the_new_snapshot(model: dict) -> None:
+    """A state written before the adoption can reach the scorer after the new snapshot."""
+    from consumers.score import ScoreProcessor
+
+    ingest = IngestProcessor(SETTINGS)
+    records = stream(adopt_at=30, n=31, model=model)
+    before = ingest.process(records[:30])
+    old_states = [o for o in before.outputs if o.key not in (SNAPSHOT_KEY,) and o.value is not None]
+    assert old_states and len(decode_state(old_states[-1].value).embedding) != DEEP_DIM
+    after = ingest.process(records[30:])
+    scorer = ScoreProcessor(SETTINGS, clock=lambda: 1.0)
+    snapshot = Record(T.user_state, 0, 0, SNAPSHOT_KEY, after.outputs[0].value)
+    stale = [Record(T.user_state, 0, n + 1, o.key, o.value) for n, o in enumerate(old_states)]
+    published = scorer.process([snapshot, *stale]).outputs
+    recommendations = [o for o in published if o.topic == T.recommendations]
+    assert len(recommendations) == len({o.key for o in old_states})
+    assert scorer.stale_embedding_states > 0

@@ -152,6 +152,16 @@ def test_event_keyed_by_another_user_is_dead_lettered():
     assert {headers_dict(o.headers)[DLQ_REASON] for o in result.outputs} == {"key_mismatch"}
 
 
+def test_a_user_id_in_the_reserved_namespace_is_dead_lettered():
+    # It would be written to user-state under the key of a partition snapshot.
+    ingest = IngestProcessor(SETTINGS)
+    records = [click(n, user, "a") for n, user in enumerate(["__streamrec_snapshot__", "u1"])]
+    result = ingest.process(records)
+    assert (result.rejected, result.processed) == (1, 1) and set(ingest.all_states()) == {"u1"}
+    dead = [o for o in result.outputs if o.topic == T.dlq]
+    assert [headers_dict(o.headers)[DLQ_REASON] for o in dead] == ["reserved_user_id"]
+
+
 def test_a_re_emitted_state_updates_the_mirror_but_is_no_trigger():
     score = ScoreProcessor(SETTINGS)
     state = decode_state(IngestProcessor(SETTINGS).process([click(0, "u1", "a")]).outputs[0].value)
