@@ -82,6 +82,8 @@ class ScoreProcessor:
         self.deep_candidates = 200
         self.popularity = PopularityRecency(half_life_s=settings.popularity_half_life_s)
         self.rejected_by_reason: Counter[str] = Counter()
+        # States ranked without their vector because an item-table adoption was in flight.
+        self.stale_embedding_states = 0
         # Online hit-rate of what we publish, and drift messages on ``models`` when it drops.
         self.drift = ScoreDriftReporter(settings, clock)
 
@@ -220,10 +222,18 @@ class ScoreProcessor:
             if blend is not None:
                 # The snapshot is older than the user's state: bring the user up to date
                 # (vector, recent items) before ranking. Item-side parameters are untouched.
-                blend.apply_user_state(user_id, state.embedding, state.recent_items)  # type: ignore[attr-defined]
+                vector = state.embedding
+                if vector is not None and len(vector) != blend.embeddings.current_dim:  # type: ignore[attr-defined]
+                    # An item-table adoption is in flight (state and snapshot of different
+                    # spaces): the snapshot already holds this user's mapped vector.
+                    vector = None
+                    self.stale_embedding_states += 1
+                blend.apply_user_state(user_id, vector, state.recent_items)  # type: ignore[attr-defined]
         if blend is not None:
             depth = max(k, self.deep_candidates) if self._deep is not None else k
-            ranked = blend.recommend_explained(user_id, depth, excluded)  # type: ignore[attr-defined]
+            ranked = blend.recommend_explained(  # type: ignore[attr-defined]
+                user_id, depth, excluded,
+                recent_items=state.recent_items if state is not None else None)
             if len(ranked) >= min(k, 1):
                 return ranked, ONLINE_MODEL_VERSION
         return self.popularity.recommend_explained(k, excluded), POPULARITY_MODEL_VERSION

@@ -86,12 +86,6 @@ class CoVisitation:
         kept = sorted(row.items(), key=lambda kv: (-kv[1], kv[0]))[: self.max_neighbours]
         self.pairs[item] = dict(kept)
 
-    def set_history(self, user_id: str, recent_items: Sequence[str]) -> None:
-        """Use ``recent_items`` (oldest first) as the user's ranking context; learns nothing."""
-        rows = [self.items.index[i] for i in recent_items if i in self.items.index]
-        distinct = list(dict.fromkeys(reversed(rows)))[::-1]
-        self.history[user_id] = distinct[-max(self.window, self.recent):]
-
     def forget_user(self, user_id: str) -> None:
         self.history.pop(user_id, None)
 
@@ -100,10 +94,27 @@ class CoVisitation:
 
     def score_all(self, user_id: str) -> np.ndarray:
         """Co-visitation score of every known item for the user (zeros without history)."""
+        return self._scores(self.history.get(user_id, ()))
+
+    def score_context(self, recent_items: Sequence[str]) -> np.ndarray:
+        """Scores for a ranking context given as item ids, oldest first (learns nothing).
+
+        The scorer ranks with the user's sequence as ``user-state`` carries it, fresher
+        than the history these counts were learned with; passing it here keeps the two
+        apart, so ranking can never change what is learned.
+        """
+        index = self.items.index
+        return self._scores([index[i] for i in recent_items if i in index])
+
+    def recommend_context(self, recent_items: Sequence[str], k: int,
+                          exclude: Collection[str] = ()) -> Ranking:
+        return self._rank(self.score_context(recent_items), k, exclude)
+
+    def _scores(self, history: Sequence[int]) -> np.ndarray:
         n = len(self.items)
         scores = np.zeros(n, dtype=np.float64)
         counts = self.counts[:n]
-        for other in self.history.get(user_id, ())[-self.recent:]:
+        for other in list(dict.fromkeys(reversed(history)))[: self.recent]:
             row = self.pairs.get(other)
             if not row:
                 continue
@@ -114,6 +125,8 @@ class CoVisitation:
 
     def recommend(self, user_id: str, k: int, exclude: Collection[str] = ()) -> Ranking:
         """Top-``k`` co-visited items (only items with a positive score), never mutating."""
-        scores = self.score_all(user_id)
+        return self._rank(self.score_all(user_id), k, exclude)
+
+    def _rank(self, scores: np.ndarray, k: int, exclude: Collection[str]) -> Ranking:
         scores[scores <= 0.0] = -np.inf  # no evidence is no recommendation
         return self.items.rank(scores, k, exclude)

@@ -54,15 +54,16 @@ def test_rows_stay_bounded_by_pruning_the_least_covisited():
     assert model.items.index["x0"] in row  # the most co-visited neighbour survives
 
 
-def test_set_history_replaces_the_ranking_context_without_learning():
+def test_a_ranking_context_scores_without_learning():
     model = CoVisitation(window=5, recent=5)
     _visit(model, "u1", "a", "b")
-    counts = model.counts.copy()
-    model.set_history("v", ["a", "a", "unknown"])
-    assert [item for item, _ in model.recommend("v", k=3, exclude={"a"})] == ["b"]
-    assert (model.counts == counts).all()
-    model.forget_user("v")
+    counts, pairs = model.counts.copy(), {k: dict(v) for k, v in model.pairs.items()}
+    ranked = model.recommend_context(["a", "a", "unknown"], k=3, exclude={"a"})
+    assert [item for item, _ in ranked] == ["b"]
+    assert (model.counts == counts).all() and model.pairs == pairs
     assert not model.knows_user("v") and model.recommend("v", k=3) == []
+    model.forget_user("u1")
+    assert not model.knows_user("u1")
 
 
 def test_bad_parameters_are_rejected():
