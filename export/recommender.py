@@ -94,6 +94,8 @@ class DeepSequentialRecommender:
     def _retrain_due(self, ts: float) -> bool:
         if self.events_seen < self.min_train_events:
             return False  # too little data for a model better than popularity
+        if self.trained is None:
+            return True  # like the trainer service: with no model yet, train on what there is
         if self.events_since_retrain >= self.retrain_every:
             return True
         return (self.retrain_interval_s is not None and self.last_retrain_ts is not None

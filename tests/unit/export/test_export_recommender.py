@@ -24,7 +24,9 @@ def test_retrains_on_event_count_and_serves_through_onnx() -> None:
     model = _deep()
     for event in toy_stream(1100):
         model.learn_one(event)
-    assert [r["events"] for r in model.retrains] == [500.0, 1000.0]
+    # The first model as soon as min_train_events are there (as the trainer service does),
+    # then one every retrain_every events.
+    assert [r["events"] for r in model.retrains] == [200.0, 700.0]
     assert model.serving is not None and model.trained.warm_started
     assert all(r["export_and_parity_s"] > 0 for r in model.retrains)
     ranking = model.recommend("u1", 5)
