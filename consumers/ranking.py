@@ -1,10 +1,10 @@
-"""Final reranking in the scorer: fuse the deep model's candidates with the online ranking.
+"""Final reranking in the scorer: fuse the online ranking, co-visitation and deep candidates.
 
-Both lists arrive best first and already without the user's seen items. Scores of the two
-sources live on different scales (RRF sums vs. logits), so they are fused by weighted
-reciprocal rank: ``w_online / (rrf_k + rank_online) + w_deep / (rrf_k + rank_deep)``. Each
+All lists arrive best first and already without the user's seen items. Scores of the
+sources live on different scales (RRF sums, logits, counts), so they are fused by weighted
+reciprocal rank: ``sum_source w_source / (rrf_k + rank_source)``. Each
 item carries what explains it: the online components' ranks, its deep rank and the deep
-model's log-probability.
+model's log-probability, its co-visitation rank and score.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ RRF_K = 10.0
 
 
 def fuse(online: Ranked, deep: Sequence, k: int, online_weight: float = 1.0,
-         deep_weight: float = 1.0) -> Ranked:
-    """Top-k of the union of ``online`` and ``deep`` (``DeepCandidate`` objects)."""
+         deep_weight: float = 1.0, covisit: Sequence[tuple[str, float]] = (),
+         covisit_weight: float = 1.0) -> Ranked:
+    """Top-k of the union of ``online``, ``deep`` (``DeepCandidate`` objects) and ``covisit``."""
     scores: dict[str, float] = {}
     parts: dict[str, dict[str, float]] = {}
     for rank, (item, _, components) in enumerate(online, 1):
@@ -28,6 +29,9 @@ def fuse(online: Ranked, deep: Sequence, k: int, online_weight: float = 1.0,
         item = candidate.item_id
         scores[item] = scores.get(item, 0.0) + deep_weight / (RRF_K + rank)
         parts.setdefault(item, {}).update(deep_rank=float(rank), deep_log_prob=candidate.log_prob)
+    for rank, (item, score) in enumerate(covisit, 1):
+        scores[item] = scores.get(item, 0.0) + covisit_weight / (RRF_K + rank)
+        parts.setdefault(item, {}).update(covisit_rank=float(rank), covisit_score=score)
     # Ties (an item equally placed by both) resolve by item id for determinism.
     best = sorted(scores, key=lambda i: (-scores[i], i))[:k]
     return [(item, scores[item], parts[item]) for item in best]

@@ -18,6 +18,7 @@ import msgspec
 from consumers.partition_models import SNAPSHOT_KEY, load_snapshot
 from consumers.ranking import fuse
 from consumers.score_drift import ScoreDriftReporter
+from online_models.covisitation import CoVisitation
 from online_models.popularity import PopularityRecency
 from online_models.user_state import UserState, decode_state
 from streamrec.config import Settings
@@ -81,6 +82,10 @@ class ScoreProcessor:
         self._deep: object | None = None
         self.deep_candidates = 200
         self.popularity = PopularityRecency(half_life_s=settings.popularity_half_life_s)
+        # Item co-visitation from every state delta this scorer reads: with one scorer it
+        # sees all partitions (like popularity); with several, each learns from its share.
+        self.covisitation = CoVisitation(window=settings.covisit_window,
+                                         recent=settings.covisit_recent)
         self.rejected_by_reason: Counter[str] = Counter()
         # States ranked without their vector because an item-table adoption was in flight.
         self.stale_embedding_states = 0
@@ -92,12 +97,19 @@ class ScoreProcessor:
         """Rebuild the mirror of one partition (and warm popularity) from ``user-state``."""
         users = self._mirror.setdefault(partition, {})
         for record in changelog:
-            self._apply_state_record(record, users)
+            self._apply_state_record(record, users, restoring=True)
+        # A compacted changelog keeps each user's latest state, not every delta: the
+        # co-visitation counts are rebuilt from the users' recent sequences instead (pairs
+        # among their last ``recent_items`` items), the same whether compacted or not.
+        for user_id, state in users.items():
+            for item_id in state.recent_items:
+                self.covisitation.learn_item(user_id, item_id)
         return len(users)
 
     def drop(self, partitions: Iterable[int]) -> None:
         for partition in partitions:
-            self._mirror.pop(partition, None)
+            for user_id in self._mirror.pop(partition, {}):
+                self.covisitation.forget_user(user_id)  # its sequence; counts are aggregates
             self.drift.drop(partition)
             self._models.pop(partition, None)
 
@@ -180,15 +192,38 @@ class ScoreProcessor:
     def _final_ranking(self, user_id: str, k: int, exclude: Iterable[str],
                        state: UserState | None, deep: object | None, deep_list: list
                        ) -> tuple[list[tuple[str, float, dict[str, float]]], str]:
-        """The published ranking: online (or popularity) fused with the deep candidates."""
+        """The published ranking: online (or popularity), co-visitation and deep, fused."""
         ranked, version = self.rank_with_version(user_id, k, exclude, state=state)
+        covisited = self._covisited(user_id, k, exclude, state)
+        if deep_list or covisited:
+            settings = self.settings
+            ranked = fuse(ranked, deep_list, k, online_weight=settings.online_weight,
+                          deep_weight=settings.deep_weight, covisit=covisited,
+                          covisit_weight=settings.covisit_weight)
         if deep_list:
-            ranked = fuse(ranked, deep_list, k, online_weight=self.settings.online_weight,
-                          deep_weight=self.settings.deep_weight)
             version = f"{deep.model_version}+{version}"  # type: ignore[union-attr]
-        # The online list is fetched deeper than k while a deep model serves (to fuse);
-        # a user the model knows nothing of still gets exactly k.
+        # The online list is fetched deeper than k to fuse; whatever the sources had, a
+        # user gets exactly k (or all there is).
         return ranked[:k], version
+
+    def _covisited(self, user_id: str, k: int, exclude: Iterable[str],
+                   state: UserState | None) -> list[tuple[str, float]]:
+        """Co-visitation candidates from the trigger's own recent items (fresher than ours)."""
+        if self.settings.covisit_weight <= 0:
+            return []
+        state = state if state is not None else self.state_of(user_id)
+        if state is None or not state.recent_items:
+            return []
+        excluded = set(exclude)
+        excluded.update(state.seen_items)
+        return self.covisitation.recommend_context(state.recent_items,
+                                                   self._fusion_depth(k), excluded)
+
+    def _fusion_depth(self, k: int) -> int:
+        # Fused lists must reach past k, or an item ranked 11th by two sources loses to
+        # one ranked 10th by one; without any other source, k is all that is needed.
+        fusing = self._deep is not None or self.settings.covisit_weight > 0
+        return max(k, self.deep_candidates) if fusing else k
 
     def rank(self, user_id: str, k: int, exclude: Iterable[str] = ()
              ) -> list[tuple[str, float, dict[str, float]]]:
@@ -230,21 +265,23 @@ class ScoreProcessor:
                     self.stale_embedding_states += 1
                 blend.apply_user_state(user_id, vector, state.recent_items)  # type: ignore[attr-defined]
         if blend is not None:
-            depth = max(k, self.deep_candidates) if self._deep is not None else k
             ranked = blend.recommend_explained(  # type: ignore[attr-defined]
-                user_id, depth, excluded,
-                recent_items=state.recent_items if state is not None else None)
+                user_id, self._fusion_depth(k), excluded)
             if len(ranked) >= min(k, 1):
                 return ranked, ONLINE_MODEL_VERSION
-        return self.popularity.recommend_explained(k, excluded), POPULARITY_MODEL_VERSION
+        return (self.popularity.recommend_explained(self._fusion_depth(k), excluded),
+                POPULARITY_MODEL_VERSION)
 
-    def learn_state(self, state: UserState) -> None:
+    def learn_state(self, state: UserState, covisitation: bool = True) -> None:
+        """Learn the item-side statistics from the events a state message is new with."""
         for item_id, ts in state.new_events:
             self.popularity.learn_item(item_id, ts)
+            if covisitation:
+                self.covisitation.learn_item(state.user_id, item_id)
 
     # -- helpers -----------------------------------------------------------------------------
-    def _apply_state_record(self, record: Record, users: dict[str, UserState]
-                            ) -> UserState | None:
+    def _apply_state_record(self, record: Record, users: dict[str, UserState],
+                            restoring: bool = False) -> UserState | None:
         if record.key is None:
             return None
         if record.key == SNAPSHOT_KEY:
@@ -256,9 +293,10 @@ class ScoreProcessor:
         if record.value is None:  # tombstone: the user was forgotten
             users.pop(user_id, None)
             self.drift.forget(record.partition, user_id)
+            self.covisitation.forget_user(user_id)
             return None
         state = decode_state(record.value)
-        self.learn_state(state)
+        self.learn_state(state, covisitation=not restoring)
         previous = users.get(user_id)
         self.drift.state_applied(record.partition, user_id, state, previous)
         users[user_id] = state

