@@ -74,3 +74,37 @@ def test_pruned_top_k_is_exact_on_large_inputs() -> None:
         np.testing.assert_array_equal(scores[got], scores[expected])
     ties = np.zeros(40_000, dtype=np.float32)
     assert len(top_k_indices(ties, 100)) == 100
+
+
+def _stable_top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """The brute-force reference: best first, ties by lower index, NaN last."""
+    return np.argsort(-scores, kind="stable")[:k]
+
+
+def test_top_k_indices_is_exactly_the_stable_brute_force_order() -> None:
+    from export.serving import top_k_indices
+
+    rng = np.random.default_rng(1)
+    cases = []
+    for n, k in ((100_000, 100), (100_003, 100), (50_001, 7), (32_000, 1000), (5_000, 100),
+                 (10, 20), (10, 10), (1, 1), (3_000, 0)):
+        cases.append((rng.standard_normal(n).astype(np.float32), k))
+    excluded = rng.standard_normal(100_000).astype(np.float32)
+    excluded[rng.integers(100_000, size=30_000)] = -np.inf  # excluded rows
+    cases.append((excluded, 100))
+    mostly_excluded = np.full(100_000, -np.inf, dtype=np.float32)
+    mostly_excluded[rng.integers(100_000, size=40)] = 1.0  # fewer finite rows than k
+    cases.append((mostly_excluded, 100))
+    cases.append((np.zeros(40_000, dtype=np.float32), 100))  # all tied
+    coarse = np.round(rng.standard_normal(100_000) * 2).astype(np.float32)  # many ties
+    cases.append((coarse, 100))
+    cases.append((coarse, 5_000))
+    with_nan = rng.standard_normal(60_000).astype(np.float32)
+    with_nan[rng.integers(60_000, size=500)] = np.nan  # NaN ranks last, as in argsort
+    cases.append((with_nan, 100))
+    for scores, k in cases:
+        got = top_k_indices(scores, k)
+        np.testing.assert_array_equal(got, _stable_top_k(scores, k),
+                                      err_msg=f"n={len(scores)}, k={k}")
+        assert got.dtype == np.int64
+
