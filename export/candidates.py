@@ -21,7 +21,7 @@ from typing import Collection, Sequence
 
 import numpy as np
 
-from export.serving import OnnxSequenceModel, top_k_indices
+from export.serving import OnnxSequenceModel, top_k_excluding
 
 NO_MODEL = "none"
 
@@ -73,17 +73,12 @@ class DeepCandidateGenerator:
         scores = model.scores(model.user_vectors_encoded(encoded[known]))  # [users, items]
         peak = scores.max(axis=1, keepdims=True)
         log_norm = peak[:, 0] + np.log(np.exp(scores - peak).sum(axis=1))
+        ids = model.vocab.ids
         for row, user in enumerate(known):
-            user_scores = scores[row]
             exclude = excludes[int(user)] if excludes is not None else ()
-            if exclude:
-                rows = [r - 1 for r in model.vocab.encode(exclude)]
-                if rows:
-                    user_scores = user_scores.copy()
-                    user_scores[rows] = -np.inf
-            best = top_k_indices(user_scores, c)
-            best = best[np.isfinite(user_scores[best])]
-            ids = model.vocab.ids
-            out[int(user)] = [DeepCandidate(ids[i], float(user_scores[i]),
-                                       float(user_scores[i] - log_norm[row])) for i in best]
+            excluded = {r - 1 for r in model.vocab.encode(exclude)} if exclude else set()
+            best = top_k_excluding(scores[row], c, excluded)
+            best_scores = scores[row, best]
+            out[int(user)] = [DeepCandidate(ids[i], s, lp) for i, s, lp in zip(
+                best.tolist(), best_scores.tolist(), (best_scores - log_norm[row]).tolist())]
         return out

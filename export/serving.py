@@ -77,6 +77,25 @@ def _k_best_of(scores: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray
     return candidates[keep]
 
 
+def top_k_excluding(scores: np.ndarray, k: int, excluded: Collection[int] = ()) -> np.ndarray:
+    """Indices of the ``k`` best finite scores outside ``excluded``, best first, ties by index.
+
+    A few excluded rows are dropped after selecting the best ``k + len(excluded)`` (which
+    hold the best ``k`` others), sparing a copy of every score; a long list is masked with
+    ``-inf`` on a copy instead, cheaper than sorting ``k + len(excluded)`` rows.
+    """
+    rows = np.fromiter(excluded, dtype=np.int64, count=len(excluded))
+    if len(rows) <= k:
+        best = top_k_indices(scores, k + len(rows))
+        if len(rows):
+            best = best[~np.isin(best, rows)]
+    else:
+        scores = scores.copy()  # the caller's array stays untouched
+        scores[rows] = -np.inf
+        best = top_k_indices(scores, k)
+    return best[np.isfinite(scores[best])][:k]
+
+
 class OnnxSequenceModel:
     """A verified deep model ready to serve: vocab, item table and an ORT session.
 
@@ -187,11 +206,7 @@ class OnnxSequenceModel:
         return top_k_indices(scores, k)
 
     def _rank(self, scores: np.ndarray, k: int, exclude: Collection[str]) -> Ranking:
-        if exclude:
-            rows = [r - 1 for r in self.vocab.encode(exclude)]
-            if rows:
-                scores = scores.copy()  # the caller's array stays untouched
-                scores[rows] = -np.inf
-        best = self.top_k_indices(scores, k)
-        best = best[np.isfinite(scores[best])]
-        return [(self.vocab.ids[i], float(scores[i])) for i in best]
+        excluded = {r - 1 for r in self.vocab.encode(exclude)} if exclude else set()
+        best = top_k_excluding(scores, k, excluded)
+        ids = self.vocab.ids
+        return [(ids[i], s) for i, s in zip(best.tolist(), scores[best].tolist())]

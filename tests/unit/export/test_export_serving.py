@@ -108,3 +108,19 @@ def test_top_k_indices_is_exactly_the_stable_brute_force_order() -> None:
                                       err_msg=f"n={len(scores)}, k={k}")
         assert got.dtype == np.int64
 
+
+def test_top_k_excluding_equals_masking_the_excluded_rows() -> None:
+    from export.serving import top_k_excluding
+
+    rng = np.random.default_rng(2)
+    scores = np.round(rng.standard_normal(80_000) * 8).astype(np.float32)  # ties included
+    scores[:10] = -np.inf
+    for k, n_excluded in ((100, 0), (100, 1), (100, 100), (100, 101), (7, 3_000), (200, 50)):
+        excluded = set(rng.choice(len(scores), n_excluded, replace=False).tolist())
+        masked = scores.copy()
+        masked[list(excluded)] = -np.inf
+        expected = [i for i in _stable_top_k(masked, len(masked)) if np.isfinite(masked[i])][:k]
+        before = scores.copy()
+        np.testing.assert_array_equal(top_k_excluding(scores, k, excluded), expected)
+        np.testing.assert_array_equal(scores, before)  # the caller's scores stay untouched
+
