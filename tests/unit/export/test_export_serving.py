@@ -124,3 +124,43 @@ def test_top_k_excluding_equals_masking_the_excluded_rows() -> None:
         np.testing.assert_array_equal(top_k_excluding(scores, k, excluded), expected)
         np.testing.assert_array_equal(scores, before)  # the caller's scores stay untouched
 
+
+def test_single_vector_retrieval_is_exact_reusable_and_thread_safe(tiny_release) -> None:
+    import threading
+
+    rng = np.random.default_rng(3)
+    n_items, dim = 60_000, tiny_release.item_table.shape[1]
+    table = rng.standard_normal((n_items + 1, dim)).astype(np.float32)
+    ids = [f"x{i}" for i in range(n_items)]
+    model = OnnxSequenceModel.from_parts(tiny_release.onnx_bytes, ids, table, max_len=12,
+                                         threads=1)
+    vectors = rng.standard_normal((8, dim))  # float64 in: served as float32
+    first = model.scores(vectors[0])
+    assert first.dtype == np.float32 and first.shape == (n_items,)
+    np.testing.assert_allclose(first, table[1:] @ vectors[0].astype(np.float32), rtol=1e-4,
+                               atol=1e-4)
+    expected = [_stable_top_k(model.scores(v), 100) for v in vectors]
+    np.testing.assert_array_equal(model.scores(vectors[0]), first)  # a copy, not the buffer
+    for v, want in zip(vectors, expected):
+        np.testing.assert_array_equal(model.top_k_rows(v, 100), want)
+        assert [item for item, _ in model.top_k(v, 100)] == [f"x{i}" for i in want]
+    exclude = {f"x{i}" for i in expected[0][:5]} | {"not-an-item"}
+    assert [item for item, _ in model.top_k(vectors[0], 10, exclude)] == [
+        f"x{i}" for i in expected[0][5:15]]
+    assert len(model.top_k(vectors[0], n_items + 5)) == n_items  # k >= n: everything, ranked
+
+    results: dict[int, list[np.ndarray]] = {}
+
+    def serve(worker: int) -> None:  # each thread has its own buffer: no crossed scores
+        results[worker] = [model.top_k_rows(vectors[(worker + j) % 8], 100) for j in range(40)]
+
+    threads = [threading.Thread(target=serve, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for worker, rows in results.items():
+        for j, got in enumerate(rows):
+            np.testing.assert_array_equal(got, expected[(worker + j) % 8])
+    clone = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(clone.top_k_rows(vectors[1], 100), expected[1])
