@@ -8,11 +8,12 @@ Two comparisons, each against its reference in the same process:
    interleaved (torch, ORT, torch, ...) so both see the same background load.
    Target: ORT p50 <= 0.6x torch p50 at batch 1.
 2. Top-100 of 100,000 items (d=64, float32, row-major) for one user vector, as served
-   (``OnnxSequenceModel.scores`` + ``top_k_indices``) and as the naive numpy matvec +
-   argpartition, against the time to *read* the table once at the bandwidth measured here:
-   the fastest of ``table.sum()``, ``sdot(flat, flat)`` and a copy into a preallocated
-   buffer. Measured hot (table in the 32 MiB L3, as in a busy scorer) and cold (a 96 MB
-   buffer is read between repetitions to evict it). Target: retrieval <= 1.5x the read.
+   (``OnnxSequenceModel.top_k_rows``: the matvec into a reused buffer + ``top_k_indices``,
+   exact) and as the naive numpy matvec + argpartition, against the time to *read* the
+   same table once at the bandwidth measured here: the fastest of ``table.sum()``,
+   ``sdot(flat, flat)`` and a copy into a preallocated buffer. Measured hot (table in the
+   32 MiB L3, as in a busy scorer) and cold (a 96 MB buffer is read between repetitions
+   to evict it, code included). Target (issue 5): retrieval <= 1.5x the read; goal 1.3x.
 
     .venv/bin/python benchmarks/scoring.py [--reps 2000]
 """
@@ -109,7 +110,7 @@ def model_latency(reps: int) -> dict:
 
 
 def retrieval(reps: int, n_items: int = 100_000, dim: int = 64, k: int = 100) -> dict:
-    from export.serving import OnnxSequenceModel, top_k_indices
+    from export.serving import OnnxSequenceModel
 
     rng = np.random.default_rng(1)
     table = rng.standard_normal((n_items + 1, dim), dtype=np.float32)
@@ -121,8 +122,10 @@ def retrieval(reps: int, n_items: int = 100_000, dim: int = 64, k: int = 100) ->
     flat = items.reshape(-1)
     copy_buf = np.empty_like(items)
     np.copyto(copy_buf, items)  # touch the pages so the copy times no page faults
-    expected = np.argsort(-(items @ user))[:k]
-    got = top_k_indices(served.scores(user), k)
+    got = served.top_k_rows(user, k)
+    # exact: the stable brute-force order of the served scores, and numpy's matvec agrees
+    assert np.array_equal(got, np.argsort(-served.scores(user), kind="stable")[:k])
+    expected = np.argsort(-(items @ user), kind="stable")[:k]
     assert np.array_equal(np.sort(got), np.sort(expected)), "served top-k is not exact"
 
     def naive() -> object:
@@ -132,8 +135,8 @@ def retrieval(reps: int, n_items: int = 100_000, dim: int = 64, k: int = 100) ->
 
     fns = {"read_sum": lambda: items.sum(), "read_sdot": lambda: flat @ flat,
            "read_copy": lambda: np.copyto(copy_buf, items),
-           "served_topk": lambda: top_k_indices(served.scores(user), k),
-           "served_matvec_only": lambda: served.scores(user),
+           "served_topk": lambda: served.top_k_rows(user, k),
+           "served_matvec_only": lambda: served._score_one(user),
            "naive_matvec_argpartition": naive}
     evict = np.ones(24_000_000, dtype=np.float32)  # 96 MB > L3
     out: dict = {"n_items": n_items, "dim": dim, "k": k, "dtype": "float32",
@@ -148,6 +151,7 @@ def retrieval(reps: int, n_items: int = 100_000, dim: int = 64, k: int = 100) ->
         res["reference"] = best
         res["bandwidth_gb_s"] = round(items.nbytes / (read_ms / 1e3) / 1e9, 2)
         res["served_over_read_p50"] = round(res["served_topk"]["p50_ms"] / read_ms, 3)
+        res["matvec_over_read_p50"] = round(res["served_matvec_only"]["p50_ms"] / read_ms, 3)
         res["naive_over_read_p50"] = round(
             res["naive_matvec_argpartition"]["p50_ms"] / read_ms, 3)
         out[mode] = res
@@ -175,7 +179,7 @@ def main() -> None:
               f") · naive {r['naive_matvec_argpartition']['p50_ms']:.3f} ms · read "
               f"({r['reference']}) {r[r['reference']]['p50_ms']:.3f} ms = "
               f"{r['bandwidth_gb_s']} GB/s · served/read {r['served_over_read_p50']:.2f} "
-              f"(target <= 1.5)")
+              f"(matvec/read {r['matvec_over_read_p50']:.2f}; target <= 1.5, goal 1.3)")
     save("scoring", {"config": vars(args), "model_latency": latency, "retrieval": top,
                      "seconds": round(time.perf_counter() - started, 1),
                      # the machine is shared: a load above 2 means the figures are inflated
