@@ -9,6 +9,7 @@ model's log-probability, its co-visitation rank and score.
 
 from __future__ import annotations
 
+import heapq
 from typing import Sequence
 
 Ranked = list[tuple[str, float, dict[str, float]]]
@@ -21,17 +22,33 @@ def fuse(online: Ranked, deep: Sequence, k: int, online_weight: float = 1.0,
          covisit_weight: float = 1.0) -> Ranked:
     """Top-k of the union of ``online``, ``deep`` (``DeepCandidate`` objects) and ``covisit``."""
     scores: dict[str, float] = {}
-    parts: dict[str, dict[str, float]] = {}
+    online_at: dict[str, tuple[int, dict[str, float]]] = {}
     for rank, (item, _, components) in enumerate(online, 1):
         scores[item] = online_weight / (RRF_K + rank)
-        parts[item] = {**components, "online_rank": float(rank)}
+        online_at[item] = (rank, components)
+    deep_at: dict[str, tuple[int, float]] = {}
     for rank, candidate in enumerate(deep, 1):
         item = candidate.item_id
         scores[item] = scores.get(item, 0.0) + deep_weight / (RRF_K + rank)
-        parts.setdefault(item, {}).update(deep_rank=float(rank), deep_log_prob=candidate.log_prob)
+        deep_at[item] = (rank, candidate.log_prob)
+    covisit_at: dict[str, tuple[int, float]] = {}
     for rank, (item, score) in enumerate(covisit, 1):
         scores[item] = scores.get(item, 0.0) + covisit_weight / (RRF_K + rank)
-        parts.setdefault(item, {}).update(covisit_rank=float(rank), covisit_score=score)
-    # Ties (an item equally placed by both) resolve by item id for determinism.
-    best = sorted(scores, key=lambda i: (-scores[i], i))[:k]
-    return [(item, scores[item], parts[item]) for item in best]
+        covisit_at[item] = (rank, score)
+    # Ties (an item equally placed by several sources) resolve by item id for determinism.
+    best = heapq.nsmallest(k, scores, key=lambda i: (-scores[i], i))
+    fused: Ranked = []
+    for item in best:  # explanations only for what is published: this runs per trigger
+        parts: dict[str, float] = {}
+        if item in online_at:
+            rank, components = online_at[item]
+            parts.update(components)
+            parts["online_rank"] = float(rank)
+        if item in deep_at:
+            rank, log_prob = deep_at[item]
+            parts.update(deep_rank=float(rank), deep_log_prob=log_prob)
+        if item in covisit_at:
+            rank, score = covisit_at[item]
+            parts.update(covisit_rank=float(rank), covisit_score=score)
+        fused.append((item, scores[item], parts))
+    return fused

@@ -115,11 +115,13 @@ class PopularityRecency:
         top = np.argpartition(-blended, take - 1)[:take] if take < n else np.arange(n)
         # Ties resolve by first-seen order (lower index first) so results are deterministic.
         top = top[np.lexsort((top, -blended[top]))][:take]
-        return [
-            (self._items[i], float(blended[i]),
-             {name: float(values[i]) for name, values in components.items()})
-            for i in top
-        ]
+        # Converted column-wise (tolist) rather than item by item: the scorer asks for
+        # deep lists (to fuse) on every trigger.
+        names = list(components)
+        columns = [components[name][top].tolist() for name in names]
+        items = self._items
+        return [(items[i], score, dict(zip(names, values)))
+                for i, score, values in zip(top.tolist(), blended[top].tolist(), zip(*columns))]
 
     def __getstate__(self) -> dict:
         # The cache is derived data: leave it out so pickles depend on learned state only.
