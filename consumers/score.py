@@ -80,7 +80,8 @@ class ScoreProcessor:
         # The deep candidate generator; replaced whole (one reference) on a new model, so a
         # batch that started on the old model finishes on it.
         self._deep: object | None = None
-        self.deep_candidates = 200
+        # How deep each source's list goes into the fusion (and the deep model's top-C).
+        self.deep_candidates = settings.fusion_depth
         self.popularity = PopularityRecency(half_life_s=settings.popularity_half_life_s)
         # Item co-visitation from every state delta this scorer reads: with one scorer it
         # sees all partitions (like popularity); with several, each learns from its share.

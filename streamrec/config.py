@@ -57,6 +57,10 @@ class Settings:
     covisit_weight: float = 1.5
     covisit_window: int = 20
     covisit_recent: int = 5
+    # How many candidates each source brings into the fusion (the deep model's top-C too).
+    # Measured on ML-100K: 50 ranks as well as 100 or 200 (NDCG@10 within 0.0002) at a
+    # quarter of the scorer's per-trigger cost.
+    fusion_depth: int = 50
     # Half-life of the popularity / recency scores, in event-time seconds.
     popularity_half_life_s: float = 7 * 24 * 3600.0
     # ADWIN's confidence for drift of the scorer's online hit-rate: smaller flags fewer,
