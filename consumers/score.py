@@ -80,8 +80,6 @@ class ScoreProcessor:
         # The deep candidate generator; replaced whole (one reference) on a new model, so a
         # batch that started on the old model finishes on it.
         self._deep: object | None = None
-        # How deep each source's list goes into the fusion (and the deep model's top-C).
-        self.deep_candidates = settings.fusion_depth
         self.popularity = PopularityRecency(half_life_s=settings.popularity_half_life_s)
         # Item co-visitation from every state delta this scorer reads: with one scorer it
         # sees all partitions (like popularity); with several, each learns from its share.
@@ -159,12 +157,15 @@ class ScoreProcessor:
         if not triggers:
             return result
         started = self._clock()
-        deep_lists = self._deep_lists(deep, triggers)
-        for (kind, user_id, state, request, record), deep_list in zip(triggers, deep_lists):
-            exclude = request.exclude_items if request is not None else ()
+        # One exclusion set per trigger (seen items + the request's), shared by every source.
+        excludes = [self._exclusions(state, request.exclude_items if request is not None else ())
+                    for _, _, state, request, _ in triggers]
+        deep_lists = self._deep_lists(deep, [state for _, _, state, _, _ in triggers], excludes)
+        for (kind, user_id, state, request, record), excluded, deep_list in zip(
+                triggers, excludes, deep_lists):
             k = (request.k if request is not None and request.k and request.k > 0
                  else self.settings.top_k)
-            ranked, version = self._final_ranking(user_id, k, exclude, state, deep, deep_list)
+            ranked, version = self._final_ranking(user_id, k, excluded, state, deep, deep_list)
             if kind == "event":
                 assert state is not None
                 output = self._publish(user_id, state.last_event_id, kind, ranked, state.last_ts,
@@ -181,21 +182,29 @@ class ScoreProcessor:
             result.processed += 1
         return result
 
-    def _deep_lists(self, deep: object | None, triggers: list) -> list[list]:
+    @staticmethod
+    def _exclusions(state: UserState | None, exclude: Iterable[str]) -> set[str]:
+        excluded = set(exclude)
+        if state is not None:
+            excluded.update(state.seen_items)
+        return excluded
+
+    def _deep_lists(self, deep: object | None, states: list[UserState | None],
+                    excludes: list[set[str]]) -> list[list]:
         if deep is None:
-            return [[] for _ in triggers]
-        sequences = [state.recent_items if state is not None else [] for _, _, state, _, _ in triggers]
-        excludes = [set(state.seen_items if state is not None else ())
-                    | set(request.exclude_items if request is not None else ())
-                    for _, _, state, request, _ in triggers]
+            return [[] for _ in states]
+        sequences = [state.recent_items if state is not None else [] for state in states]
         return deep.generate(sequences, excludes, self.deep_candidates)  # type: ignore[attr-defined]
 
-    def _final_ranking(self, user_id: str, k: int, exclude: Iterable[str],
+    def _final_ranking(self, user_id: str, k: int, excluded: set[str],
                        state: UserState | None, deep: object | None, deep_list: list
                        ) -> tuple[list[tuple[str, float, dict[str, float]]], str]:
-        """The published ranking: online (or popularity), co-visitation and deep, fused."""
-        ranked, version = self.rank_with_version(user_id, k, exclude, state=state)
-        covisited = self._covisited(user_id, k, exclude, state)
+        """The published ranking: online (or popularity), co-visitation and deep, fused.
+
+        ``excluded`` already holds the user's seen items (``_exclusions``).
+        """
+        ranked, version = self._online_ranking(user_id, k, excluded, state)
+        covisited = self._covisited(k, excluded, state)
         if deep_list or covisited:
             settings = self.settings
             ranked = fuse(ranked, deep_list, k, online_weight=settings.online_weight,
@@ -207,18 +216,18 @@ class ScoreProcessor:
         # user gets exactly k (or all there is).
         return ranked[:k], version
 
-    def _covisited(self, user_id: str, k: int, exclude: Iterable[str],
-                   state: UserState | None) -> list[tuple[str, float]]:
+    def _covisited(self, k: int, excluded: set[str], state: UserState | None
+                   ) -> list[tuple[str, float]]:
         """Co-visitation candidates from the trigger's own recent items (fresher than ours)."""
-        if self.settings.covisit_weight <= 0:
+        if self.settings.covisit_weight <= 0 or state is None or not state.recent_items:
             return []
-        state = state if state is not None else self.state_of(user_id)
-        if state is None or not state.recent_items:
-            return []
-        excluded = set(exclude)
-        excluded.update(state.seen_items)
         return self.covisitation.recommend_context(state.recent_items,
                                                    self._fusion_depth(k), excluded)
+
+    @property
+    def deep_candidates(self) -> int:
+        """How deep each source's list goes into the fusion (and the deep model's top-C)."""
+        return self.settings.fusion_depth
 
     def _fusion_depth(self, k: int) -> int:
         # Fused lists must reach past k, or an item ranked 11th by two sources loses to
@@ -234,27 +243,22 @@ class ScoreProcessor:
         this for one user at a time; ``process`` does the same for a whole batch.
         """
         deep, state = self._deep, self.state_of(user_id)
-        trigger = [("request", user_id, state, RecommendationRequest(
-            request_id="", user_id=user_id, exclude_items=list(exclude)), None)]
-        deep_list = self._deep_lists(deep, trigger)[0]
-        return self._final_ranking(user_id, k, exclude, state, deep, deep_list)[0]
+        excluded = self._exclusions(state, exclude)
+        deep_list = self._deep_lists(deep, [state], [excluded])[0]
+        return self._final_ranking(user_id, k, excluded, state, deep, deep_list)[0]
 
-    def rank_with_version(self, user_id: str, k: int, exclude: Iterable[str] = (),
-                          state: UserState | None = None
-                          ) -> tuple[list[tuple[str, float, dict[str, float]]], str]:
+    def _online_ranking(self, user_id: str, k: int, excluded: set[str],
+                        state: UserState | None
+                        ) -> tuple[list[tuple[str, float, dict[str, float]]], str]:
         """Online ranking (or popularity before any snapshot) with its model version.
 
-        ``state`` is the state the trigger carried; by default the mirror's latest.
+        ``state`` is the state the trigger carried (None: a user the mirror does not hold);
+        ``excluded`` already holds its seen items.
         """
-        located = self._locate(user_id)
-        if located is not None and state is not None:
-            located = (located[0], state)
-        excluded = set(exclude)
+        located = self._locate(user_id) if state is not None else None
         blend = None
-        if located is not None:
-            partition, state = located
-            excluded.update(state.seen_items)
-            blend = self._models.get(partition)
+        if located is not None and state is not None:
+            blend = self._models.get(located[0])
             if blend is not None:
                 # The snapshot is older than the user's state: bring the user up to date
                 # (vector, recent items) before ranking. Item-side parameters are untouched.
