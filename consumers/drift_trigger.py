@@ -27,11 +27,11 @@ import logging
 import time
 from typing import Callable
 
-from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTopicPartition
 
 from consumers.drift_signal import DRIFT_KEY, DROP, DriftMessage, decode_drift
 from consumers.model_follower import CURRENT_KEY
+from streamrec import kafka_clients
 from streamrec.config import Settings
 
 log = logging.getLogger(__name__)
@@ -94,9 +94,9 @@ class DriftTrigger:
         self.last_run_started = last_run_started
         self.read_timeout_s = read_timeout_s
         self._tp = KafkaTopicPartition(settings.topics.models, 0)
-        self._consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                                       group_id=None, enable_auto_commit=False,
-                                       isolation_level="read_committed")
+        self._consumer = kafka_clients.consumer(settings, group_id=None,
+                                                enable_auto_commit=False,
+                                                isolation_level="read_committed")
         self._consumer.assign([self._tp])
         self._consumer.seek_to_beginning(self._tp)
 

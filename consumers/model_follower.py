@@ -30,6 +30,7 @@ from kafka import TopicPartition as KafkaTopicPartition
 
 from export.serving import OnnxSequenceModel
 from export.store import ModelRejected
+from streamrec import kafka_clients
 from streamrec.config import Settings
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,9 @@ class ModelFollower:
 
     def start(self) -> "ModelFollower":
         """Connect (errors surface here, in the caller) and start following."""
-        self._consumer = KafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers,
-                                       group_id=None, enable_auto_commit=False,
-                                       isolation_level="read_committed")
+        self._consumer = kafka_clients.consumer(self.settings, group_id=None,
+                                                enable_auto_commit=False,
+                                                isolation_level="read_committed")
         tp = KafkaTopicPartition(self.settings.topics.models, 0)
         self._consumer.assign([tp])
         self._consumer.seek_to_beginning(tp)

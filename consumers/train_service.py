@@ -18,13 +18,14 @@ import threading
 import time
 from typing import Any, Callable
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer  # types only: kafka_clients builds them
 from kafka import TopicPartition as KafkaTopicPartition
 
 from consumers.train import CurrentModel, Trainer, TrainingOutcome
 from consumers.train_window import TrainingWindow, build_window
 from export.item_table import item_table_checksums
 from streamrec.changelog import read_changelog
+from streamrec import kafka_clients
 from streamrec.config import Settings
 from streamrec.control import adopt_model_requests, send_control
 
@@ -53,9 +54,9 @@ class TrainerService:
         # run's data already covered (see consumers.drift_trigger).
         self.last_run_started_at: float | None = None
         self._stop = threading.Event()
-        self._consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                                       group_id=None, enable_auto_commit=False,
-                                       isolation_level="read_committed")
+        self._consumer = kafka_clients.consumer(settings, group_id=None,
+                                                enable_auto_commit=False,
+                                                isolation_level="read_committed")
         self._producer: KafkaProducer | None = None
 
     def stop(self) -> None:
@@ -95,7 +96,7 @@ class TrainerService:
         ends = self.end_offsets() if ends is None else ends
         offsets = self.window_offsets(ends)
         topic = self.settings.topics.clicks
-        by_partition = read_changelog(self.settings.bootstrap_servers, topic, sorted(offsets),
+        by_partition = read_changelog(self.settings, topic, sorted(offsets),
                                       stop_offsets={p: e for p, (_, e) in offsets.items()},
                                       start_offsets={p: s for p, (s, _) in offsets.items()})
         records = [r for p in sorted(by_partition) for r in by_partition[p]]
@@ -103,7 +104,7 @@ class TrainerService:
 
     def read_current_message(self) -> dict[str, Any] | None:
         """The newest ``current`` message on ``models`` (the model consumers serve)."""
-        records = read_changelog(self.settings.bootstrap_servers, self.settings.topics.models,
+        records = read_changelog(self.settings, self.settings.topics.models,
                                  [0])[0]
         latest = [r for r in records if r.key == b"current" and r.value is not None]
         return json.loads(latest[-1].value) if latest else None  # type: ignore[arg-type]
@@ -111,7 +112,7 @@ class TrainerService:
     def producer(self) -> KafkaProducer:
         if self._producer is None:
             # kafka-python 3: idempotent with acks=all by default; keep it that way.
-            self._producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap_servers)
+            self._producer = kafka_clients.producer(self.settings)
         return self._producer
 
     def publish(self, message: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import IO, Callable, Mapping
 
+from streamrec.connection import KafkaSecurity
 from streamrec.kafka_broker_config import (KAFKA_VERSION, LOG4J2, LOG4J_VERSION, POM, STATE_FILE,
                                            BrokerState, pick_free_ports, pid_alive,
                                            random_cluster_id, render_server_properties, tail)
@@ -215,20 +216,26 @@ class KafkaLauncher:
         self.stop()
 
 
-def probe(bootstrap: str) -> Exception | None:
-    """None if a broker at ``bootstrap`` answers a metadata request, else the error."""
-    from kafka import KafkaAdminClient  # late: the pure helpers need no client
-    from kafka.errors import KafkaConfigurationError
+def probe(bootstrap: str, security: KafkaSecurity | None = None) -> Exception | None:
+    """None if a broker at ``bootstrap`` answers a metadata request, else the error.
+
+    ``security`` is the connection config (default: plaintext, the local broker); refused
+    credentials raise ``KafkaAccessError`` at once: waiting would not make them right.
+    """
+    from kafka.errors import KafkaConfigurationError  # late: the pure helpers need no client
+
+    from streamrec import kafka_clients
+    from streamrec.config import Settings
+    settings = Settings(bootstrap_servers=bootstrap, kafka_security=security or KafkaSecurity())
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000,
-                                 bootstrap_timeout_ms=2000)
+        admin = kafka_clients.admin(settings, request_timeout_ms=5000, bootstrap_timeout_ms=2000)
         try:
             admin.list_topics()  # a metadata answer: listener up and broker unfenced
             return None
         finally:
             admin.close()
-    except KafkaConfigurationError:
-        raise  # our bug, not a slow broker: retrying would only hide it
+    except (KafkaConfigurationError, kafka_clients.KafkaAccessError):
+        raise  # our bug or refused credentials, not a slow broker: retrying would hide it
     except Exception as exc:  # noqa: BLE001 - any other failure means "not yet"
         return exc
 

@@ -28,6 +28,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from streamrec import kafka_clients
 from streamrec.changelog import read_changelog
 from streamrec.config import Settings
 from streamrec.records import ProcessResult, Record
@@ -116,8 +117,8 @@ class ProcessorService:
     # -- one session: a consumer, a transactional producer, and in-memory state -----------------
     def _run_session(self) -> None:
         rebalance = _Rebalance()
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers, group_id=self.group_id,
+        consumer = kafka_clients.consumer(
+            self.settings, group_id=self.group_id,
             client_id=f"{self.group_id}-{self.instance_id}",
             enable_auto_commit=False, auto_offset_reset="earliest",
             # Inputs may be transactional outputs of another service: never read aborts.
@@ -126,8 +127,8 @@ class ProcessorService:
             # Model snapshots on user-state can be several MB.
             max_partition_fetch_bytes=32 * 1024 * 1024)
         consumer.subscribe(self.input_topics, listener=rebalance)
-        producer = KafkaProducer(
-            bootstrap_servers=self.settings.bootstrap_servers,
+        producer = kafka_clients.producer(
+            self.settings,
             # A stable id per instance: a restarted instance fences its own zombie and
             # aborts the transaction it left open, instead of waiting for the timeout.
             transactional_id=f"{self.settings.transactional_id_prefix}-{self.group_id}-{self.instance_id}",
@@ -183,7 +184,7 @@ class ProcessorService:
                 committed = consumer.committed(KafkaTopicPartition(self.processor.changelog_topic, p))
                 stops[p] = committed or 0
         started = time.monotonic()
-        changelogs = read_changelog(self.settings.bootstrap_servers,
+        changelogs = read_changelog(self.settings,
                                     self.processor.changelog_topic, partitions, stops)
         restored = sum(self.processor.restore(p, records) for p, records in changelogs.items())
         replayed = self._rewarm(consumer, partitions)
@@ -211,7 +212,7 @@ class ProcessorService:
                 starts[p], stops[p] = start, committed
         if not starts:
             return 0
-        inputs = read_changelog(self.settings.bootstrap_servers, topic, sorted(starts), stops,
+        inputs = read_changelog(self.settings, topic, sorted(starts), stops,
                                 start_offsets=starts)
         for p, records in inputs.items():
             self.processor.rewarm(p, records)  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import pytest
 from kafka import KafkaAdminClient
 
+from streamrec import kafka_clients
 from streamrec.config import Settings
 from streamrec.kafka_broker_config import pick_free_ports
 from streamrec.kafka_launcher import DEFAULT_HOME, KafkaLauncher, probe
@@ -103,7 +104,8 @@ def kafka_bootstrap() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def kafka_admin(kafka_bootstrap: str) -> Iterator[KafkaAdminClient]:
     """One admin client for the session (creating one costs a metadata round trip)."""
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="streamrec-tests")
+    admin = kafka_clients.admin(Settings(bootstrap_servers=kafka_bootstrap),
+                                client_id="streamrec-tests")
     yield admin
     admin.close()
 

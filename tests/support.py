@@ -10,11 +10,11 @@ import threading
 import time
 from typing import Callable, Iterable, Iterator
 
-from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 
 from consumers.ingest import IngestProcessor
 from consumers.score import ScoreProcessor
+from streamrec import kafka_clients
 from streamrec.config import Settings
 from streamrec.records import Record
 from streamrec.runtime import ProcessorService
@@ -22,8 +22,7 @@ from streamrec.runtime import ProcessorService
 
 def produce_raw(settings: Settings, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]],
                 headers: list[tuple[str, bytes]] | None = None) -> int:
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5,
-                             batch_size=256 * 1024)
+    producer = kafka_clients.producer(settings, linger_ms=5, batch_size=256 * 1024)
     count = 0
     for key, value in messages:
         producer.send(topic, key=key, value=value, headers=headers)
@@ -41,9 +40,9 @@ def read_topic(settings: Settings, topic: str, *, expect: int | None = None,
     Stops when ``expect`` records arrived or ``until`` says so (then waits ``idle_s`` more
     to catch anything extra, such as duplicates), or fails after ``timeout_s``.
     """
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                             enable_auto_commit=False, isolation_level="read_committed",
-                             max_partition_fetch_bytes=32 * 1024 * 1024)
+    consumer = kafka_clients.consumer(settings, group_id=None, enable_auto_commit=False,
+                                      isolation_level="read_committed",
+                                      max_partition_fetch_bytes=32 * 1024 * 1024)
     partitions = consumer.partitions_for_topic(topic) or set()
     tps = [KafkaTopicPartition(topic, p) for p in sorted(partitions)]
     consumer.assign(tps)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable
 
 from streamrec.argtypes import positive_int
 from streamrec.config import Settings
+from streamrec.kafka_args import add_kafka_options, kafka_settings
 
 if TYPE_CHECKING:
     from streamrec.metrics import MetricsRegistry
@@ -24,23 +25,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("streamrec")
 
 
-def add_kafka_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers "
-                        "(default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)")
-    parser.add_argument("--topic-prefix", help="prefix for every topic name (default: none)")
+__all__ = ["add_kafka_options", "register", "settings_from_args"]
 
 
 def settings_from_args(args: argparse.Namespace, **extra: object) -> Settings:
     overrides = {
-        "bootstrap_servers": getattr(args, "bootstrap_servers", None),
         "topic_prefix": getattr(args, "topic_prefix", None),
         "partitions": getattr(args, "partitions", None),
+        "replication_factor": getattr(args, "replication_factor", None),
         "batch_size": getattr(args, "batch_size", None),
         "metrics_port": getattr(args, "metrics_port", None),
         "top_k": getattr(args, "k", None),
     }
     overrides.update(extra)
-    return Settings.from_env(**overrides)
+    return kafka_settings(args, **overrides)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_kafka_options(create)
     create.add_argument("--partitions", type=positive_int,
                         help="partitions of clicks/user-state/requests/recommendations (default 4)")
+    create.add_argument("--replication-factor", type=positive_int,
+                        help="replicas of every topic, at most the brokers in the cluster "
+                             "(default: $STREAMREC_REPLICATION_FACTOR or 1; 3 in production)")
     create.set_defaults(func=_cmd_topics_create)
 
     for name, help_text, runner in (
@@ -107,11 +108,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_forget(args: argparse.Namespace) -> int:
-    from kafka import KafkaProducer
-
+    from streamrec import kafka_clients
     from streamrec.control import forget_request, send_control
     settings = settings_from_args(args)
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    producer = kafka_clients.producer(settings)
     # Sent on clicks, keyed by the user: see streamrec.control.
     send_control(producer, settings.topics.clicks, [forget_request(args.user_id)], timeout_s=30)
     producer.close()
@@ -178,6 +178,7 @@ def _serve(service: str, args: argparse.Namespace, settings: Settings, processor
                                ready=lambda: runner.ready.is_set() and not runner.stopping)
     _install_stop_handlers(runner.stop)
     log.info(f"{service} starting", extra={"bootstrap": settings.bootstrap_servers,
+                                           "security": settings.kafka_security.describe(),
                                            "topics": topics, "group": group,
                                            "instance": instance_id})
     try:
