@@ -23,6 +23,8 @@ from online_models.popularity import PopularityRecency
 from online_models.user_state import UserState, decode_state
 from streamrec.config import Settings
 from streamrec.events import BadEvent, dead_letter
+# The message type lives at the contracts floor (app-side readers decode it); re-exported.
+from streamrec.messages import Recommendation, ScoredItem, recommendation_decoder  # noqa: F401
 from streamrec.records import Output, ProcessResult, Record
 
 log = logging.getLogger(__name__)
@@ -40,30 +42,8 @@ class RecommendationRequest(msgspec.Struct, frozen=True, kw_only=True):
     exclude_items: list[str] = []
 
 
-class ScoredItem(msgspec.Struct, frozen=True):
-    item_id: str
-    score: float
-    components: dict[str, float]
-
-
-class Recommendation(msgspec.Struct, kw_only=True):
-    """One message on ``recommendations``."""
-
-    user_id: str
-    trigger_id: str
-    trigger_kind: str  # "event" (a state change) or "request"
-    model_version: str
-    items: list[ScoredItem]
-    event_ts: float
-    # Milliseconds: click produced -> recommendation ranked, and ranking alone.
-    end_to_end_ms: float | None
-    score_ms: float
-    scored_at_ms: int
-
-
 _request_decoder = msgspec.json.Decoder(RecommendationRequest)
 _encoder = msgspec.json.Encoder()
-recommendation_decoder = msgspec.json.Decoder(Recommendation)
 
 
 class ScoreProcessor:

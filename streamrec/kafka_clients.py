@@ -24,7 +24,7 @@ import logging
 import threading
 from typing import Any, Callable, TypeVar
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer  # type: ignore[import-untyped]
 from kafka import errors as kafka_errors
 
 from streamrec.config import Settings
