@@ -28,6 +28,12 @@ SUBCOMMAND_MODULES = (
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        # No abbreviations: "--sasl-password SECRET" must be an error, not a prefix of
+        # --sasl-password-file that would take the password for a path.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
     def error(self, message: str) -> None:  # noqa: D401 - argparse API
         sys.stderr.write(f"streamrec: error: {message}\n")
         raise SystemExit(2)

@@ -38,6 +38,12 @@ class KafkaUnreachableError(RuntimeError):
     """No broker completed a connection (address, protocol mismatch, TLS handshake)."""
 
 
+class KafkaHandshakeError(KafkaUnreachableError):
+    """Every TLS handshake failed for the whole bootstrap timeout: TLS against a plaintext
+    listener, an untrusted certificate, a host name that does not match. Fatal: the broker
+    answered, and retrying the same configuration cannot succeed."""
+
+
 def _config_error(message: str) -> Exception:
     from streamrec.config import ConfigError  # late: config imports this module
     return ConfigError(message)
@@ -162,16 +168,17 @@ def load_token_provider(spec: str) -> object:
 def read_secret_file(path: str, source: str) -> str:
     """A password kept in a file (not on the command line, where ``ps`` shows it).
 
-    One trailing newline is dropped (``echo secret > file``); the content never reaches
-    an error message.
+    One trailing newline is dropped (``echo secret > file``). Neither the content nor the
+    path reaches an error message: a password typed where the path belongs must not leak.
     """
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read(64 * 1024 + 1)
     except OSError as exc:
-        raise _config_error(f"{source} {path}: {exc.strerror or 'cannot be read'}") from None
+        raise _config_error(f"{source}: cannot read the file "
+                            f"({exc.strerror or type(exc).__name__})") from None
     except UnicodeDecodeError:
-        raise _config_error(f"{source} {path}: not UTF-8 text") from None
+        raise _config_error(f"{source}: the file is not UTF-8 text") from None
     if len(text) > 64 * 1024:
-        raise _config_error(f"{source} {path}: larger than 64 KiB, not a password file")
+        raise _config_error(f"{source}: the file is larger than 64 KiB, not a password file")
     return text[:-1] if text.endswith("\n") else text

@@ -9,9 +9,9 @@ Failures to connect are made one-line and typed here:
 
 - authentication refused (wrong password, unknown user) or an ACL missing:
   ``KafkaAccessError``, fatal (``is_fatal``): retrying with the same credentials cannot work;
-- no broker completed a connection in ``bootstrap_timeout_ms`` (wrong address, TLS against
-  a plaintext listener, a certificate that does not verify): ``KafkaUnreachableError``,
-  naming the last reason kafka-python logged for it.
+- no broker completed a connection in ``bootstrap_timeout_ms``: ``KafkaUnreachableError``,
+  naming the last reason kafka-python logged for it; ``KafkaHandshakeError`` (fatal) when
+  every TLS handshake failed (TLS against a plaintext listener, an untrusted certificate).
 
 ``access_error`` turns the raw kafka-python errors raised later (an ACL refusing a poll,
 a send or a commit) into the same ``KafkaAccessError``; the CLI edge and the runtime's
@@ -28,10 +28,10 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer  # type: ignore
 from kafka import errors as kafka_errors
 
 from streamrec.config import Settings
-from streamrec.connection import KafkaAccessError, KafkaUnreachableError
+from streamrec.connection import KafkaAccessError, KafkaHandshakeError, KafkaUnreachableError
 
-__all__ = ["KafkaAccessError", "KafkaUnreachableError", "access_error", "admin", "consumer",
-           "is_fatal", "producer"]
+__all__ = ["KafkaAccessError", "KafkaHandshakeError", "KafkaUnreachableError", "access_error",
+           "admin", "consumer", "is_fatal", "producer"]
 
 T = TypeVar("T")
 _MANAGER_LOG = "kafka.net.manager"  # where kafka-python says why a bootstrap attempt failed
@@ -65,7 +65,8 @@ def is_fatal(exc: BaseException) -> bool:
 
     The runtime's recovery loop calls this to exit at once instead of restarting sessions.
     """
-    return isinstance(exc, (KafkaAccessError, kafka_errors.SaslAuthenticationFailedError,
+    return isinstance(exc, (KafkaAccessError, KafkaHandshakeError,
+                            kafka_errors.SaslAuthenticationFailedError,
                             kafka_errors.AuthorizationError,
                             kafka_errors.KafkaConfigurationError))
 
@@ -96,7 +97,9 @@ def _build(settings: Settings, construct: Callable[[dict[str, Any]], T],
             raise access_error(exc, settings) from None  # type: ignore[misc]
         except kafka_errors.KafkaTimeoutError as exc:
             reason = reasons[-1] if reasons else _one_line(str(exc))
-            raise KafkaUnreachableError(
+            # The listener answered but TLS never completed: not a broker that is down.
+            kind = KafkaHandshakeError if "Handshake failed" in reason else KafkaUnreachableError
+            raise kind(
                 f"cannot connect to Kafka at {settings.bootstrap_servers} "
                 f"({settings.kafka_security.describe()}): {reason}") from None
 
