@@ -119,9 +119,21 @@ def score_service(settings: Settings, instance: str = "test-0", **kwargs: object
                             restore_to_committed=True, **kwargs)  # type: ignore[arg-type]
 
 
+def security_env(settings: Settings) -> dict[str, str]:
+    """``STREAMREC_KAFKA_*`` variables a child ``streamrec`` process connects with."""
+    from dataclasses import fields
+
+    env = {}
+    for f in fields(settings.kafka_security):
+        value = getattr(settings.kafka_security, f.name)
+        if value is not None:
+            env[f"STREAMREC_KAFKA_{f.name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
 def start_ingest_process(settings: Settings, instance: str, batch_size: int = 200) -> subprocess.Popen:
     """`streamrec ingest` as its own process, as an operator would run it."""
-    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
+    env = dict(os.environ, **security_env(settings), KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
                STREAMREC_TOPIC_PREFIX=settings.topic_prefix,
                STREAMREC_INGEST_GROUP=settings.ingest_group,
                STREAMREC_TRANSACTIONAL_ID_PREFIX=settings.transactional_id_prefix,
