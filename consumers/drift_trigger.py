@@ -103,7 +103,9 @@ class DriftTrigger:
     def __call__(self) -> bool:
         try:
             self.read_new()
-        except Exception:  # noqa: BLE001 - a broker hiccup must not end the trainer's loop
+        except Exception as exc:  # noqa: BLE001 - a broker hiccup must not end the trainer's loop
+            if kafka_clients.is_fatal(exc):
+                raise  # refused credentials or ACLs: retrying at every poll cannot help
             log.warning("reading drift messages on models failed; retrying at the next poll",
                         exc_info=True)
             return False

@@ -170,7 +170,8 @@ class TrainerService:
 
     def run(self) -> None:
         """Loop until ``stop``: wait for a trigger, run, repeat. A failed run is logged
-        and retried at the next trigger; the serving model is never touched by it."""
+        and retried at the next trigger (unless the cluster refused us: ``is_fatal``); the
+        serving model is never touched by it."""
         message = self.read_current_message()
         self.current = self.trainer.load_current(message) if message else None
         last_run, last_total = time.monotonic(), None if self.current is None else sum(
@@ -187,7 +188,9 @@ class TrainerService:
             if due:
                 try:
                     self.run_once(ends)
-                except Exception:  # noqa: BLE001 - one bad run must not end the service
+                except Exception as exc:  # noqa: BLE001 - one bad run must not end the service
+                    if kafka_clients.is_fatal(exc):
+                        raise  # refused credentials or ACLs: every later run would fail too
                     log.exception("training run failed; retrying at the next trigger")
                 last_run, last_total = time.monotonic(), total
             self._stop.wait(self.poll_s)
