@@ -23,6 +23,7 @@ Idempotent producers need no ``IDEMPOTENT_WRITE`` on the cluster: since Kafka 3.
 from __future__ import annotations
 
 import shlex
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,16 +136,42 @@ class AclApplyError(RuntimeError):
     """The broker refused some ACLs; the message names how many and why."""
 
 
-def apply_acls(admin_client: Any, settings: Settings) -> list[AclRule]:
-    """Create every rule with a ``KafkaAdminClient`` authenticated as a super user.
+def apply_acls(admin_client: Any, settings: Settings, timeout_s: float = 30.0) -> list[AclRule]:
+    """Create every rule with a ``KafkaAdminClient`` authenticated as a super user, and
+    return once the broker enforces them all.
 
     Idempotent: Kafka keeps one binding per distinct ACL, so applying twice changes nothing.
+    The wait matters: CreateAcls returns once the controller committed the rules, but the
+    broker's authorizer loads them from the metadata log a moment later (measured: clients
+    were still refused right after the call), and a service started then would fail.
     """
     rules = acl_bindings(settings)
     result = admin_client.create_acls([to_kafka_python(rule) for rule in rules])
     if result["failed"]:
-        reasons = sorted({type(error).__name__ if not isinstance(error, type) else error.__name__
+        reasons = sorted({error.__name__ if isinstance(error, type) else type(error).__name__
                           for error in result["failed"]})
         raise AclApplyError(f"{len(result['failed'])} of {len(rules)} ACLs were refused: "
                             f"{', '.join(reasons)}")
+    deadline = time.monotonic() + timeout_s
+    while missing := _not_yet_enforced(admin_client, rules):
+        if time.monotonic() > deadline:
+            raise AclApplyError(f"{len(missing)} of {len(rules)} ACLs not visible on the broker "
+                                f"after {timeout_s:.0f} s, e.g. {missing[0]}")
+        time.sleep(0.1)
     return rules
+
+
+def _not_yet_enforced(admin_client: Any, rules: list[AclRule]) -> list[AclRule]:
+    from kafka.admin import (ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType,
+                             ResourcePatternFilter, ResourceType)
+    from kafka.errors import NoError
+    found: set[Any] = set()
+    for principal in sorted({rule.kafka_principal for rule in rules}):
+        acls, error = admin_client.describe_acls(ACLFilter(
+            principal=principal, host="*", operation=ACLOperation.ANY,
+            permission_type=ACLPermissionType.ALLOW, resource_pattern=ResourcePatternFilter(
+                ResourceType.ANY, None, ACLResourcePatternType.ANY)))
+        if error is not NoError:
+            raise AclApplyError(f"describing the ACLs of {principal} failed: {error.__name__}")
+        found.update(acls)
+    return [rule for rule in rules if to_kafka_python(rule) not in found]
