@@ -33,7 +33,8 @@ from streamrec.kafka_broker_config import (KAFKA_VERSION, LOG4J2, LOG4J_VERSION,
                                            BrokerState, pick_free_ports, pid_alive,
                                            random_cluster_id, render_server_properties, tail)
 from streamrec.kafka_secure import (SecureBroker, add_scram_arguments, make_tls_files,
-                                    random_passwords, redact, secure_properties, tls_files)
+                                    random_passwords, redact, secure_properties, tls_files,
+                                    write_client_properties)
 
 DEFAULT_HOME = Path(__file__).resolve().parent.parent / ".kafka"  # git-ignored
 
@@ -290,27 +291,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         if name == "start":
             action.add_argument("--timeout", type=float, default=90.0,
                                 help="seconds to wait for the broker to answer (default 90)")
+            action.add_argument("--secure", action="store_true",
+                                help="add a SASL_SSL listener (SCRAM users, ACLs enforced) and "
+                                     "print its address; client configs go in the data dir")
         action.set_defaults(func=run_kafka_command)
 
 
 def run_kafka_command(args: argparse.Namespace) -> int:
     """The CLI edge: the only place that reads ``STREAMREC_KAFKA_HOME``."""
     home = args.home or os.environ.get("STREAMREC_KAFKA_HOME") or DEFAULT_HOME
-    launcher = KafkaLauncher(home, timeout_s=getattr(args, "timeout", 90.0))
+    secure = getattr(args, "secure", False)
+    launcher = KafkaLauncher(home, timeout_s=getattr(args, "timeout", 90.0), secure=secure)
     state = launcher.status()
     if args.kafka_command == "status":
-        print(f"running at {state.bootstrap} (pid {state.pid})" if state else "not running")
+        extra = f", SASL_SSL at {state.secure_bootstrap}" if state and state.secure_bootstrap else ""
+        print(f"running at {state.bootstrap}{extra} (pid {state.pid})" if state else "not running")
         return 0 if state else 1
     if args.kafka_command == "stop":
         print("Kafka stopped" if launcher.stop() else "no Kafka was running", file=sys.stderr)
         return 0
     if state is not None:  # idempotent, so a script may call start twice
         print(f"Kafka already running at {state.bootstrap} (pid {state.pid})", file=sys.stderr)
+        if secure and not state.secure_bootstrap:
+            print("streamrec: error: that broker is not secured; `streamrec kafka stop` first",
+                  file=sys.stderr)
+            return 1
     else:
         try:
-            state = BrokerState(0, launcher.start(), "", 0.0)
+            launcher.start()
         except KafkaLaunchError as exc:
             print(f"streamrec: error: {exc}", file=sys.stderr)
             return 1
-    print(state.bootstrap)
+        state = launcher.status()
+        assert state is not None
+        if launcher.secured is not None:
+            folder = Path(state.data_dir) / "clients"
+            write_client_properties(launcher.secured, folder)
+            # The passwords stay in those 0600 files: never on a terminal or in a log.
+            print(f"SASL_SSL client configs (SCRAM-SHA-512, one per principal; admin is a super "
+                  f"user) in {folder}/<principal>.properties; CA at {launcher.secured.ca_file}",
+                  file=sys.stderr)
+    print(state.secure_bootstrap if secure else state.bootstrap)
     return 0

@@ -13,6 +13,7 @@ passwords at every storage format; both live only in the broker's temp data dir.
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -169,3 +170,28 @@ def redact(text: str, secrets_: Mapping[str, str] | list[str]) -> str:
         if value:
             text = text.replace(value, "***")
     return text
+
+
+def client_properties(broker: SecureBroker, principal: str) -> str:
+    """A Kafka ``client.properties`` (what ``kafka-acls.sh --command-config`` and
+    ``--kafka-config`` read) authenticating as ``principal``; it holds the password."""
+    jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required '
+            f'username="{principal}" password="{broker.passwords[principal]}";')
+    return (f"security.protocol=SASL_SSL\nsasl.mechanism={broker.mechanism}\n"
+            f"sasl.jaas.config={jaas}\nssl.truststore.type=PEM\n"
+            f"ssl.truststore.location={broker.ca_file}\n")
+
+
+def write_client_properties(broker: SecureBroker, folder: Path) -> dict[str, Path]:
+    """One ``<principal>.properties`` per user, readable by the owner only."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    written = {}
+    for principal in broker.passwords:
+        path = folder / f"{principal}.properties"
+        # Created 0600 before the password is written: never readable by others, not even
+        # for a moment.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(client_properties(broker, principal))
+        written[principal] = path
+    return written
