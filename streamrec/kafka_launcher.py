@@ -178,7 +178,8 @@ class KafkaLauncher:
         bootstrap = f"{self.host}:{broker_port}"
         if secure_port:
             self.secured = SecureBroker(f"{self.host}:{secure_port[0]}", str(tls.ca_pem),
-                                        passwords, plaintext_bootstrap=bootstrap)
+                                        passwords, plaintext_bootstrap=bootstrap,
+                                        data_dir=str(data))
         self._state = BrokerState(self._proc.pid, bootstrap, str(data), time.time(),
                                   self.secured.bootstrap if self.secured else "")
         if self.record_state:

@@ -54,6 +54,7 @@ class SecureBroker:
     passwords: Mapping[str, str] = field(repr=False)
     mechanism: str = "SCRAM-SHA-512"
     plaintext_bootstrap: str = ""  # the super-user back door on loopback (see module doc)
+    data_dir: str = ""  # the launcher's broker: its logs, TLS files and client configs
 
     @property
     def admin_password(self) -> str:

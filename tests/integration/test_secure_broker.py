@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -258,3 +259,20 @@ def test_plaintext_clients_cannot_reach_the_secure_listener(kafka_secure: Secure
     with pytest.raises(kafka_errors.KafkaTimeoutError):
         KafkaProducer(bootstrap_servers=kafka_secure.bootstrap, bootstrap_timeout_ms=3000)
     assert time.monotonic() - started < 10
+
+
+def test_no_password_reaches_the_broker_logs(kafka_secure: SecureBroker,
+                                             secure_settings: Settings) -> None:
+    """Run last in this module: by now every principal has connected, and wrong passwords
+    were tried; the broker's logs (and the launcher's stdout log) hold no secret."""
+    if not kafka_secure.data_dir:
+        pytest.skip("a broker given by KAFKA_SECURE_BOOTSTRAP_SERVERS: its logs are not ours")
+    produce(kafka_secure, "app", secure_settings.topics.clicks)
+    logs = "".join(path.read_text(errors="replace")
+                   for path in Path(kafka_secure.data_dir).glob("*.log"))
+    assert "SASL_SSL" in logs  # the log is the real one, listing the secure listener
+    config = (Path(kafka_secure.data_dir) / "server.properties").read_text()
+    store_password = next(line.split("=", 1)[1] for line in config.splitlines()
+                          if line.startswith("ssl.keystore.password="))
+    for secret in [*kafka_secure.passwords.values(), store_password]:
+        assert secret not in logs
