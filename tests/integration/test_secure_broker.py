@@ -261,6 +261,27 @@ def test_plaintext_clients_cannot_reach_the_secure_listener(kafka_secure: Secure
     assert time.monotonic() - started < 10
 
 
+def test_acls_apply_cli_grants_what_the_services_need(
+        kafka_secure: SecureBroker, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``streamrec acls apply`` through the launcher's loopback super-user listener (until
+    the connection config lets it authenticate as admin over SASL_SSL)."""
+    from streamrec.cli import main
+    if not kafka_secure.plaintext_bootstrap:
+        pytest.skip("a broker given by KAFKA_SECURE_BOOTSTRAP_SERVERS has no loopback listener")
+    prefix = f"c{uuid.uuid4().hex[:10]}-"
+    for name in ("STREAMREC_TOPIC_PREFIX", "KAFKA_BOOTSTRAP_SERVERS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(bootstrap_servers=kafka_secure.plaintext_bootstrap, topic_prefix=prefix,
+                        partitions=1)
+    create_topics(settings)
+    refused(produce, kafka_secure, "app", settings.topics.clicks)  # before: nothing allowed
+    assert main(["acls", "apply", "--prefix", prefix,
+                 "--bootstrap-servers", kafka_secure.plaintext_bootstrap]) == 0
+    assert f"{len(acl_bindings(settings))} ACLs in force" in capsys.readouterr().out
+    produce(kafka_secure, "app", settings.topics.clicks)  # right after: already enforced
+
+
 def test_no_password_reaches_the_broker_logs(kafka_secure: SecureBroker,
                                              secure_settings: Settings) -> None:
     """Run last in this module: by now every principal has connected, and wrong passwords
