@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES = (
     "producers.cli",                  # produce replay|synthetic
     "streamrec.evaluation.cli",       # replay
     "streamrec.commands.train",       # train
+    "streamrec.commands.acls",        # acls print|apply
 )
 
 
