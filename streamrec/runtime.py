@@ -127,13 +127,10 @@ class ProcessorService:
 
     def run(self) -> None:
         while not self._stop.is_set():
-            committed_before = self.batches_committed
             try:
                 self._run_session()
                 return
             except Exception as error:
-                if self.batches_committed > committed_before:
-                    self.recovery.progressed()  # the failure is not part of a streak
                 delay = self.recovery.next_delay(error, ever_connected=self._connected)
                 if delay is None:
                     log.error("processing session failed and retrying cannot help; stopping",
@@ -323,6 +320,7 @@ class ProcessorService:
             self._count("commit_failures")
             raise
         self.batches_committed += 1
+        self.recovery.progressed()  # a committed batch ends any streak of failed sessions
         self._observe(result, len(batch), time.perf_counter() - started)
 
     # -- metrics and teardown ---------------------------------------------------------------------
