@@ -119,17 +119,23 @@ def _process_one(record: Record, processor: PoisonableProcessor, policy: PoisonP
     raise AssertionError("unreachable: max_attempts >= 1")  # pragma: no cover
 
 
+def raised_at(error: BaseException) -> str:
+    """Where ``error`` was raised: ``file:line in function`` of its innermost frame.
+
+    Logged instead of the traceback or the message: it tells whoever fixes the bug where
+    to look, while the record's bytes and a message that may quote data stay out of logs.
+    """
+    frames = traceback.extract_tb(error.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else "?"
+
+
 def _dead_letter(record: Record, processor: PoisonableProcessor, policy: PoisonPillPolicy,
                  error: Exception) -> ProcessResult:
     detail = policy.summary(error)
-    # Where it raised (file, line, function) helps whoever fixes it; the record's bytes and
-    # the message (which may quote data) stay out of the log.
-    frames = traceback.extract_tb(error.__traceback__)
-    where = f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else "?"
     log.error("record dead-lettered: its processing raised %d times", policy.max_attempts,
               extra={"topic": record.topic, "partition": record.partition,
                      "offset": record.offset, "error_type": type(error).__name__,
-                     "raised_at": where})
+                     "raised_at": raised_at(error)})
     make = getattr(processor, "dead_letter", None)
     output = None
     if make is not None:

@@ -37,7 +37,7 @@ from kafka.structs import OffsetAndMetadata
 
 from streamrec.changelog import read_changelog
 from streamrec.config import Settings
-from streamrec.poison_pill import PoisonPillPolicy, process_in_isolation
+from streamrec.poison_pill import PoisonPillPolicy, process_in_isolation, raised_at
 from streamrec.records import Output, ProcessResult, Record
 from streamrec.recovery_budget import RecoveryBudget
 
@@ -276,12 +276,18 @@ class ProcessorService:
 
     def _process_in_isolation(self, consumer: KafkaConsumer, producer: KafkaProducer,
                               batch: list[Record], error: Exception) -> None:
-        """Nothing of the failed batch was sent: restore, then one record per transaction."""
-        partitions = sorted({record.partition for record in batch})
+        """Nothing of the failed batch was sent: restore, then one record per transaction.
+
+        The batch in hand is exactly the records from the committed offsets up to the
+        consumer's position (every batch is committed before the next poll), so it is
+        re-processed from memory; only if a stop cuts it short is the consumer sought back
+        to the first record left uncommitted.
+        """
         log.warning("processing a batch raised; restoring its partitions and processing its "
-                    "records one at a time", extra={"error_type": type(error).__name__,
-                                                    "records": len(batch),
-                                                    "partitions": partitions})
+                    "records one at a time",
+                    extra={"error_type": type(error).__name__, "raised_at": raised_at(error),
+                           "records": len(batch),
+                           "partitions": sorted({record.partition for record in batch})})
 
         def restore(partitions: list[int]) -> None:
             # As for a new assignment: forget the (maybe half-applied) state, rebuild it.

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import msgspec
 import pytest
 
 from consumers.ingest import IngestProcessor
+from consumers.partition_models import SNAPSHOT_KEY
+from consumers.score import ScoreProcessor, recommendation_decoder
 from online_models.user_state import decode_state
 from producers.synthetic import SyntheticStream
 from streamrec.events import (DLQ_DETAIL, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, BadEvent,
                               decode_click, encode_click, headers_dict)
 from streamrec.records import ProcessResult, Record
 from streamrec.runtime import ProcessorService
-from support import (applied_events, assert_offsets_applied_once, latest_by_key, produce_raw,
-                     read_topic, running_service)
+from support import (applied_events, assert_offsets_applied_once, ingest_service, latest_by_key,
+                     produce_raw, read_topic, running_service, trigger_ids)
 
 pytestmark = pytest.mark.kafka
 
@@ -96,3 +99,64 @@ def test_a_poisoned_click_is_dead_lettered_and_every_other_click_applied_exactly
     # the committed calls processed each valid click once.
     assert processor.totals["duplicates"] == 0
     assert processor.totals["processed"] == len(events)
+
+
+class PoisonedScore(ScoreProcessor):
+    """A scorer with a bug that one request and one user state trigger every time."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.raised = 0
+
+    def _poisoned(self, record: Record) -> bool:
+        if record.topic == self.topics.requests:
+            return b'"r-poison"' in (record.value or b"")
+        if record.key == SNAPSHOT_KEY or not record.value:
+            return False
+        return decode_state(record.value).last_event_id == "poison-state"
+
+    def process(self, batch: list[Record], publish: bool = True) -> ProcessResult:
+        result = super().process(batch, publish)
+        if any(self._poisoned(record) for record in batch):
+            self.raised += 1
+            raise KeyError("injected bug in ranking")
+        return result
+
+
+def test_the_scorer_dead_letters_a_poisoned_request_and_skips_a_poisoned_state(kafka_settings):
+    # No online models: every click's state is emitted once (no re-emission by micro-batches).
+    settings = kafka_settings.replace(online_learning=0)
+    events = list(SyntheticStream(n_users=40, n_items=100, n_events=300, seed=5).events())
+    victim = events[-1]
+    poison = msgspec.structs.replace(victim, event_id="poison-state", ts=victim.ts + 1)
+    events.append(poison)  # the victim's last click: its state names it as the last event
+    produce_raw(settings, settings.topics.clicks,
+                ((e.user_id.encode(), encode_click(e)) for e in events))
+    requests = {name: json.dumps({"request_id": name, "user_id": events[i].user_id}).encode()
+                for name, i in (("r-ok", 3), ("r-poison", 4))}
+
+    scorer = PoisonedScore(settings)
+    service = ProcessorService(scorer, settings,
+                               input_topics=[settings.topics.user_state, settings.topics.requests],
+                               group_id=settings.score_group, instance_id="poison-score",
+                               restore_to_committed=True)
+    with running_service(ingest_service(settings)), running_service(service):
+        states = read_topic(settings, settings.topics.user_state,
+                            until=lambda rs: applied_events(rs) >= len(events), timeout_s=120)
+        produce_raw(settings, settings.topics.requests,
+                    ((json.loads(v)["user_id"].encode(), v) for v in requests.values()))
+        expected = (trigger_ids(states) - {"poison-state"}) | {"r-ok"}
+        recommendations = read_topic(settings, settings.topics.recommendations,
+                                     expect=len(expected), timeout_s=120)
+        dead = read_topic(settings, settings.topics.dlq, expect=1, timeout_s=60)
+
+    assert service.recovery.total == 0 and scorer.raised == 2 * (1 + service.poison_pill.max_attempts)
+    answered = [recommendation_decoder.decode(r.value).trigger_id for r in recommendations]
+    assert sorted(answered) == sorted(expected), "exactly one recommendation per good trigger"
+    (letter,) = dead
+    assert letter.value == requests["r-poison"]
+    headers = headers_dict(letter.headers)
+    assert headers[DLQ_REASON] == "processing_error"
+    assert headers[DLQ_DETAIL] == "KeyError: 'injected bug in ranking'"
+    assert scorer.skipped_by_reason == Counter(  # type: ignore[attr-defined]
+        {(settings.topics.user_state, "processing_error"): 1})
