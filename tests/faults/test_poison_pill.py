@@ -36,7 +36,8 @@ class PoisonedIngest(IngestProcessor):
     """Ingest with a bug that one click triggers every time, after half the batch is applied.
 
     The whole batch is applied first (states and models mutated), then it raises: without
-    a restore, re-processing would find the batch's clicks already applied.
+    a restore, re-processing would find the batch's clicks already applied. Re-learning
+    the click on a restore (rewarm) raises too, as the same bug would.
     """
 
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
@@ -53,6 +54,13 @@ class PoisonedIngest(IngestProcessor):
         self.totals["duplicates"] += result.skipped_duplicates
         return result
 
+    def rewarm(self, partition: int, records) -> None:  # type: ignore[no-untyped-def]
+        records = list(records)
+        if any(_is_poison(record) for record in records):
+            self.totals["rewarm_raised"] += 1
+            raise RuntimeError("injected bug: cannot re-learn the poisoned event")
+        super().rewarm(partition, records)
+
 
 def test_a_poisoned_click_is_dead_lettered_and_every_other_click_applied_exactly_once(kafka_settings):
     settings = kafka_settings.replace(batch_size=200)
@@ -64,9 +72,12 @@ def test_a_poisoned_click_is_dead_lettered_and_every_other_click_applied_exactly
     first_wave.insert(300, (poison.user_id.encode(), encode_click(poison)))
     second_wave = [(e.user_id.encode(), encode_click(e)) for e in events[600:]]
 
+    def new_service(processor: PoisonedIngest) -> ProcessorService:
+        return ProcessorService(processor, settings, input_topics=[settings.topics.clicks],
+                                group_id=settings.ingest_group, instance_id="poison-0")
+
     processor = PoisonedIngest(settings)
-    service = ProcessorService(processor, settings, input_topics=[settings.topics.clicks],
-                               group_id=settings.ingest_group, instance_id="poison-0")
+    service = new_service(processor)
     produce_raw(settings, settings.topics.clicks, first_wave)
     with running_service(service):
         dead = read_topic(settings, settings.topics.dlq, expect=1, timeout_s=120)
@@ -99,6 +110,25 @@ def test_a_poisoned_click_is_dead_lettered_and_every_other_click_applied_exactly
     # the committed calls processed each valid click once.
     assert processor.totals["duplicates"] == 0
     assert processor.totals["processed"] == len(events)
+
+    # A restart restores every partition and re-learns the committed clicks since the
+    # models' last snapshot (none yet: all of them), the dead-lettered one included: it
+    # raises there too, is skipped, and the partition restores and moves on.
+    restarted = PoisonedIngest(settings)
+    late = [msgspec.structs.replace(e, event_id=f"late-{i}", ts=e.ts + 1e6)
+            for i, e in enumerate(events[:50])]
+    produce_raw(settings, settings.topics.clicks,
+                ((e.user_id.encode(), encode_click(e)) for e in late))
+    service = new_service(restarted)
+    with running_service(service):
+        records = read_topic(settings, settings.topics.user_state,
+                             until=lambda rs: applied_events(rs) >= len(events) + len(late),
+                             timeout_s=120)
+    assert restarted.totals["rewarm_raised"] == 1 and service.recovery.total == 0
+    final = {r.key.decode(): decode_state(r.value) for r in latest_by_key(records).values()}
+    assert {u: s.event_count for u, s in final.items()} == dict(expected + Counter(
+        e.user_id for e in late))
+    assert_offsets_applied_once(records)
 
 
 class PoisonedScore(ScoreProcessor):
