@@ -52,16 +52,17 @@ def test_the_bind_address_comes_from_settings_and_the_cli_flag():
 
 
 def test_an_idle_connection_is_dropped_while_others_are_served():
-    with MetricsServer(_registry(), port=0, host="127.0.0.1", idle_timeout_s=0.5) as server:
+    with MetricsServer(_registry(), port=0, host="127.0.0.1", idle_timeout_s=2.0) as server:
         idle = socket.create_connection(("127.0.0.1", server.port), timeout=5)
         try:
+            opened = time.monotonic()
             time.sleep(0.1)  # the idle client holds its connection (and thread) now
-            started = time.monotonic()
             with urllib.request.urlopen(f"{server.url}/metrics", timeout=5) as response:
                 assert response.status == 200 and b"app_events_total" in response.read()
-            assert time.monotonic() - started < 0.4, "another client waited for the idle one"
-            closed_after = _closed_within(idle, 5.0)
-            assert closed_after is not None and closed_after < 1.5
+            # Served long before the idle connection's timeout: nobody waited for it.
+            assert time.monotonic() - opened < 1.5, "another client waited for the idle one"
+            assert _closed_within(idle, 6.0) is not None
+            assert 1.5 < time.monotonic() - opened < 6.0  # dropped at the timeout, not before
         finally:
             idle.close()
 
