@@ -279,6 +279,12 @@ class IngestProcessor:
             half_life_s=self.settings.popularity_half_life_s, seed=seed),
             self.settings.learn_every, self.settings.snapshot_every)
 
+    def dead_letter(self, record: Record, reason: str, detail: str) -> Output | None:
+        """The ``clicks.dlq`` message for a record the runtime gave up on (its processing
+        kept raising: ``streamrec.poison_pill``); counted like any rejected click."""
+        self.rejected_by_reason[reason] += 1
+        return dead_letter(record, BadEvent(reason, detail), self.topics.dlq)
+
 
 def _check_key(record: Record, event: ClickEvent) -> None:
     # The key decides the partition, and the partition owns the user's state: an event

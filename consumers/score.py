@@ -316,3 +316,20 @@ class ScoreProcessor:
             scored_at_ms=int(now * 1000),
         )
         return Output(self.topics.recommendations, user_id.encode(), _encoder.encode(message))
+
+    def dead_letter(self, record: Record, reason: str, detail: str) -> Output | None:
+        """The dead letter for a record the runtime gave up on (its processing kept raising).
+
+        A request goes to the dead-letter topic like a malformed one; a ``user-state``
+        record has no dead-letter topic (it is ingest's output, not an app's input): it is
+        skipped and counted under ``skipped_by_reason[(topic, reason)]``.
+        """
+        if record.topic == self.topics.requests:
+            self.rejected_by_reason[reason] += 1
+            return dead_letter(record, BadEvent(reason, detail), self.topics.dlq)
+        skipped: Counter[tuple[str, str]] | None = getattr(self, "skipped_by_reason", None)
+        if skipped is None:  # until every processor declares it in __init__
+            skipped = Counter()
+            setattr(self, "skipped_by_reason", skipped)
+        skipped[(record.topic, reason)] += 1
+        return None

@@ -86,6 +86,12 @@ class Settings:
     ingest_group: str = "streamrec-ingest"
     score_group: str = "streamrec-score"
     transactional_id_prefix: str = "streamrec"
+    # -- metrics endpoint (streamrec.metrics.MetricsServer) --------------------------------
+    # Bind address of /metrics, /healthz and /readyz when metrics_port is set. 0.0.0.0 (all
+    # interfaces) is what a container needs: Prometheus, the orchestrator and the host's
+    # published port reach it over the container network. On a shared host, bind to
+    # 127.0.0.1 or a private interface instead.
+    metrics_host: str = "0.0.0.0"
 
     @property
     def topics(self) -> TopicNames:

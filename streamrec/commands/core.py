@@ -35,6 +35,7 @@ def settings_from_args(args: argparse.Namespace, **extra: object) -> Settings:
         "replication_factor": getattr(args, "replication_factor", None),
         "batch_size": getattr(args, "batch_size", None),
         "metrics_port": getattr(args, "metrics_port", None),
+        "metrics_host": getattr(args, "metrics_host", None),
         "top_k": getattr(args, "k", None),
     }
     overrides.update(extra)
@@ -67,6 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "a restarted instance with the same id fences its predecessor")
         p.add_argument("--batch-size", type=positive_int, help="max records per batch (default 500)")
         p.add_argument("--metrics-port", type=int, help="port of /metrics and /healthz (0 = off)")
+        p.add_argument("--metrics-host", help="bind address of the metrics endpoint "
+                       "(default: $STREAMREC_METRICS_HOST or 0.0.0.0)")
         p.add_argument("--log-format", choices=("json", "text"), default="json")
         if name == "score":
             p.add_argument("--k", type=positive_int, help="recommendations per message (default 10)")
@@ -173,7 +176,7 @@ def _serve(service: str, args: argparse.Namespace, settings: Settings, processor
     if settings.metrics_port:
         # Alive while the loop runs (restoring included); ready once it has joined the
         # group and restored its partitions.
-        server = MetricsServer(registry, settings.metrics_port,
+        server = MetricsServer(registry, settings.metrics_port, host=settings.metrics_host,
                                health=lambda: not runner.stopping,
                                ready=lambda: runner.ready.is_set() and not runner.stopping)
     _install_stop_handlers(runner.stop)
