@@ -24,15 +24,14 @@ from __future__ import annotations
 
 from kafka import errors as kafka_errors
 
+from streamrec import kafka_clients
 from streamrec.config import ConfigError
 
-# Errors no retry can fix: the service must end so that an operator sees them.
+# Errors no retry can fix besides the client's own (``kafka_clients.is_fatal``: refused
+# credentials, missing ACLs, a bad client configuration, failed TLS handshakes).
 FATAL_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
-    kafka_errors.KafkaConfigurationError,        # bad client configuration
     kafka_errors.InvalidConfigurationError,      # the broker refused a configuration
-    kafka_errors.AuthorizationError,             # topic, group, cluster, transactional id ACLs
-    kafka_errors.SaslAuthenticationFailedError,  # wrong credentials
     kafka_errors.UnsupportedSaslMechanismError,
 )
 
@@ -42,7 +41,7 @@ def is_fatal(error: BaseException) -> bool:
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
-        if isinstance(current, FATAL_ERRORS):
+        if isinstance(current, FATAL_ERRORS) or kafka_clients.is_fatal(current):
             return True
         seen.add(id(current))
         current = current.__cause__ or current.__context__
