@@ -114,8 +114,11 @@ class SnapshotReader:
         if record.key == SNAPSHOT_KEY:
             return self._complete(record)
         index = _chunk_index(record.key)
-        if index is None or index >= self.limits.max_chunks:
+        if index is None:
             self._skip(record, "snapshot_bad_key", f"key {record.key[:80]!r}")
+            return None
+        if index >= self.limits.max_chunks:
+            self._skip(record, "snapshot_too_many_chunks", f"chunk {index}")
             return None
         buffer = self._buffers.setdefault(record.partition, {})
         live = self._live.setdefault(record.partition, set())
@@ -180,8 +183,10 @@ class SnapshotReader:
         if manifest.partition != partition:
             raise BadSnapshot("snapshot_wrong_partition",
                               f"manifest of partition {manifest.partition}")
-        if n > self.limits.max_chunks or manifest.total_bytes > self.limits.max_bytes:
-            raise BadSnapshot("snapshot_too_large", f"{n} chunks, {manifest.total_bytes} bytes")
+        if n > self.limits.max_chunks:
+            raise BadSnapshot("snapshot_too_many_chunks", f"a set of {n} chunks")
+        if manifest.total_bytes > self.limits.max_bytes:
+            raise BadSnapshot("snapshot_too_large", f"a set of {manifest.total_bytes} bytes")
         missing = [i for i in range(n) if i not in buffer]
         if missing:
             raise BadSnapshot("snapshot_chunk_missing",
