@@ -16,9 +16,9 @@ from typing import Callable, Iterable
 import msgspec
 
 from consumers.partition_models import is_snapshot_key
-from consumers.snapshot_chunks import SnapshotLimits, SnapshotReader
 from consumers.ranking import fuse
 from consumers.score_drift import ScoreDriftReporter
+from consumers.snapshot_chunks import SnapshotLimits, SnapshotReader
 from online_models.covisitation import CoVisitation
 from online_models.popularity import PopularityRecency
 from online_models.user_state import UserState, decode_state
