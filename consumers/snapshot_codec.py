@@ -17,6 +17,7 @@ or raise :class:`BadSnapshot`, and nothing else, whatever the bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import msgspec
 
@@ -84,29 +85,34 @@ def encode_manifest(manifest: SnapshotManifest) -> bytes:
     return MANIFEST_MAGIC + _encoder.encode(manifest)
 
 
-def _after_magic(data: bytes | memoryview, magic: bytes, what: str) -> memoryview:
-    """The bytes after ``magic``; a pickle or anything else is refused unread."""
+Versioned = TypeVar("Versioned", SnapshotManifest, PartitionSnapshotState)
+
+
+def _decode(decoder: msgspec.msgpack.Decoder[Versioned], data: bytes | memoryview,
+            magic: bytes, what: str, reason: str) -> Versioned:
+    """The struct after ``magic``, of our format; a pickle or anything else is refused unread."""
     head = bytes(data[:len(magic)])
     if head.startswith(_PICKLE_PREFIXES):
         raise BadSnapshot("snapshot_pickle", f"{what} is a pickle (format 1): refused, never "
                                              "loaded")
     if head != magic:
         raise BadSnapshot("snapshot_unknown_format", f"{what} does not start with {magic!r}")
-    return memoryview(data)[len(magic):]
+    try:
+        value = decoder.decode(memoryview(data)[len(magic):])
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, MemoryError,
+            ValueError, UnicodeError) as exc:
+        raise BadSnapshot(reason, str(exc)[:200]) from None
+    if value.format != SNAPSHOT_FORMAT:
+        raise BadSnapshot("snapshot_unknown_format", f"{what} of format {value.format}")
+    return value
 
 
 def decode_manifest(data: bytes) -> SnapshotManifest:
     """The manifest in ``data``, or :class:`BadSnapshot`."""
     if len(data) > MAX_MANIFEST_BYTES:
         raise BadSnapshot("snapshot_bad_manifest", f"manifest of {len(data)} bytes")
-    body = _after_magic(data, MANIFEST_MAGIC, "manifest")
-    try:
-        manifest = _manifest_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, MemoryError,
-            ValueError, UnicodeError) as exc:
-        raise BadSnapshot("snapshot_bad_manifest", str(exc)[:200]) from None
-    if manifest.format != SNAPSHOT_FORMAT:
-        raise BadSnapshot("snapshot_unknown_format", f"manifest of format {manifest.format}")
+    manifest = _decode(_manifest_decoder, data, MANIFEST_MAGIC, "manifest",
+                       "snapshot_bad_manifest")
     if not all(len(d) == 64 and d.isascii() and _is_hex(d) for d in manifest.chunk_sha256):
         raise BadSnapshot("snapshot_bad_manifest", "a chunk digest is not 64 hex digits")
     if manifest.total_bytes < 0 or not manifest.chunk_sha256:
@@ -120,14 +126,7 @@ def decode_snapshot(data: bytes | memoryview, partition: int) -> PartitionSnapsh
     Every failure while decoding or rebuilding (types, sizes, dtypes, shapes, indices,
     NaN, recursion, memory) becomes ``BadSnapshot``; ``data`` is bounded by the caller.
     """
-    body = _after_magic(data, PAYLOAD_MAGIC, "snapshot")
-    try:
-        state = _payload_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, MemoryError,
-            ValueError, UnicodeError) as exc:
-        raise BadSnapshot("snapshot_bad_payload", str(exc)[:200]) from None
-    if state.format != SNAPSHOT_FORMAT:
-        raise BadSnapshot("snapshot_unknown_format", f"snapshot of format {state.format}")
+    state = _decode(_payload_decoder, data, PAYLOAD_MAGIC, "snapshot", "snapshot_bad_payload")
     if state.partition != partition:
         raise BadSnapshot("snapshot_wrong_partition",
                           f"snapshot of partition {state.partition} on partition {partition}")
