@@ -126,7 +126,8 @@ class EmbeddingTable:
         """The table ``to_state`` exported; ``StateError`` unless it is self-consistent."""
         vectors = state.vectors.to_array("<f4", ndim=2, finite=True)
         capacity, high = vectors.shape[0], len(state.ids)
-        require(1 <= capacity and high <= capacity, "table capacity out of range")
+        require(1 <= capacity and high <= capacity and vectors.shape[1] >= 1,
+                "table capacity or vector size out of range")
         table = cls(vectors.shape[1], capacity=1)
         table.vectors = vectors
         table.bias = state.bias.to_array("<f4", ndim=1, finite=True)
