@@ -225,3 +225,15 @@ def test_a_tampered_payload_decodes_or_is_one_typed_error(
         # Decoded: a blend that ranks and learns without raising.
         snapshot.blend.recommend_explained("u1", 10)
         snapshot.blend.learn_many(toy_stream(40))
+
+
+def test_snapshot_settings_keep_chunks_under_the_topic_limit() -> None:
+    from streamrec.config import ConfigError, Settings
+
+    chosen = Settings.from_env({"STREAMREC_SNAPSHOT_CHUNK_BYTES": "1048576",
+                                "STREAMREC_SNAPSHOT_MAX_BYTES": "8388608"})
+    assert SnapshotLimits.from_settings(chosen) == SnapshotLimits(1 << 20, 1024, 8 << 20)
+    for bad in ({"snapshot_chunk_bytes": 40 * 1024 * 1024}, {"snapshot_chunk_bytes": 0},
+                {"snapshot_max_chunks": 0}, {"snapshot_max_bytes": 1024}):
+        with pytest.raises(ConfigError):
+            Settings(**bad).validate()  # type: ignore[arg-type]
