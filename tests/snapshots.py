@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import pathlib
+import pickle
 from collections import Counter
 from typing import Iterable
 
-from consumers.partition_models import is_snapshot_key
-from consumers.snapshot_chunks import SnapshotLimits, SnapshotReader
-from consumers.snapshot_codec import PartitionSnapshot
+from consumers.partition_models import SNAPSHOT_KEY, is_snapshot_key
+from consumers.snapshot_chunks import SnapshotLimits, SnapshotReader, chunk_key
+from consumers.snapshot_codec import (SNAPSHOT_FORMAT, PartitionSnapshot, SnapshotManifest,
+                                      encode_manifest)
 from streamrec.records import Output, Record
 
 
@@ -38,3 +42,29 @@ def published_snapshots(items: Iterable[Record | Output]
 
 def snapshots_of(items: Iterable[Record | Output]) -> list[PartitionSnapshot]:
     return [snapshot for _, snapshot in published_snapshots(items)]
+
+
+class TouchOnLoad:
+    """Pickles to a call of ``Path.touch(marker)``: unpickling it creates the marker."""
+
+    def __init__(self, marker: pathlib.Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (pathlib.Path.touch, (self.marker,))
+
+
+def planted_records(marker: pathlib.Path, topic: str, partition: int = 0, first: int = 0
+                    ) -> list[Record]:
+    """Every way a pickle could sit under the snapshot keys, as an attacker would write it."""
+    bomb = pickle.dumps(TouchOnLoad(marker))
+    old_format = pickle.dumps({"format": 1, "partition": partition, "offset": 0,
+                               "blend": TouchOnLoad(marker)})
+    # A manifest that names the pickle as its one chunk, digest and all.
+    named = encode_manifest(SnapshotManifest(format=SNAPSHOT_FORMAT, partition=partition,
+                                             snapshot_id=0, total_bytes=len(bomb),
+                                             chunk_sha256=[hashlib.sha256(bomb).hexdigest()]))
+    pairs = [(SNAPSHOT_KEY, bomb), (SNAPSHOT_KEY, old_format), (chunk_key(0), bomb),
+             (SNAPSHOT_KEY, named)]
+    return [Record(topic, partition, first + n, key, value)
+            for n, (key, value) in enumerate(pairs)]

@@ -10,8 +10,7 @@ import pathlib
 
 import pytest
 from kafka import KafkaProducer
-from snapshots import published_snapshots
-from unit.core.test_snapshot_hostile import planted_records
+from snapshots import planted_records, published_snapshots
 from unit.learner_checks import learned_state
 
 from consumers.ingest import IngestProcessor
@@ -48,7 +47,7 @@ def test_a_pickle_planted_in_user_state_executes_nothing_on_the_broker(
     topics = settings.topics
     marker = tmp_path / "pwned"
     planted = [(p, r.key, r.value) for p in range(settings.partitions)
-               for r in planted_records(marker, partition=p)]
+               for r in planted_records(marker, topics.user_state, partition=p)]
     produce_pinned(settings, topics.user_state, planted)  # type: ignore[arg-type]
     events = list(SyntheticStream(n_users=30, n_items=60, n_events=600, seed=5).events())
 

@@ -13,7 +13,7 @@ import pickle
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from snapshots import as_records
+from snapshots import as_records, planted_records
 from unit.learner_checks import learned_state
 
 from consumers.ingest import IngestProcessor
@@ -33,31 +33,6 @@ SETTINGS = Settings(top_k=3, learn_every=4, snapshot_every=8, snapshot_chunk_byt
 T = SETTINGS.topics
 
 
-class TouchOnLoad:
-    """Pickles to a call of ``Path.touch(marker)``: unpickling it creates the marker."""
-
-    def __init__(self, marker: pathlib.Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        return (pathlib.Path.touch, (self.marker,))
-
-
-def planted_records(marker: pathlib.Path, partition: int = 0, first: int = 0) -> list[Record]:
-    """Every way a pickle could sit under the snapshot keys, as an attacker would write it."""
-    bomb = pickle.dumps(TouchOnLoad(marker))
-    old_format = pickle.dumps({"format": 1, "partition": partition, "offset": 0,
-                               "blend": TouchOnLoad(marker)})
-    # A manifest that names the pickle as its one chunk, digest and all.
-    named = encode_manifest(SnapshotManifest(format=SNAPSHOT_FORMAT, partition=partition,
-                                             snapshot_id=0, total_bytes=len(bomb),
-                                             chunk_sha256=[hashlib.sha256(bomb).hexdigest()]))
-    pairs = [(SNAPSHOT_KEY, bomb), (SNAPSHOT_KEY, old_format), (chunk_key(0), bomb),
-             (SNAPSHOT_KEY, named)]
-    return [Record(T.user_state, partition, first + n, key, value)
-            for n, (key, value) in enumerate(pairs)]
-
-
 def click(offset: int, user: str, item: str) -> Record:
     event = ClickEvent(event_id=f"e{offset}", user_id=user, item_id=item, type="click",
                        ts=float(offset))
@@ -74,13 +49,13 @@ def user_state_log(n_clicks: int = 20, settings: Settings = SETTINGS) -> list[Re
 def test_the_payload_is_live(tmp_path: pathlib.Path) -> None:
     """The planted bytes really would run: unpickling them here creates the marker."""
     marker = tmp_path / "proof"
-    pickle.loads(planted_records(marker)[0].value)  # type: ignore[arg-type]
+    pickle.loads(planted_records(marker, T.user_state)[0].value)  # type: ignore[arg-type]
     assert marker.exists()
 
 
 def test_a_pickle_planted_in_user_state_executes_nothing(tmp_path: pathlib.Path) -> None:
     marker = tmp_path / "pwned"
-    planted = planted_records(marker, first=1000)
+    planted = planted_records(marker, T.user_state, first=1000)
     # Ingest's restore: the pickles are skipped, the models re-learn from offset 0.
     ingest = IngestProcessor(SETTINGS)
     assert ingest.restore(0, planted) == 0
