@@ -15,9 +15,10 @@ from typing import Callable, Iterable
 
 import msgspec
 
-from consumers.partition_models import SNAPSHOT_KEY, load_snapshot
+from consumers.partition_models import is_snapshot_key
 from consumers.ranking import fuse
 from consumers.score_drift import ScoreDriftReporter
+from consumers.snapshot_chunks import SnapshotLimits, SnapshotReader
 from online_models.covisitation import CoVisitation
 from online_models.popularity import PopularityRecency
 from online_models.user_state import UserState, decode_state
@@ -57,6 +58,14 @@ class ScoreProcessor:
         self._mirror: dict[int, dict[str, UserState]] = {}
         # Per partition: the latest snapshot of ingest's online models, and its offset.
         self._models: dict[int, object] = {}
+        # Records skipped on input topics, by (topic, reason): read by the runtime as
+        # streamrec_inputs_skipped_total{topic,reason}.
+        self.skipped_by_reason: Counter[tuple[str, str]] = Counter()
+        # Snapshot chunks are collected per partition across batches (and from restore into
+        # the first batches: the committed offset can fall inside a set).
+        self.snapshots = SnapshotReader(self.changelog_topic,
+                                        SnapshotLimits.from_settings(settings),
+                                        self.skipped_by_reason)
         # The deep candidate generator; replaced whole (one reference) on a new model, so a
         # batch that started on the old model finishes on it.
         self._deep: object | None = None
@@ -75,6 +84,7 @@ class ScoreProcessor:
     def restore(self, partition: int, changelog: Iterable[Record]) -> int:
         """Rebuild the mirror of one partition (and warm popularity) from ``user-state``."""
         users = self._mirror.setdefault(partition, {})
+        self.snapshots.drop(partition)  # the log is read again from its start
         for record in changelog:
             self._apply_state_record(record, users, restoring=True)
         # A compacted changelog keeps each user's latest state, not every delta: the
@@ -91,6 +101,7 @@ class ScoreProcessor:
                 self.covisitation.forget_user(user_id)  # its sequence; counts are aggregates
             self.drift.drop(partition)
             self._models.pop(partition, None)
+            self.snapshots.drop(partition)
 
     def state_of(self, user_id: str) -> UserState | None:
         located = self._locate(user_id)
@@ -269,10 +280,12 @@ class ScoreProcessor:
                             restoring: bool = False) -> UserState | None:
         if record.key is None:
             return None
-        if record.key == SNAPSHOT_KEY:
-            if record.value is not None:
-                snapshot = load_snapshot(record.value)
-                self._models[record.partition] = snapshot["blend"]
+        if is_snapshot_key(record.key):
+            # Decoded only when a complete, verified set is named; until the first one the
+            # partition ranks by popularity, and a bad one keeps the models it had.
+            snapshot = self.snapshots.offer(record)
+            if snapshot is not None:
+                self._models[record.partition] = snapshot.blend
             return None
         user_id = record.key.decode()
         if record.value is None:  # tombstone: the user was forgotten

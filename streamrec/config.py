@@ -92,6 +92,13 @@ class Settings:
     # published port reach it over the container network. On a shared host, bind to
     # 127.0.0.1 or a private interface instead.
     metrics_host: str = "0.0.0.0"
+    # Model snapshots on user-state (consumers/snapshot_chunks.py): written in chunks of at
+    # most snapshot_chunk_bytes (far under the topic's 32 MB max.message.bytes); a reader
+    # buffers at most snapshot_max_chunks chunks per partition and snapshot_max_bytes in
+    # all, and a snapshot larger than that is neither written nor read.
+    snapshot_chunk_bytes: int = 4 * 1024 * 1024
+    snapshot_max_chunks: int = 1024
+    snapshot_max_bytes: int = 1024 * 1024 * 1024
 
     @property
     def topics(self) -> TopicNames:
@@ -150,6 +157,13 @@ class Settings:
             raise ConfigError(f"drift_delta must be between 0 and 1, got {self.drift_delta!r}")
         if not self.bootstrap_servers:
             raise ConfigError("bootstrap_servers must not be empty")
+        # Snapshot chunks: each must fit a user-state message (32 MiB) with its key.
+        if not 0 < self.snapshot_chunk_bytes <= 31 * 1024 * 1024:
+            raise ConfigError("snapshot_chunk_bytes must be in (0, 31 MiB], got "
+                              f"{self.snapshot_chunk_bytes!r}")
+        if self.snapshot_max_chunks <= 0 or self.snapshot_max_bytes < self.snapshot_chunk_bytes:
+            raise ConfigError("snapshot_max_chunks must be positive and snapshot_max_bytes at "
+                              "least snapshot_chunk_bytes")
         self.kafka_security.validate()
 
 

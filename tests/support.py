@@ -71,9 +71,9 @@ def read_topic(settings: Settings, topic: str, *, expect: int | None = None,
 
 def user_records(records: Iterable[Record]) -> list[Record]:
     """user-state records that are about users (not the partitions' model snapshots)."""
-    from consumers.partition_models import SNAPSHOT_KEY
+    from consumers.partition_models import is_snapshot_key
 
-    return [r for r in records if r.key is not None and r.key != SNAPSHOT_KEY]
+    return [r for r in records if r.key is not None and not is_snapshot_key(r.key)]
 
 
 def latest_by_key(records: Iterable[Record]) -> dict[bytes, Record]:
