@@ -294,18 +294,18 @@ class IngestProcessor:
             half_life_s=self.settings.popularity_half_life_s, seed=seed),
             self.settings.learn_every, self.settings.snapshot_every, self.snapshot_limits)
 
+    def dead_letter(self, record: Record, reason: str, detail: str) -> Output | None:
+        """The ``clicks.dlq`` message for a record the runtime gave up on (its processing
+        kept raising: ``streamrec.poison_pill``); counted like any rejected click."""
+        self.rejected_by_reason[reason] += 1
+        return dead_letter(record, BadEvent(reason, detail), self.topics.dlq)
+
 
 def _take_snapshot(models: PartitionModels, snapshots: dict[int, bytes]) -> None:
     # The latest snapshot of a partition in a batch is the one published.
     payload = models.snapshot()
     if payload is not None:
         snapshots[models.partition] = payload
-
-    def dead_letter(self, record: Record, reason: str, detail: str) -> Output | None:
-        """The ``clicks.dlq`` message for a record the runtime gave up on (its processing
-        kept raising: ``streamrec.poison_pill``); counted like any rejected click."""
-        self.rejected_by_reason[reason] += 1
-        return dead_letter(record, BadEvent(reason, detail), self.topics.dlq)
 
 
 def _check_key(record: Record, event: ClickEvent) -> None:

@@ -340,9 +340,5 @@ class ScoreProcessor:
         if record.topic == self.topics.requests:
             self.rejected_by_reason[reason] += 1
             return dead_letter(record, BadEvent(reason, detail), self.topics.dlq)
-        skipped: Counter[tuple[str, str]] | None = getattr(self, "skipped_by_reason", None)
-        if skipped is None:  # until every processor declares it in __init__
-            skipped = Counter()
-            setattr(self, "skipped_by_reason", skipped)
-        skipped[(record.topic, reason)] += 1
+        self.skipped_by_reason[(record.topic, reason)] += 1
         return None
