@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 
@@ -79,6 +79,14 @@ class Settings:
     ingest_group: str = "streamrec-ingest"
     score_group: str = "streamrec-score"
     transactional_id_prefix: str = "streamrec"
+    # --- Control-plane trust (issue 9; export.store_root, streamrec.signing) -------------
+    # Models are loaded only from version folders directly under this root (resolved, no
+    # ".." or symlink out): the trainer writes there, the scorer and ingest read there.
+    # `streamrec train --store` overrides it for the trainer; compose mounts /models.
+    model_store: str = "./model-store"
+    # HMAC-SHA256 key of forget, adopt-model and models messages; empty = unsigned (no
+    # check). A secret: never in repr, logs or metrics.
+    control_secret: str = field(default="", repr=False)
 
     @property
     def topics(self) -> TopicNames:
