@@ -69,7 +69,7 @@ def current_values(messages: Iterable[Any], secret: str = "",
     for m in messages:
         if m.key != CURRENT_KEY or m.value is None:
             continue
-        if not verify_signature(m.headers, secret, MODELS_KIND, m.key, m.value):
+        if not verify_signature(getattr(m, "headers", ()), secret, MODELS_KIND, m.key, m.value):
             if skipped is not None:
                 skipped["bad_signature"] += 1
             log.error("a models message is unsigned or its signature does not verify: skipped")
