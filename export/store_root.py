@@ -76,20 +76,22 @@ def version_folder(root: str | Path, version: object, claimed_path: object = Non
         raise ModelRejected("missing_file", f"model store {root} is not there: {exc}") from None
     folder = base / version
     where = str(folder)
+    if claimed_path is not None:
+        # First: wherever the message points, it must be this very folder (after ".." and
+        # symlinks are resolved), or the version is not the store's, present or not.
+        try:
+            claimed = Path(str(claimed_path)).resolve()
+        except (OSError, RuntimeError, ValueError):
+            raise ModelRejected("outside_store", f"path {str(claimed_path)[:200]!r} does not "
+                                "resolve", where) from None
+        if claimed != folder:
+            raise ModelRejected("outside_store", f"path {str(claimed_path)[:200]!r} is not "
+                                f"{version} of the store {base}", where)
     try:
         if stat.S_ISLNK(os.lstat(folder).st_mode):
             raise ModelRejected("outside_store", "the version folder is a symlink", where)
     except OSError:
         raise ModelRejected("missing_file", "no such version folder", where) from None
-    if claimed_path is not None:
-        try:
-            claimed = Path(str(claimed_path)).resolve(strict=True)
-        except (OSError, RuntimeError, ValueError):
-            raise ModelRejected("outside_store", f"path {str(claimed_path)[:200]!r} does not "
-                                "resolve to a folder", where) from None
-        if claimed != folder:
-            raise ModelRejected("outside_store", f"path {str(claimed_path)[:200]!r} is not "
-                                f"{version} of the store {base}", where)
     return folder
 
 
