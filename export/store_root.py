@@ -125,10 +125,14 @@ def read_capped(folder: Path, name: str, cap: int | None = None) -> bytes:
             raise ModelRejected("missing_file", f"{name} is not a regular file", where)
         check_size(info.st_size, cap, name, where)
         try:
-            data = handle.read(cap + 1)  # never more than the cap, even if it grew since
+            # One byte more than the size seen (never more than the cap): a file that grew
+            # since is refused below, and no buffer is sized by the cap (read(n) allocates n).
+            data = handle.read(min(info.st_size, cap) + 1)
         except (OSError, MemoryError) as exc:
             raise ModelRejected("missing_file", f"cannot read {name}: {exc!r}", where) from None
     check_size(len(data), cap, name, where)
+    if len(data) != info.st_size:
+        raise ModelRejected("missing_file", f"{name} changed while it was read", where)
     return data
 
 
