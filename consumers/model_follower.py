@@ -11,7 +11,7 @@ reason)`` with one clear log line, and whatever served before keeps serving.
 Messages are taken newest first within what one poll returns, stopping at the first that
 loads: a restarted scorer starts from the newest good model instead of loading history,
 and if the newest is corrupt it falls back to the one before it. The serving version is
-never reloaded, and a rejected (version, manifest) is never retried; re-publishing an
+never reloaded, and a rejected (version, manifest, path) is never retried; re-publishing an
 older version as ``current`` (a rollback) loads it again. No torch here.
 
 Hostile input: a message is decoded by ``ModelAnnouncement.decode`` (bounded, typed), its
@@ -94,7 +94,10 @@ class ModelFollower:
         self.poll_timeout_ms = poll_timeout_ms
         self.unhealthy_after = unhealthy_after
         self.current_version: str | None = None
-        self.rejected: dict[tuple[str, str], str] = {}  # (version, manifest sha) -> reason
+        # (version, manifest sha, path) -> reason. The path is part of the key: a rogue
+        # message naming the next version's real sha with a path outside the store must
+        # not get the genuine message skipped as "already rejected".
+        self.rejected: dict[tuple[str, ...], str] = {}
         # One count per value offered: served, or why not (see module docstring).
         self.outcomes: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()  # polls, consumers, handler crashes
@@ -173,7 +176,7 @@ class ModelFollower:
         """Block until ``version`` has been rejected (True) or ``timeout`` passes."""
         with self._changed:
             return self._changed.wait_for(
-                lambda: any(v == version for v, _ in self.rejected), timeout)
+                lambda: any(key[0] == version for key in self.rejected), timeout)
 
     def _run(self) -> None:
         backoff = 0.5
@@ -237,16 +240,17 @@ class ModelFollower:
             self._count("bad_message")
             self._reject("unknown", f"bad_message: {exc.detail}", ("unknown", repr(value[:64])))
             return None
-        version, sha = announced.version, announced.manifest_sha256
+        version, key = announced.version, (announced.version, announced.manifest_sha256,
+                                           str(announced.path))
         if version == self.current_version:
             self._count("already_serving")
             return ""
-        if (version, sha) in self.rejected:
+        if key in self.rejected:
             self._count("already_rejected")
             return ""
-        return version if self._load(announced.fields, version, sha) else None
+        return version if self._load(announced.fields, version, key) else None
 
-    def _load(self, message: dict[str, Any], version: str, sha: str) -> bool:
+    def _load(self, message: dict[str, Any], version: str, key: tuple[str, ...]) -> bool:
         try:
             model = OnnxSequenceModel(message, threads=self.threads, warmup=self.warmup,
                                       root=self.settings.model_store)
@@ -255,18 +259,18 @@ class ModelFollower:
                 model.recommend(probe, k=10)
         except ModelRejected as exc:
             self._count(exc.reason)
-            self._reject(version, f"{exc.reason}: {exc.detail}", (version, sha))
+            self._reject(version, f"{exc.reason}: {exc.detail}", key)
             return False
         except Exception as exc:  # noqa: BLE001 - any failure means "do not serve it"
             self._count("load_failed")
-            self._reject(version, f"load_failed: {type(exc).__name__}: {exc}", (version, sha))
+            self._reject(version, f"load_failed: {type(exc).__name__}: {exc}", key)
             return False
         try:
             self.on_model(model, message)
         except Exception as exc:  # noqa: BLE001 - the server refused it; keep the old one
             self._count("on_model_failed")
             self._reject(version, f"on_model_failed: {type(exc).__name__}: {exc}",
-                         (version, sha))
+                         key)
             return False
         log.info("model %s serving (was %s)", version, self.current_version,
                  extra={"model_version": version, "path": str(message.get("path"))[:300]})
@@ -288,7 +292,7 @@ class ModelFollower:
         if self._failures_metric is not None:
             self._failures_metric.labels(reason=reason).inc()
 
-    def _reject(self, version: str, reason: str, key: tuple[str, str]) -> None:
+    def _reject(self, version: str, reason: str, key: tuple[str, ...]) -> None:
         log.error("model %s rejected, still serving %s: %s", version,
                   self.current_version or "no model", reason[:500])
         with self._changed:
