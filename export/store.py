@@ -47,6 +47,7 @@ from streamrec.control import BadControl, ModelAnnouncement
 log = logging.getLogger(__name__)
 
 FORMAT = "streamrec-sasrec/1"
+MAX_ATOL = 1e-2  # the exporter checks 1e-4; a manifest asking for more slack is refused
 REQUIRED_FILES = (MODEL_FILE, ITEMS_FILE, TABLE_FILE, PARITY_FILE)
 _VERSION = re.compile(r"^v(\d{6,})$")
 
@@ -221,6 +222,12 @@ def _load(path: Path, message: ModelAnnouncement | None, check_parity: bool,
     if (not isinstance(model, dict) or not isinstance(model.get("max_len"), int)
             or not 0 < model["max_len"] <= 10_000):
         raise ModelRejected("bad_manifest", "model.max_len is not a positive integer", where)
+    parity = manifest.get("parity", {})
+    atol = parity.get("atol", ATOL) if isinstance(parity, dict) else None
+    if not isinstance(atol, (int, float)) or not 0 <= atol <= MAX_ATOL:
+        # A tolerance the manifest could raise at will would wave any graph through.
+        raise ModelRejected("bad_manifest", f"parity.atol {str(atol)[:20]} is not a "
+                            f"tolerance in [0, {MAX_ATOL}]", where)
     contents = {name: read_verified(path, manifest, name) for name in REQUIRED_FILES}
     item_ids, table = parse_item_table(contents[ITEMS_FILE], contents[TABLE_FILE], where)
     try:
@@ -233,7 +240,7 @@ def _load(path: Path, message: ModelAnnouncement | None, check_parity: bool,
     if check_parity:
         try:
             session = make_session(contents[MODEL_FILE], threads)
-            verify_fixture(session, fixture, float(manifest.get("parity", {}).get("atol", ATOL)))
+            verify_fixture(session, fixture, atol)
         except ModelRejected:
             raise
         except ParityError as exc:
