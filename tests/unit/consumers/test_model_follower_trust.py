@@ -163,3 +163,18 @@ def test_a_crashing_handler_is_counted_and_following_goes_on(store, monkeypatch)
     assert follower.handle([value]) is None
     assert follower.outcomes == {"handler_error": 1} and follower.failures == {"handler": 1}
     assert follower.handle([value]) == message["version"]
+
+
+def test_the_scorer_is_ready_only_while_its_follower_is_healthy(store) -> None:
+    from streamrec.commands.core import _readiness
+
+    root, _ = store
+    follower = follower_for(root)
+    runner = SimpleNamespace(ready=threading.Event(), stopping=False)
+    assert _readiness(runner, follower.health)["status"] == "unhealthy"  # not restored yet
+    runner.ready.set()
+    body = _readiness(runner, follower.health)  # restored, but the follower never started
+    assert body["status"] == "unhealthy" and "not running" in str(body["reason"])
+    follower._stop.set()  # a follower closed on purpose is no failure
+    assert _readiness(runner, follower.health)["status"] == "ok"
+    assert _readiness(runner, None) == {"status": "ok"}

@@ -212,3 +212,11 @@ def test_the_fake_store_helpers_agree_with_the_trainer_value(store: Path) -> Non
     (message,) = adopt_messages(model, [0])
     assert json.loads(message.value or b"") == model
     assert (store / model["version"] / MANIFEST).is_file()
+
+
+def test_the_secret_is_read_from_the_environment_and_never_shown() -> None:
+    loaded = Settings.from_env({"STREAMREC_CONTROL_SECRET": SECRET,
+                                "STREAMREC_MODEL_STORE": "/models"})
+    assert loaded.control_secret == SECRET and loaded.model_store == "/models"
+    assert SECRET not in repr(loaded) and SECRET not in str(loaded)
+    assert Settings().control_secret == ""  # unsigned unless an operator opts in
