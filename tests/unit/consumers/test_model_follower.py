@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from consumers.model_follower import ModelFollower
 from streamrec.config import Settings
 from unit.consumers.trainer_helpers import tampered_copy
-
-
-@pytest.fixture()
-def store(model_store, tmp_path: Path) -> tuple[Path, dict]:
-    """(root, models message) of a private copy of the shared model: tests add versions."""
-    from export.store import publish_message
-
-    shared_root, outcome = model_store
-    root = tmp_path / "store"
-    shutil.copytree(shared_root / outcome.version, root / outcome.version)
-    manifest = json.loads((root / outcome.version / "manifest.json").read_text())
-    return root, publish_message(manifest, root)
 
 
 class Recorder:

@@ -17,22 +17,11 @@ from typing import Any
 import pytest
 
 from consumers.model_follower import CURRENT_KEY, ModelFollower
-from export.store import publish_message
 from streamrec.config import Settings
 from streamrec.metrics import MetricsRegistry
 from streamrec.signing import MODELS_KIND, sign_headers
 
 SECRET = "s3cret"
-
-
-@pytest.fixture()
-def store(model_store, tmp_path: Path) -> tuple[Path, dict]:
-    """(root, models message) of a private copy of the shared tiny model."""
-    shared_root, outcome = model_store
-    root = tmp_path / "store"
-    shutil.copytree(shared_root / outcome.version, root / outcome.version)
-    manifest = json.loads((root / outcome.version / "manifest.json").read_text())
-    return root, publish_message(manifest, root)
 
 
 def follower_for(root: Path, secret: str = "", served: list | None = None) -> ModelFollower:
