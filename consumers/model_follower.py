@@ -179,6 +179,21 @@ class ModelFollower:
                 lambda: any(key[0] == version for key in self.rejected), timeout)
 
     def _run(self) -> None:
+        # The supervisor: whatever escapes the loop below (a bug, a failing log handler)
+        # is counted and the loop starts over after a pause, never ending the thread.
+        pause = 0.5
+        while not self._stop.is_set():
+            try:
+                self._follow()
+            except Exception:  # noqa: BLE001 - following must outlive any one failure
+                self._fail("thread")
+                log.exception("the model follower's loop failed; restarting it in %.1f s",
+                              pause)
+                self._close_consumer()
+                self._stop.wait(pause)
+                pause = min(2 * pause, MAX_BACKOFF_S)
+
+    def _follow(self) -> None:
         backoff = 0.5
         while not self._stop.is_set():
             try:

@@ -167,3 +167,27 @@ def test_the_scorer_is_ready_only_while_its_follower_is_healthy(store) -> None:
     follower._stop.set()  # a follower closed on purpose is no failure
     assert _readiness(runner, follower.health)["status"] == "ok"
     assert _readiness(runner, None) == {"status": "ok"}
+
+
+def test_whatever_escapes_the_loop_restarts_it(store, monkeypatch) -> None:
+    root, message = store
+    follower = follower_for(root)
+    follower.poll_timeout_ms = 10
+    monkeypatch.setattr("consumers.model_follower.MAX_BACKOFF_S", 0.05)
+    monkeypatch.setattr(follower, "_connect", lambda: setattr(
+        follower, "_consumer", FlakyConsumer(0, [record(json.dumps(message).encode())])))
+    real_follow, rounds = follower._follow, []
+
+    def break_once() -> None:
+        rounds.append(1)
+        if len(rounds) == 1:
+            raise RuntimeError("a bug out of the loop's own nets")
+        real_follow()
+
+    monkeypatch.setattr(follower, "_follow", break_once)
+    follower.start()
+    try:
+        assert follower.wait_for_version(message["version"], timeout=20)
+        assert follower.failures == {"thread": 1} and follower.health()["status"] == "ok"
+    finally:
+        follower.close()
