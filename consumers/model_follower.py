@@ -78,6 +78,14 @@ def current_values(messages: Iterable[Any], secret: str = "",
     return values
 
 
+def _published_at(value: bytes) -> float:
+    try:
+        published = ModelAnnouncement.decode(value).published_at
+    except BadControl:
+        return float("-inf")  # undecodable: tried last, and skipped then
+    return float("-inf") if published is None else published
+
+
 class ModelFollower:
     """Loads each new ``current`` model off the hot path; see the module docstring."""
 
@@ -102,6 +110,7 @@ class ModelFollower:
         self.outcomes: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()  # polls, consumers, handler crashes
         self.consecutive_poll_failures = 0
+        self.serving_published_at: float | None = None  # of the serving announcement
         self._skipped_metric: Any = None
         self._failures_metric: Any = None
         self._changed = threading.Condition()
@@ -228,8 +237,14 @@ class ModelFollower:
     def handle(self, values: list[bytes]) -> str | None:
         """Try ``current`` message values newest first; the version now serving, if new.
 
-        Public so the loading rules are testable without a broker.
+        Public so the loading rules are testable without a broker. With a control secret
+        (every value here was signed by the trainer), "newest" means the latest
+        ``published_at`` rather than the latest offset, and an announcement published
+        before the serving one is ``stale_announcement``: replaying an old signed message
+        cannot roll the scorer back, a fresh re-publication (a rollback) can.
         """
+        if self.settings.control_secret:
+            values = sorted(values, key=_published_at)  # stable: ties stay in offset order
         for index, value in enumerate(reversed(values)):
             if self._stop.is_set():
                 self._count("not_tried", len(values) - index)
@@ -263,7 +278,17 @@ class ModelFollower:
         if key in self.rejected:
             self._count("already_rejected")
             return ""
-        return version if self._load(announced.fields, version, key) else None
+        if (self.settings.control_secret and announced.published_at is not None
+                and self.serving_published_at is not None
+                and announced.published_at <= self.serving_published_at):
+            self._count("stale_announcement")
+            log.error("model %s was announced before the serving %s: a replay, skipped",
+                      version, self.current_version)
+            return ""
+        if not self._load(announced.fields, version, key):
+            return None
+        self.serving_published_at = announced.published_at
+        return version
 
     def _load(self, message: dict[str, Any], version: str, key: tuple[str, ...]) -> bool:
         try:

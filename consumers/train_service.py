@@ -107,12 +107,14 @@ class TrainerService:
         """The newest valid ``current`` message on ``models`` (the model consumers serve).
 
         Read like the scorer reads it: a message that does not decode, or is unsigned when
-        a secret is set, is skipped (logged), never taken for the serving model.
+        a secret is set, is skipped (logged), never taken for the serving model; with a
+        secret the latest publication wins over a replayed older one at a later offset.
         """
         records = read_changelog(self.settings.bootstrap_servers, self.settings.topics.models,
                                  [0])[0]
         secret = self.settings.control_secret
-        for record in reversed(records):
+        found: list[tuple[float, int, ModelAnnouncement]] = []
+        for record in records:
             if record.key != b"current" or record.value is None:
                 continue
             if not verify_signature(record.headers, secret, MODELS_KIND, record.key,
@@ -121,11 +123,14 @@ class TrainerService:
                           record.offset)
                 continue
             try:
-                return ModelAnnouncement.decode(record.value).fields
+                announced = ModelAnnouncement.decode(record.value)
             except BadControl as exc:
                 log.error("skipping a malformed models message at offset %d: %s",
                           record.offset, exc.detail)
-        return None
+                continue
+            published = announced.published_at if secret and announced.published_at else 0.0
+            found.append((published, record.offset, announced))
+        return max(found, key=lambda f: f[:2])[2].fields if found else None
 
     def producer(self) -> KafkaProducer:
         if self._producer is None:

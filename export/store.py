@@ -151,13 +151,20 @@ class ModelStore:
         return manifest
 
 
-def publish_message(manifest: Mapping[str, Any], root: str | Path) -> dict[str, Any]:
-    """The ``models`` topic value for a published version (JSON-serialisable)."""
+def publish_message(manifest: Mapping[str, Any], root: str | Path,
+                    published_at: float | None = None) -> dict[str, Any]:
+    """The ``models`` topic value for a published version (JSON-serialisable).
+
+    ``published_at`` (epoch seconds, default now) orders announcements: with signatures on,
+    a scorer takes the latest *publication*, so a replayed old message loses to a newer
+    one, while re-publishing an old version (a rollback) is a new publication that wins.
+    """
     path = (Path(root) / str(manifest["version"])).resolve()
     return {"version": manifest["version"], "parent_version": manifest.get("parent_version"),
             "uri": path.as_uri(), "path": str(path),
             "manifest_sha256": sha256_bytes((path / MANIFEST).read_bytes()),
-            "metrics": manifest.get("metrics", {}), "created_at": manifest.get("created_at")}
+            "metrics": manifest.get("metrics", {}), "created_at": manifest.get("created_at"),
+            "published_at": time.time() if published_at is None else published_at}
 
 
 def _locate(source: str | Path | bytes | Mapping[str, Any], root: str | Path | None

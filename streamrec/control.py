@@ -36,6 +36,7 @@ b'forget'
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -92,6 +93,7 @@ class ModelAnnouncement:
     manifest_sha256: str
     path: str | None
     fields: dict[str, Any]
+    published_at: float | None = None  # when the trainer announced it (epoch s)
 
     @classmethod
     def decode(cls, value: bytes | None) -> "ModelAnnouncement":
@@ -113,7 +115,12 @@ class ModelAnnouncement:
         if path is not None and (not isinstance(path, str) or not path
                                  or len(path) > MAX_PATH_CHARS or "\x00" in path):
             raise BadControl("bad_request", "path is not a usable folder name")
-        return cls(str(version), sha, path, data)
+        published = data.get("published_at")
+        if published is not None and (isinstance(published, bool) or not isinstance(
+                published, (int, float)) or not math.isfinite(published)):
+            raise BadControl("bad_request", "published_at is not a finite number")
+        return cls(str(version), sha, path, data,
+                   None if published is None else float(published))
 
 
 # The request an adopt-model message carries is the announcement itself.

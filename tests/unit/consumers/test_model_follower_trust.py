@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from consumers.model_follower import CURRENT_KEY, ModelFollower
+from export.store import publish_message
 from streamrec.config import Settings
 from streamrec.metrics import MetricsRegistry
 from streamrec.signing import MODELS_KIND, sign_headers
@@ -191,3 +192,25 @@ def test_whatever_escapes_the_loop_restarts_it(store, monkeypatch) -> None:
         assert follower.failures == {"thread": 1} and follower.health()["status"] == "ok"
     finally:
         follower.close()
+
+
+def test_with_a_secret_a_replayed_old_announcement_cannot_roll_the_scorer_back(store) -> None:
+    root, message = store
+    follower = follower_for(root, SECRET)
+    shutil.copytree(root / "v000001", root / "v000002")
+    manifest = json.loads((root / "v000002" / "manifest.json").read_text())
+    (root / "v000002" / "manifest.json").write_text(json.dumps({**manifest, "version": "v000002"}))
+    newer = publish_message({**manifest, "version": "v000002"}, root, published_at=200.0)
+    older = {**message, "published_at": 100.0}
+
+    def signed(m: dict) -> Any:
+        value = json.dumps(m).encode()
+        return record(value, sign_headers((), SECRET, MODELS_KIND, CURRENT_KEY, value))
+
+    # A restart reads history in one poll: the replayed old message sits at the newest
+    # offset, but the latest publication wins.
+    assert follower.accept([signed(newer), signed(older)]) == "v000002"
+    assert follower.accept([signed(older)]) is None  # the replay again, on its own
+    assert follower.outcomes["stale_announcement"] == 1 and follower.current_version == "v000002"
+    rollback = {**message, "published_at": 300.0}  # an operator re-publishes v000001
+    assert follower.accept([signed(rollback)]) == "v000001"
