@@ -109,7 +109,7 @@ def main() -> int:
                         transactional_id_prefix=prefix.rstrip("-"), learn_every=args.learn_every)
     create_topics(settings)
     stream = SyntheticStream(n_users=5_000, n_items=2_000, n_events=args.events, seed=1)
-    with ClickPublisher(bootstrap, settings.topics.clicks) as publisher:
+    with ClickPublisher.from_settings(settings) as publisher:
         for event in stream.events():
             publisher.publish(event)
     print(f"{args.events:,} events in {settings.topics.clicks}; measuring…", flush=True)

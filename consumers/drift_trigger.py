@@ -31,11 +31,11 @@ import logging
 import time
 from typing import Callable, Iterable
 
-from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTopicPartition
 
 from consumers.drift_signal import DRIFT_KEY, DROP, DriftMessage, decode_drift
 from consumers.model_follower import CURRENT_KEY
+from streamrec import kafka_clients
 from streamrec.config import Settings
 from streamrec.signing import MODELS_KIND, verify_signature
 
@@ -107,16 +107,18 @@ class DriftTrigger:
         self.last_run_started = last_run_started
         self.read_timeout_s = read_timeout_s
         self._tp = KafkaTopicPartition(settings.topics.models, 0)
-        self._consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                                       group_id=None, enable_auto_commit=False,
-                                       isolation_level="read_committed")
+        self._consumer = kafka_clients.consumer(settings, group_id=None,
+                                                enable_auto_commit=False,
+                                                isolation_level="read_committed")
         self._consumer.assign([self._tp])
         self._consumer.seek_to_beginning(self._tp)
 
     def __call__(self) -> bool:
         try:
             self.read_new()
-        except Exception:  # noqa: BLE001 - a broker hiccup must not end the trainer's loop
+        except Exception as exc:  # noqa: BLE001 - a broker hiccup must not end the trainer's loop
+            if kafka_clients.is_fatal(exc):
+                raise  # refused credentials or ACLs: retrying at every poll cannot help
             log.warning("reading drift messages on models failed; retrying at the next poll",
                         exc_info=True)
             return False

@@ -20,7 +20,8 @@ from collections import Counter
 from typing import Iterable
 
 from consumers.model_adoption import ItemTableLoader, ModelAdopter
-from consumers.partition_models import SNAPSHOT_KEY, PartitionModels
+from consumers.partition_models import PartitionModels, is_snapshot_key
+from consumers.snapshot_chunks import SnapshotLimits, SnapshotReader
 from online_models.blend import OnlineBlend
 from online_models.user_state import UserState, decode_state, encode_state
 from streamrec.config import Settings
@@ -53,6 +54,12 @@ class IngestProcessor:
         self._models: dict[int, PartitionModels] = {}
         self.rejected_by_reason: Counter[str] = Counter()
         self.adopter = ModelAdopter(load_item_table, store_root=settings.model_store)
+        # Records skipped on input topics, by (topic, reason): read by the runtime as
+        # streamrec_inputs_skipped_total{topic,reason}.
+        self.skipped_by_reason: Counter[tuple[str, str]] = Counter()
+        self.snapshot_limits = SnapshotLimits.from_settings(settings)
+        self.snapshots = SnapshotReader(self.changelog_topic, self.snapshot_limits,
+                                        self.skipped_by_reason)
 
     @property
     def adoptions_by_outcome(self) -> Counter[str]:
@@ -64,12 +71,16 @@ class IngestProcessor:
         """Rebuild one partition's users (and models) from its changelog records."""
         users: dict[str, UserState] = {}
         models = self._new_models(partition)
+        self.snapshots.drop(partition)
         for record in changelog:
             if record.key is None:
                 continue
-            if record.key == SNAPSHOT_KEY:
-                if models is not None and record.value is not None:
-                    models.load(record.value)
+            if is_snapshot_key(record.key):
+                # Only a complete, verified set decodes; anything else is a counted skip,
+                # and without any valid snapshot the models re-learn from offset 0.
+                snapshot = self.snapshots.offer(record)
+                if models is not None and snapshot is not None:
+                    models.load(snapshot)
                 continue
             user_id = record.key.decode()
             if record.value is None:  # tombstone: the user was forgotten
@@ -78,8 +89,10 @@ class IngestProcessor:
             state = decode_state(record.value)
             state.new_events = []
             users[user_id] = state
+        self.snapshots.discard(partition)  # the whole log was read: no manifest is coming
         self._states[partition] = users
         if models is not None:
+            models.chunks_on_topic = self.snapshots.chunks_on_topic(partition)
             self._models[partition] = models
         return len(users)
 
@@ -117,6 +130,7 @@ class IngestProcessor:
         for partition in partitions:
             self._states.pop(partition, None)
             self._models.pop(partition, None)
+            self.snapshots.drop(partition)
 
     def users(self, partition: int) -> dict[str, UserState]:
         return self._states.setdefault(partition, {})
@@ -153,7 +167,7 @@ class IngestProcessor:
                 adopted.add(record.partition)
                 models = self._models.get(record.partition)
                 if models is not None and models.snapshot_due():  # always due after adopt
-                    snapshots[record.partition] = models.snapshot()
+                    _take_snapshot(models, snapshots)
                 continue
             if kind == FORGET:
                 user_id = record.key.decode() if record.key else ""
@@ -163,7 +177,7 @@ class IngestProcessor:
                 forgotten[user_id] = record.partition
                 models = self._models.get(record.partition)
                 if models is not None and models.snapshot_due():
-                    snapshots[record.partition] = models.snapshot()
+                    _take_snapshot(models, snapshots)
                 continue
             try:
                 event = decode_click(record.value, self.settings.max_event_bytes)
@@ -185,7 +199,7 @@ class IngestProcessor:
                 touched[user_id] = (record.partition, self.users(record.partition)[user_id])
             models = self._models.get(record.partition)
             if models is not None and models.snapshot_due():
-                snapshots[record.partition] = models.snapshot()
+                _take_snapshot(models, snapshots)
         for user_id, partition in forgotten.items():
             result.outputs.append(Output(self.changelog_topic, user_id.encode(), None,
                                          partition=partition))
@@ -194,9 +208,10 @@ class IngestProcessor:
             # the batch carries a vector of the new size, and a scorer reading the topic in
             # order should hold the new blend before it meets one. Ingest's own restore
             # reads whole committed transactions (up to the last stable offset), so the
-            # order inside one does not matter to it.
-            result.outputs.append(Output(self.changelog_topic, SNAPSHOT_KEY,
-                                         snapshots.pop(partition), partition=partition))
+            # order inside one does not matter to it. (The snapshot is its chunks, the
+            # record naming them, then tombstones: a scorer decodes it at the naming one.)
+            result.outputs.extend(self._models[partition].snapshot_records(
+                self.changelog_topic, snapshots.pop(partition)))
         for user_id, (partition, state) in touched.items():
             result.outputs.append(Output(self.changelog_topic, user_id.encode(),
                                          encode_state(state), partition=partition))
@@ -204,8 +219,8 @@ class IngestProcessor:
             state.new_events = []
         for partition, payload in snapshots.items():
             # After the states: a restore that sees the snapshot has the states before it.
-            result.outputs.append(Output(self.changelog_topic, SNAPSHOT_KEY, payload,
-                                         partition=partition))
+            result.outputs.extend(self._models[partition].snapshot_records(
+                self.changelog_topic, payload))
         return result
 
     def _signed(self, record: Record, result: ProcessResult | None = None) -> bool:
@@ -297,7 +312,20 @@ class IngestProcessor:
         seed = self.settings.seed * 1_000 + partition
         return PartitionModels(partition, lambda p: OnlineBlend(
             half_life_s=self.settings.popularity_half_life_s, seed=seed),
-            self.settings.learn_every, self.settings.snapshot_every)
+            self.settings.learn_every, self.settings.snapshot_every, self.snapshot_limits)
+
+    def dead_letter(self, record: Record, reason: str, detail: str) -> Output | None:
+        """The ``clicks.dlq`` message for a record the runtime gave up on (its processing
+        kept raising: ``streamrec.poison_pill``); counted like any rejected click."""
+        self.rejected_by_reason[reason] += 1
+        return dead_letter(record, BadEvent(reason, detail), self.topics.dlq)
+
+
+def _take_snapshot(models: PartitionModels, snapshots: dict[int, bytes]) -> None:
+    # The latest snapshot of a partition in a batch is the one published.
+    payload = models.snapshot()
+    if payload is not None:
+        snapshots[models.partition] = payload
 
 
 def _check_key(record: Record, event: ClickEvent) -> None:

@@ -42,6 +42,7 @@ from kafka import TopicPartition as KafkaTopicPartition
 
 from export.serving import OnnxSequenceModel
 from export.store import ModelRejected
+from streamrec import kafka_clients
 from streamrec.config import Settings
 from streamrec.control import BadControl, ModelAnnouncement
 from streamrec.signing import MODELS_KIND, verify_signature
@@ -136,9 +137,9 @@ class ModelFollower:
         return self
 
     def _connect(self) -> None:
-        self._consumer = KafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers,
-                                       group_id=None, enable_auto_commit=False,
-                                       isolation_level="read_committed")
+        self._consumer = kafka_clients.consumer(self.settings, group_id=None,
+                                                enable_auto_commit=False,
+                                                isolation_level="read_committed")
         tp = KafkaTopicPartition(self.settings.topics.models, 0)
         self._consumer.assign([tp])
         # From the beginning again after a reconnect too: serving and rejected versions are

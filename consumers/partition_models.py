@@ -6,9 +6,11 @@ so the models are a pure function of the partition's event sequence — not of h
 happened to cut poll batches. That is what lets a restarted instance reach bit-identical
 models: it loads the latest snapshot and re-learns the events committed since.
 
-A snapshot is written to ``user-state`` under ``SNAPSHOT_KEY`` (pinned to the partition),
-inside the same transaction as the states, right after a micro-batch: the buffer is empty
-then, so the snapshot plus the offset of its last event is the whole model state.
+A snapshot is written to ``user-state`` (pinned to the partition) inside the same
+transaction as the states, right after a micro-batch: the buffer is empty then, so the
+snapshot plus the offset of its last event is the whole model state. It is plain data
+(``consumers.snapshot_codec``, never pickle), in chunks named by a record under
+``SNAPSHOT_KEY`` (``consumers.snapshot_chunks``).
 
 Control messages (forget, adopt-model) first ``flush`` the pending events as a shorter
 micro-batch, so what they change happens at their own position in the partition's order,
@@ -17,21 +19,27 @@ and make a snapshot due, so a restore never has to apply them again.
 
 from __future__ import annotations
 
-import pickle
+import logging
 from typing import Callable
 
+from consumers.snapshot_chunks import (SNAPSHOT_KEY, SnapshotLimits, chunk_count,
+                                       is_snapshot_key, snapshot_records)
+from consumers.snapshot_codec import PartitionSnapshot, encode_snapshot
 from online_models.blend import OnlineBlend
 from streamrec.events import ClickEvent
+from streamrec.records import Output
 
-SNAPSHOT_KEY = b"__streamrec_snapshot__"
-_SNAPSHOT_FORMAT = 1
+log = logging.getLogger(__name__)
+
+__all__ = ["SNAPSHOT_KEY", "PartitionModels", "is_snapshot_key"]
 
 
 class PartitionModels:
     """One partition's blend, its pending micro-batch and its snapshot bookkeeping."""
 
     def __init__(self, partition: int, factory: Callable[[int], OnlineBlend],
-                 learn_every: int, snapshot_every: int) -> None:
+                 learn_every: int, snapshot_every: int,
+                 limits: SnapshotLimits = SnapshotLimits()) -> None:
         self.partition = partition
         self.blend = factory(partition)
         self.learn_every = learn_every
@@ -43,6 +51,9 @@ class PartitionModels:
         self.learned_since_snapshot = 0
         # Version of the deep model whose item table the embeddings adopted last (if any).
         self.adopted_version: str | None = None
+        self.limits = limits
+        # Chunk keys the partition's snapshots left on user-state (tombstoned when unused).
+        self.chunks_on_topic = 0
 
     def add(self, event: ClickEvent, offset: int) -> list[str] | None:
         """Buffer one event; learn the micro-batch when full and return its users."""
@@ -71,21 +82,40 @@ class PartitionModels:
         # Only right after a micro-batch (empty buffer): the snapshot is then complete.
         return not self.pending and self.learned_since_snapshot >= self.snapshot_every
 
-    def snapshot(self) -> bytes:
+    def snapshot(self) -> bytes | None:
+        """The encoded snapshot of the models now (``snapshot_records`` publishes it).
+
+        None if it would be larger than readers accept: restores then start from the
+        previous snapshot and re-learn more, which is slow but exact.
+        """
         self.snapshot_offset = self.pending_last_offset
         self.learned_since_snapshot = 0
-        return pickle.dumps({"format": _SNAPSHOT_FORMAT, "partition": self.partition,
-                             "offset": self.snapshot_offset, "blend": self.blend,
-                             "adopted_version": self.adopted_version},
-                            protocol=pickle.HIGHEST_PROTOCOL)
+        payload = encode_snapshot(self.partition, self.snapshot_offset, self.adopted_version,
+                                  self.blend)
+        limits = self.limits
+        if (len(payload) > limits.max_bytes
+                or chunk_count(len(payload), limits.chunk_bytes) > limits.max_chunks):
+            log.error("partition %d: the model snapshot at offset %d is %d bytes, more than "
+                      "readers accept (snapshot_max_bytes, snapshot_max_chunks); not written",
+                      self.partition, self.snapshot_offset, len(payload))
+            return None
+        return payload
 
-    def load(self, payload: bytes) -> None:
-        # user-state is written only by ingest (restrict it with ACLs in production):
-        # a snapshot is trusted like the code that wrote it.
-        data = load_snapshot(payload)
-        self.blend = data["blend"]
-        self.snapshot_offset = int(data["offset"])
-        self.adopted_version = data.get("adopted_version")  # absent from older snapshots
+    def snapshot_records(self, topic: str, payload: bytes) -> list[Output]:
+        """The records that publish ``payload``: call it only for what is sent.
+
+        Chunks left by the partition's previous, longer set are tombstoned.
+        """
+        outputs = snapshot_records(topic, self.partition, payload, self.snapshot_offset,
+                                   self.limits.chunk_bytes, self.chunks_on_topic)
+        self.chunks_on_topic = chunk_count(len(payload), self.limits.chunk_bytes)
+        return outputs
+
+    def load(self, snapshot: PartitionSnapshot) -> None:
+        """Take a decoded, validated snapshot (``SnapshotReader``) as the models."""
+        self.blend = snapshot.blend
+        self.snapshot_offset = snapshot.offset
+        self.adopted_version = snapshot.adopted_version
         self.pending = []
         self.learned_since_snapshot = 0
 
@@ -103,9 +133,3 @@ class PartitionModels:
         self.make_snapshot_due()
         return learned
 
-
-def load_snapshot(payload: bytes) -> dict:
-    data = pickle.loads(payload)
-    if not isinstance(data, dict) or data.get("format") != _SNAPSHOT_FORMAT:
-        raise ValueError("not a streamrec model snapshot of a known format")
-    return data

@@ -15,14 +15,17 @@ from typing import Callable, Iterable
 
 import msgspec
 
-from consumers.partition_models import SNAPSHOT_KEY, load_snapshot
+from consumers.partition_models import is_snapshot_key
 from consumers.ranking import fuse
 from consumers.score_drift import ScoreDriftReporter
+from consumers.snapshot_chunks import SnapshotLimits, SnapshotReader
 from online_models.covisitation import CoVisitation
 from online_models.popularity import PopularityRecency
 from online_models.user_state import UserState, decode_state
 from streamrec.config import Settings
 from streamrec.events import BadEvent, dead_letter
+# The message type lives at the contracts floor (app-side readers decode it); re-exported.
+from streamrec.messages import Recommendation, ScoredItem, recommendation_decoder  # noqa: F401
 from streamrec.records import Output, ProcessResult, Record
 
 log = logging.getLogger(__name__)
@@ -40,30 +43,8 @@ class RecommendationRequest(msgspec.Struct, frozen=True, kw_only=True):
     exclude_items: list[str] = []
 
 
-class ScoredItem(msgspec.Struct, frozen=True):
-    item_id: str
-    score: float
-    components: dict[str, float]
-
-
-class Recommendation(msgspec.Struct, kw_only=True):
-    """One message on ``recommendations``."""
-
-    user_id: str
-    trigger_id: str
-    trigger_kind: str  # "event" (a state change) or "request"
-    model_version: str
-    items: list[ScoredItem]
-    event_ts: float
-    # Milliseconds: click produced -> recommendation ranked, and ranking alone.
-    end_to_end_ms: float | None
-    score_ms: float
-    scored_at_ms: int
-
-
 _request_decoder = msgspec.json.Decoder(RecommendationRequest)
 _encoder = msgspec.json.Encoder()
-recommendation_decoder = msgspec.json.Decoder(Recommendation)
 
 
 class ScoreProcessor:
@@ -77,6 +58,14 @@ class ScoreProcessor:
         self._mirror: dict[int, dict[str, UserState]] = {}
         # Per partition: the latest snapshot of ingest's online models, and its offset.
         self._models: dict[int, object] = {}
+        # Records skipped on input topics, by (topic, reason): read by the runtime as
+        # streamrec_inputs_skipped_total{topic,reason}.
+        self.skipped_by_reason: Counter[tuple[str, str]] = Counter()
+        # Snapshot chunks are collected per partition across batches (and from restore into
+        # the first batches: the committed offset can fall inside a set).
+        self.snapshots = SnapshotReader(self.changelog_topic,
+                                        SnapshotLimits.from_settings(settings),
+                                        self.skipped_by_reason)
         # The deep candidate generator; replaced whole (one reference) on a new model, so a
         # batch that started on the old model finishes on it.
         self._deep: object | None = None
@@ -95,6 +84,7 @@ class ScoreProcessor:
     def restore(self, partition: int, changelog: Iterable[Record]) -> int:
         """Rebuild the mirror of one partition (and warm popularity) from ``user-state``."""
         users = self._mirror.setdefault(partition, {})
+        self.snapshots.drop(partition)  # the log is read again from its start
         for record in changelog:
             self._apply_state_record(record, users, restoring=True)
         # A compacted changelog keeps each user's latest state, not every delta: the
@@ -111,6 +101,7 @@ class ScoreProcessor:
                 self.covisitation.forget_user(user_id)  # its sequence; counts are aggregates
             self.drift.drop(partition)
             self._models.pop(partition, None)
+            self.snapshots.drop(partition)
 
     def state_of(self, user_id: str) -> UserState | None:
         located = self._locate(user_id)
@@ -289,10 +280,12 @@ class ScoreProcessor:
                             restoring: bool = False) -> UserState | None:
         if record.key is None:
             return None
-        if record.key == SNAPSHOT_KEY:
-            if record.value is not None:
-                snapshot = load_snapshot(record.value)
-                self._models[record.partition] = snapshot["blend"]
+        if is_snapshot_key(record.key):
+            # Decoded only when a complete, verified set is named; until the first one the
+            # partition ranks by popularity, and a bad one keeps the models it had.
+            snapshot = self.snapshots.offer(record)
+            if snapshot is not None:
+                self._models[record.partition] = snapshot.blend
             return None
         user_id = record.key.decode()
         if record.value is None:  # tombstone: the user was forgotten
@@ -336,3 +329,20 @@ class ScoreProcessor:
             scored_at_ms=int(now * 1000),
         )
         return Output(self.topics.recommendations, user_id.encode(), _encoder.encode(message))
+
+    def dead_letter(self, record: Record, reason: str, detail: str) -> Output | None:
+        """The dead letter for a record the runtime gave up on (its processing kept raising).
+
+        A request goes to the dead-letter topic like a malformed one; a ``user-state``
+        record has no dead-letter topic (it is ingest's output, not an app's input): it is
+        skipped and counted under ``skipped_by_reason[(topic, reason)]``.
+        """
+        if record.topic == self.topics.requests:
+            self.rejected_by_reason[reason] += 1
+            return dead_letter(record, BadEvent(reason, detail), self.topics.dlq)
+        skipped: Counter[tuple[str, str]] | None = getattr(self, "skipped_by_reason", None)
+        if skipped is None:  # until every processor declares it in __init__
+            skipped = Counter()
+            setattr(self, "skipped_by_reason", skipped)
+        skipped[(record.topic, reason)] += 1
+        return None

@@ -20,12 +20,13 @@ import threading
 import time
 from typing import Any, Callable
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer  # types only: kafka_clients builds them
 from kafka import TopicPartition as KafkaTopicPartition
 
 from consumers.train import CurrentModel, Trainer, TrainingOutcome
 from consumers.train_window import TrainingWindow, build_window
 from streamrec.changelog import read_changelog
+from streamrec import kafka_clients
 from streamrec.config import Settings
 from streamrec.control import BadControl, ModelAnnouncement, adopt_model_requests, send_control
 from streamrec.signing import MODELS_KIND, sign_headers, verify_signature
@@ -55,9 +56,9 @@ class TrainerService:
         # run's data already covered (see consumers.drift_trigger).
         self.last_run_started_at: float | None = None
         self._stop = threading.Event()
-        self._consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                                       group_id=None, enable_auto_commit=False,
-                                       isolation_level="read_committed")
+        self._consumer = kafka_clients.consumer(settings, group_id=None,
+                                                enable_auto_commit=False,
+                                                isolation_level="read_committed")
         self._producer: KafkaProducer | None = None
 
     def stop(self) -> None:
@@ -97,7 +98,7 @@ class TrainerService:
         ends = self.end_offsets() if ends is None else ends
         offsets = self.window_offsets(ends)
         topic = self.settings.topics.clicks
-        by_partition = read_changelog(self.settings.bootstrap_servers, topic, sorted(offsets),
+        by_partition = read_changelog(self.settings, topic, sorted(offsets),
                                       stop_offsets={p: e for p, (_, e) in offsets.items()},
                                       start_offsets={p: s for p, (s, _) in offsets.items()})
         records = [r for p in sorted(by_partition) for r in by_partition[p]]
@@ -110,7 +111,7 @@ class TrainerService:
         a secret is set, is skipped (logged), never taken for the serving model; with a
         secret the latest publication wins over a replayed older one at a later offset.
         """
-        records = read_changelog(self.settings.bootstrap_servers, self.settings.topics.models,
+        records = read_changelog(self.settings, self.settings.topics.models,
                                  [0])[0]
         secret = self.settings.control_secret
         found: list[tuple[float, int, ModelAnnouncement]] = []
@@ -135,7 +136,7 @@ class TrainerService:
     def producer(self) -> KafkaProducer:
         if self._producer is None:
             # kafka-python 3: idempotent with acks=all by default; keep it that way.
-            self._producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap_servers)
+            self._producer = kafka_clients.producer(self.settings)
         return self._producer
 
     def publish(self, message: dict[str, Any]) -> None:
@@ -195,7 +196,8 @@ class TrainerService:
 
     def run(self) -> None:
         """Loop until ``stop``: wait for a trigger, run, repeat. A failed run is logged
-        and retried at the next trigger; the serving model is never touched by it."""
+        and retried at the next trigger (unless the cluster refused us: ``is_fatal``); the
+        serving model is never touched by it."""
         message = self.read_current_message()
         self.current = self.trainer.load_current(message) if message else None
         last_run, last_total = time.monotonic(), None if self.current is None else sum(
@@ -212,7 +214,9 @@ class TrainerService:
             if due:
                 try:
                     self.run_once(ends)
-                except Exception:  # noqa: BLE001 - one bad run must not end the service
+                except Exception as exc:  # noqa: BLE001 - one bad run must not end the service
+                    if kafka_clients.is_fatal(exc):
+                        raise  # refused credentials or ACLs: every later run would fail too
                     log.exception("training run failed; retrying at the next trigger")
                 last_run, last_total = time.monotonic(), total
             self._stop.wait(self.poll_s)

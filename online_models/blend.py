@@ -11,18 +11,59 @@ and fuses their rankings (weighted reciprocal-rank fusion: no score calibration 
 
 from __future__ import annotations
 
+import math
 from typing import Collection, Iterable, Mapping, Sequence
 
+import msgspec
 import numpy as np
 
 from online_models.base import Ranking, Recommender
 from online_models.baselines import ItemIndex, top_k
-from online_models.embeddings import OnlineUserEmbeddings
-from online_models.fm import NumpyFM, pack_rows
-from online_models.popularity import PopularityRecency
+from online_models.embeddings import EmbeddingsState, OnlineUserEmbeddings
+from online_models.fm import NumpyFM, NumpyFMState, pack_rows
+from online_models.learner_state import (ArrayState, RngState, count, distinct, finite,
+                                         require, slots)
+from online_models.popularity import PopularityRecency, PopularityState
 from streamrec.events import ClickEvent
 
 ItemFeatures = Mapping[str, Mapping[str, "str | float"]]
+
+
+class FMRecommenderState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``FMRecommender`` as plain data: hyper-parameters, then learned state."""
+
+    n_factors: int
+    lr: float
+    l2: float
+    n_negatives: int
+    history: int
+    init_scale: float
+    item_features: dict[str, dict[str, str | bool | int | float]] | None
+    seed: int
+    fm: NumpyFMState
+    rng: RngState
+    items: list[str]  # first-seen order: the item index
+    item_rows: ArrayState
+    item_values: ArrayState
+    recent_users: list[str]
+    recent_items: list[list[str]]
+    hist_items: list[str]
+    hist_rows: ArrayState  # int64, one per ``hist_items``
+
+
+class BlendState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``OnlineBlend`` as plain data: its weights and each component's state."""
+
+    embedding_weight: float
+    fm_weight: float
+    recency_weight: float
+    candidates: int
+    rrf_k: float
+    half_life_s: float
+    seed: int
+    embeddings: EmbeddingsState
+    fm: FMRecommenderState
+    recency: PopularityState
 
 
 class FMRecommender:
@@ -182,6 +223,56 @@ class FMRecommender:
         else:
             self._recent.pop(user_id, None)
 
+    def to_state(self) -> FMRecommenderState:
+        features = self.item_features
+        return FMRecommenderState(
+            n_factors=self.n_factors, lr=self.lr, l2=self.l2, n_negatives=self.n_negatives,
+            history=self.history, init_scale=self.init_scale,
+            item_features=None if features is None else {
+                item: dict(values) for item, values in features.items()},
+            seed=self.seed, fm=self.fm.to_state(), rng=RngState.of(self._rng),
+            items=list(self._items.ids), item_rows=ArrayState.of(self._item_rows),
+            item_values=ArrayState.of(self._item_values), recent_users=list(self._recent),
+            recent_items=[list(items) for items in self._recent.values()],
+            hist_items=list(self._hist_rows),
+            hist_rows=ArrayState.of(np.fromiter(self._hist_rows.values(), np.int64,
+                                                len(self._hist_rows))))
+
+    @classmethod
+    def from_state(cls, state: FMRecommenderState) -> "FMRecommender":
+        """The ranker ``to_state`` exported; ``StateError`` (a ``ValueError``) if inconsistent."""
+        for name in ("lr", "l2", "init_scale"):
+            finite(getattr(state, name), name)
+        for features in (state.item_features or {}).values():
+            require(all(isinstance(v, str) or math.isfinite(v) for v in features.values()),
+                    "item feature that is not finite")
+        fm = NumpyFM.from_state(state.fm)
+        rows = state.item_rows.to_array("<i8", ndim=2)
+        values = state.item_values.to_array("<f4", ndim=2, finite=True)
+        require(rows.shape == values.shape and rows.shape[0] >= max(len(state.items), 1)
+                and rows.shape[1] >= 1, "item rows and values of inconsistent shapes")
+        # Rows index the FM's table, which only ever grows: valid now, valid later.
+        slots(rows, fm.weights.shape[0], "item rows")
+        hist_rows = slots(state.hist_rows.to_array("<i8", ndim=1), fm.weights.shape[0],
+                          "history rows")
+        require(hist_rows.shape[0] == len(state.hist_items), "history rows of different lengths")
+        history = count(state.history, "history", 1, 1 << 16)
+        require(len(state.recent_users) == len(state.recent_items)
+                and all(len(items) <= history for items in state.recent_items),
+                "recent items of the wrong lengths")
+        model = cls(n_factors=count(state.n_factors, "n_factors", 1, 1024), lr=state.lr,
+                    l2=state.l2, n_negatives=count(state.n_negatives, "n_negatives", 0, 1024),
+                    history=history, init_scale=state.init_scale,
+                    item_features=state.item_features, seed=state.seed)
+        model.fm, model._rng = fm, state.rng.to_rng()
+        model._items.ids, model._items.index = list(state.items), distinct(state.items, "items")
+        model._item_rows, model._item_values = rows, values
+        model._recent = dict(zip(state.recent_users, (list(i) for i in state.recent_items)))
+        require(len(model._recent) == len(state.recent_users), "recent items repeat a user")
+        model._hist_rows = dict(zip(state.hist_items, hist_rows.tolist()))
+        require(len(model._hist_rows) == len(state.hist_items), "history rows repeat an item")
+        return model
+
     def score_all(self, user_id: str) -> np.ndarray:
         """FM score of every known item for the user, minus the item-independent terms."""
         n = len(self._items)
@@ -225,6 +316,32 @@ class OnlineBlend:
         self.embeddings = OnlineUserEmbeddings(seed=seed)
         self.fm = FMRecommender(seed=seed + 1)
         self.recency = PopularityRecency(half_life_s=half_life_s)
+
+    def to_state(self) -> BlendState:
+        """Hyper-parameters and learned state as plain data (``from_state`` restores it)."""
+        return BlendState(
+            embedding_weight=self.embedding_weight, fm_weight=self.fm_weight,
+            recency_weight=self.recency_weight, candidates=self.candidates, rrf_k=self.rrf_k,
+            half_life_s=self.half_life_s, seed=self.seed, embeddings=self.embeddings.to_state(),
+            fm=self.fm.to_state(), recency=self.recency.to_state())
+
+    @classmethod
+    def from_state(cls, state: BlendState) -> "OnlineBlend":
+        """The blend ``to_state`` exported, bit-identical in what it ranks and learns next.
+
+        Raises ``StateError`` (a ``ValueError``) for anything inconsistent.
+        """
+        for name in ("embedding_weight", "fm_weight", "recency_weight", "half_life_s"):
+            finite(getattr(state, name), name)
+        require(finite(state.rrf_k, "rrf_k") >= 0, "rrf_k must not be negative")
+        blend = cls(embedding_weight=state.embedding_weight, fm_weight=state.fm_weight,
+                    recency_weight=state.recency_weight,
+                    candidates=count(state.candidates, "candidates", 1, 1 << 20),
+                    rrf_k=state.rrf_k, half_life_s=state.half_life_s, seed=state.seed)
+        blend.embeddings = OnlineUserEmbeddings.from_state(state.embeddings)
+        blend.fm = FMRecommender.from_state(state.fm)
+        blend.recency = PopularityRecency.from_state(state.recency)
+        return blend
 
     def learn_one(self, event: ClickEvent) -> None:
         self.learn_many([event])

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import msgspec
 import numpy as np
+
+from online_models.learner_state import ArrayState, require, slots
 
 
 def ridge_map(x: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
@@ -37,6 +40,18 @@ def rounds(keys: np.ndarray) -> tuple[np.ndarray | None, list[int]]:
     occurrence = np.empty_like(keys)
     occurrence[order] = np.arange(n) - group_start
     return np.argsort(occurrence, kind="stable"), [0, *np.cumsum(np.bincount(occurrence)).tolist()]
+
+
+class EmbeddingTableState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An ``EmbeddingTable`` as plain data (``EmbeddingTable.to_state``)."""
+
+    ids: list[str]  # slot -> id, "" for a free slot
+    index_slots: ArrayState  # int64: the live slots, in the index's insertion order
+    free: ArrayState  # int64: the free slots, in the order they are reused (last first)
+    vectors: ArrayState
+    bias: ArrayState
+    last_ts: ArrayState
+    alive: ArrayState
 
 
 class EmbeddingTable:
@@ -97,6 +112,42 @@ class EmbeddingTable:
         self.alive[slot] = False
         self.free.append(slot)
         return True
+
+    def to_state(self) -> EmbeddingTableState:
+        return EmbeddingTableState(
+            ids=list(self.ids),
+            index_slots=ArrayState.of(np.fromiter(self.index.values(), np.int64, len(self.index))),
+            free=ArrayState.of(np.asarray(self.free, dtype=np.int64)),
+            vectors=ArrayState.of(self.vectors), bias=ArrayState.of(self.bias),
+            last_ts=ArrayState.of(self.last_ts), alive=ArrayState.of(self.alive))
+
+    @classmethod
+    def from_state(cls, state: EmbeddingTableState) -> "EmbeddingTable":
+        """The table ``to_state`` exported; ``StateError`` unless it is self-consistent."""
+        vectors = state.vectors.to_array("<f4", ndim=2, finite=True)
+        capacity, high = vectors.shape[0], len(state.ids)
+        require(1 <= capacity and high <= capacity and vectors.shape[1] >= 1,
+                "table capacity or vector size out of range")
+        table = cls(vectors.shape[1], capacity=1)
+        table.vectors = vectors
+        table.bias = state.bias.to_array("<f4", ndim=1, finite=True)
+        table.last_ts = state.last_ts.to_array("<f8", ndim=1, finite=True)
+        table.alive = state.alive.to_array("|b1", ndim=1)
+        require(table.bias.shape == table.last_ts.shape == table.alive.shape == (capacity,),
+                "table arrays of different lengths")
+        live = slots(state.index_slots.to_array("<i8", ndim=1), high, "index_slots")
+        free = slots(state.free.to_array("<i8", ndim=1), high, "free")
+        # Every used slot is either live (alive, with an id) or free (dead, no id), once.
+        used = np.bincount(np.concatenate([live, free]), minlength=high)
+        require(bool((used == 1).all()), "a slot is both live and free, or neither, or twice")
+        require(int(table.alive.sum()) == live.shape[0] and bool(table.alive[live].all()),
+                "alive slots are not the live slots")
+        table.ids = list(state.ids)
+        require(all(table.ids[slot] == "" for slot in free.tolist()), "a free slot keeps an id")
+        table.index = {table.ids[slot]: slot for slot in live.tolist()}
+        require(len(table.index) == live.shape[0], "two live slots hold the same id")
+        table.free = free.tolist()
+        return table
 
     def evict_older_than(self, cutoff: float) -> int:
         n = self.high

@@ -14,14 +14,51 @@ are evicted; ``admitted``, ``evicted`` and ``rejected_admission`` count what hap
 
 from __future__ import annotations
 
+import math
 from typing import Collection, Iterable, Sequence
 
+import msgspec
 import numpy as np
 
 from online_models.base import Ranking
 from online_models.baselines import top_k
-from online_models.embedding_table import EmbeddingTable, adopt_table, rounds
+from online_models.embedding_table import (EmbeddingTable, EmbeddingTableState, adopt_table,
+                                           rounds)
+from online_models.learner_state import (ArrayState, RngState, count, finite, require,
+                                         slots)
 from streamrec.events import ClickEvent
+
+
+class EmbeddingsState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``OnlineUserEmbeddings`` as plain data: hyper-parameters, then learned state."""
+
+    dim: int
+    lr: float
+    l2: float
+    n_negatives: int
+    negative_sampling: str
+    loss: str
+    init_scale: float
+    admission_threshold: int
+    ttl_s: float | None
+    popularity_window: int
+    pool_size: int
+    seed: int
+    rng: RngState
+    users: EmbeddingTableState
+    items: EmbeddingTableState
+    pending_kinds: list[str]
+    pending_ids: list[str]
+    pending_counts: ArrayState  # int64
+    pending_ts: ArrayState  # float64
+    next_sweep_ts: float | None
+    admitted: int
+    evicted: int
+    rejected_admission: int
+    pool: ArrayState
+    pool_pos: int
+    recent: ArrayState
+    recent_n: int
 
 
 class OnlineUserEmbeddings:
@@ -176,6 +213,76 @@ class OnlineUserEmbeddings:
         """
         fresh = self._rng.normal(0.0, self.init_scale, (self._items.high, np.shape(vectors)[1]))
         return adopt_table(self._users, self._items, item_ids, vectors, ridge, fresh)
+
+    # -- state as plain data (snapshots) ----------------------------------------------------
+    def to_state(self) -> EmbeddingsState:
+        pending = list(self._pending.items())
+        return EmbeddingsState(
+            dim=self.dim, lr=self.lr, l2=self.l2, n_negatives=self.n_negatives,
+            negative_sampling=self.negative_sampling, loss=self.loss,
+            init_scale=self.init_scale, admission_threshold=self.admission_threshold,
+            ttl_s=self.ttl_s, popularity_window=self.popularity_window,
+            pool_size=self.pool_size, seed=self.seed, rng=RngState.of(self._rng),
+            users=self._users.to_state(), items=self._items.to_state(),
+            pending_kinds=[kind for (kind, _), _ in pending],
+            pending_ids=[key for (_, key), _ in pending],
+            pending_counts=ArrayState.of(np.array([n for _, (n, _) in pending], np.int64)),
+            pending_ts=ArrayState.of(np.array([ts for _, (_, ts) in pending], np.float64)),
+            next_sweep_ts=self._next_sweep_ts, admitted=self.admitted, evicted=self.evicted,
+            rejected_admission=self.rejected_admission, pool=ArrayState.of(self._pool),
+            pool_pos=self._pool_pos, recent=ArrayState.of(self._recent),
+            recent_n=self._recent_n)
+
+    @classmethod
+    def from_state(cls, state: EmbeddingsState) -> "OnlineUserEmbeddings":
+        """The learner ``to_state`` exported; ``StateError`` (a ``ValueError``) if inconsistent."""
+        for name in ("lr", "l2", "init_scale"):
+            finite(getattr(state, name), name)
+        require(state.init_scale >= 0, "init_scale must not be negative")
+        require(state.ttl_s is None or (math.isfinite(state.ttl_s) and state.ttl_s > 0),
+                "ttl_s must be None or positive")
+        require(state.next_sweep_ts is None or math.isfinite(state.next_sweep_ts),
+                "next_sweep_ts must be finite")
+        recent = state.recent.to_array("<i8", ndim=1)
+        count(state.popularity_window, "popularity_window", 1)
+        require(recent.shape == (state.popularity_window,), "recent positives of the wrong size")
+        pool = state.pool.to_array("<f8", ndim=1, finite=True)
+        require(pool.size == 0 or (float(pool.min()) >= 0.0 and float(pool.max()) < 1.0),
+                "negative-sampling pool outside [0, 1)")
+        users, items = (EmbeddingTable.from_state(state.users),
+                        EmbeddingTable.from_state(state.items))
+        require(users.vectors.shape[1] == items.vectors.shape[1],
+                "user and item vectors of different sizes")
+        model = cls(dim=count(state.dim, "dim", 1, 4096), lr=state.lr, l2=state.l2,
+                    n_negatives=count(state.n_negatives, "n_negatives", 0, 1024),
+                    negative_sampling=state.negative_sampling, loss=state.loss,
+                    init_scale=state.init_scale,
+                    admission_threshold=count(state.admission_threshold,
+                                              "admission_threshold", 1, 1 << 62),
+                    ttl_s=state.ttl_s, popularity_window=1,
+                    pool_size=count(state.pool_size, "pool_size", 1, 1 << 20), seed=state.seed)
+        model.popularity_window, model._recent = state.popularity_window, recent
+        model._rng, model._users, model._items = state.rng.to_rng(), users, items
+        # Recent positives are item slots the negatives are drawn from.
+        slots(recent, max(items.high, 1), "recent positives")
+        model._recent_n = count(state.recent_n, "recent_n", 0, 1 << 62)
+        model._pool, model._pool_pos = pool, count(state.pool_pos, "pool_pos", 0, pool.shape[0])
+        pending_counts = state.pending_counts.to_array("<i8", ndim=1)
+        pending_ts = state.pending_ts.to_array("<f8", ndim=1, finite=True)
+        n_pending = len(state.pending_ids)
+        require(len(state.pending_kinds) == n_pending == pending_counts.shape[0]
+                == pending_ts.shape[0], "pending sightings of different lengths")
+        require(set(state.pending_kinds) <= {"u", "i"}, "pending sighting of an unknown kind")
+        require(bool((pending_counts >= 0).all()), "negative pending sighting count")
+        model._pending = {(kind, key): (n, ts) for kind, key, n, ts in zip(
+            state.pending_kinds, state.pending_ids, pending_counts.tolist(), pending_ts.tolist())}
+        require(len(model._pending) == n_pending, "a pending sighting repeats")
+        model._next_sweep_ts = state.next_sweep_ts
+        model.admitted = count(state.admitted, "admitted", 0, 1 << 62)
+        model.evicted = count(state.evicted, "evicted", 0, 1 << 62)
+        model.rejected_admission = count(state.rejected_admission, "rejected_admission", 0,
+                                         1 << 62)
+        return model
 
     # -- learning --------------------------------------------------------------------------
     def learn_one(self, event: ClickEvent) -> None:

@@ -14,9 +14,31 @@ from __future__ import annotations
 import zlib
 from typing import Mapping, Protocol, Sequence
 
+import msgspec
 import numpy as np
 
+from online_models.learner_state import ArrayState, RngState, count, finite, require, slots
+
 Features = Mapping[str, "str | float"]
+
+
+class NumpyFMState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``NumpyFM`` as plain data: hyper-parameters, then learned state."""
+
+    n_factors: int
+    lr: float
+    l2: float
+    init_scale: float
+    count_power: float
+    n_buckets: int | None
+    seed: int
+    rng: RngState
+    index_keys: list[str | tuple[str, str]]  # features in first-seen order...
+    index_rows: ArrayState  # ...and their rows (int64)
+    weights: ArrayState
+    latents: ArrayState
+    intercept: float
+    size: int
 
 
 def pack_rows(flat_rows: Sequence[int], flat_values: Sequence[float], lengths: Sequence[int]
@@ -128,6 +150,47 @@ class NumpyFM:
         self.latents[0] = 0.0
         self.intercept = 0.0
         self._size = 1 if n_buckets is None else size
+
+    # -- state as plain data (snapshots) ----------------------------------------------------
+    def to_state(self) -> NumpyFMState:
+        return NumpyFMState(
+            n_factors=self.n_factors, lr=self.lr, l2=self.l2, init_scale=self.init_scale,
+            count_power=self.count_power, n_buckets=self.n_buckets, seed=self.seed,
+            rng=RngState.of(self._rng), index_keys=list(self._index),
+            index_rows=ArrayState.of(np.fromiter(self._index.values(), np.int64,
+                                                 len(self._index))),
+            weights=ArrayState.of(self.weights), latents=ArrayState.of(self.latents),
+            intercept=self.intercept, size=self._size)
+
+    @classmethod
+    def from_state(cls, state: NumpyFMState) -> "NumpyFM":
+        """The FM ``to_state`` exported; ``StateError`` (a ``ValueError``) if inconsistent."""
+        for name in ("lr", "l2", "init_scale", "count_power", "intercept"):
+            finite(getattr(state, name), name)
+        require(state.init_scale >= 0, "init_scale must not be negative")
+        weights = state.weights.to_array("<f4", ndim=1, finite=True)
+        latents = state.latents.to_array("<f4", ndim=2, finite=True)
+        rows = weights.shape[0]
+        require(latents.shape == (rows, count(state.n_factors, "n_factors", 1, 1024))
+                and rows >= 1, "FM weights and latents of different shapes")
+        if state.n_buckets is not None:  # hashed: a fixed table, no index
+            require(state.n_buckets >= 1 and rows == state.n_buckets + 1 == state.size
+                    and not state.index_keys, "hashed FM of an inconsistent size")
+        require(1 <= state.size <= rows, "FM size out of range")
+        index_rows = slots(state.index_rows.to_array("<i8", ndim=1), state.size, "FM index")
+        require(index_rows.shape[0] == len(state.index_keys), "FM index of different lengths")
+        require(not index_rows.size or int(index_rows.min()) >= 1, "a feature uses padding row 0")
+        # Built with no table of its own (the learned arrays replace it, and the rng state
+        # is restored, so the draws made here do not count).
+        fm = cls(n_factors=state.n_factors, lr=state.lr, l2=state.l2, init_scale=0.0,
+                 count_power=state.count_power, n_buckets=None, seed=0)
+        fm.init_scale, fm.n_buckets, fm.seed = state.init_scale, state.n_buckets, state.seed
+        fm._rng = state.rng.to_rng()
+        fm._index = dict(zip(state.index_keys, index_rows.tolist()))
+        require(len(fm._index) == len(state.index_keys), "FM index repeats a feature")
+        fm.weights, fm.latents = weights, latents
+        fm.intercept, fm._size = state.intercept, state.size
+        return fm
 
     # -- encoding --------------------------------------------------------------------------
     def feature_index(self, key: str | tuple[str, str], grow: bool = True) -> int:

@@ -20,14 +20,29 @@ from __future__ import annotations
 import math
 from typing import Collection
 
+import msgspec
 import numpy as np
 
 from online_models.base import Ranking
+from online_models.learner_state import ArrayState, distinct, finite, require
 from streamrec.events import ClickEvent
 
 # Decayed scores are stored relative to a reference time; past this exponent we rebase
 # all of them so that 2**x never overflows a float64.
 _REBASE_EXPONENT = 60.0
+
+
+class PopularityState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``PopularityRecency`` as plain data (the ranking caches are derived, left out)."""
+
+    half_life_s: float
+    popularity_weight: float
+    recency_weight: float
+    items: list[str]  # first-seen order: the item index
+    counts: ArrayState
+    decayed: ArrayState
+    reference_ts: float | None
+    latest_ts: float  # -inf until the first event
 
 
 class PopularityRecency:
@@ -122,6 +137,33 @@ class PopularityRecency:
         items = self._items
         return [(items[i], score, dict(zip(names, values)))
                 for i, score, values in zip(top.tolist(), blended[top].tolist(), zip(*columns))]
+
+    def to_state(self) -> PopularityState:
+        return PopularityState(
+            half_life_s=self.half_life_s, popularity_weight=self.popularity_weight,
+            recency_weight=self.recency_weight, items=list(self._items),
+            counts=ArrayState.of(self._counts), decayed=ArrayState.of(self._decayed),
+            reference_ts=self._reference_ts, latest_ts=self._latest_ts)
+
+    @classmethod
+    def from_state(cls, state: PopularityState) -> "PopularityRecency":
+        """The model ``to_state`` exported; ``StateError`` (a ``ValueError``) if inconsistent."""
+        require(finite(state.half_life_s, "half_life_s") > 0, "half_life_s must be positive")
+        model = cls(half_life_s=state.half_life_s,
+                    popularity_weight=finite(state.popularity_weight, "popularity_weight"),
+                    recency_weight=finite(state.recency_weight, "recency_weight"))
+        counts = state.counts.to_array("<f8", ndim=1, finite=True)
+        decayed = state.decayed.to_array("<f8", ndim=1, finite=True)
+        require(counts.shape == decayed.shape and counts.shape[0] >= max(len(state.items), 1),
+                "popularity arrays of inconsistent lengths")
+        require(state.reference_ts is None or math.isfinite(state.reference_ts),
+                "reference_ts must be finite")
+        require(math.isfinite(state.latest_ts) or state.latest_ts == -math.inf,
+                "latest_ts must be finite (or -inf before any event)")
+        model._index, model._items = distinct(state.items, "items"), list(state.items)
+        model._counts, model._decayed = counts, decayed
+        model._reference_ts, model._latest_ts = state.reference_ts, state.latest_ts
+        return model
 
     def __getstate__(self) -> dict:
         # The cache is derived data: leave it out so pickles depend on learned state only.

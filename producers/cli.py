@@ -18,8 +18,8 @@ from producers.logs import FORMATS, LogFormatError, ReadStats, read_log, sniff_f
 from producers.publisher import ClickPublisher, PublishError
 from producers.replay import replay
 from producers.synthetic import SyntheticStream
-from streamrec.config import Settings
 from streamrec.events import encode_click
+from streamrec.kafka_args import add_kafka_options, kafka_settings
 from streamrec.progress import Progress
 
 
@@ -44,9 +44,7 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed", type=speed, default=None, metavar="max|N",
                         help="'max' (default) or event time x N, e.g. 60 = one hour per minute")
     parser.add_argument("--topic", help="destination topic (default: the clicks topic)")
-    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers "
-                        "(default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)")
-    parser.add_argument("--topic-prefix", help="prefix for every topic name (default: none)")
+    add_kafka_options(parser)
     parser.add_argument("--stdout", action="store_true",
                         help="write JSONL to stdout instead of publishing to Kafka")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
@@ -133,12 +131,11 @@ def _run(args: argparse.Namespace, items: Iterable[Any], total: int, *, label: s
         _summary(result.count, time.monotonic() - started, "stdout")
         return 0
 
-    settings = Settings.from_env(bootstrap_servers=args.bootstrap_servers,
-                                 topic_prefix=args.topic_prefix)
+    settings = kafka_settings(args, topic_prefix=args.topic_prefix)
     topic = args.topic or settings.topics.clicks
     started = time.monotonic()
     try:
-        with ClickPublisher(settings.bootstrap_servers, topic) as publisher:
+        with ClickPublisher.from_settings(settings, topic) as publisher:
             sink: Callable[[Any], object]
             if raw:
                 sink = lambda payload: publisher.publish_raw(payload[0], payload[1])  # noqa: E731

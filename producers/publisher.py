@@ -7,13 +7,19 @@ duplicate or reorders a user's events; batching (``linger_ms``, a large ``batch_
 buys throughput at the cost of a few milliseconds of latency.
 
 Sends are asynchronous. A failed send is remembered and raised as ``PublishError`` by the
-next ``publish``, ``flush`` or ``close``: nothing fails silently.
+next ``publish``, ``flush`` or ``close``: nothing fails silently. A cluster that refuses the
+credentials or the principal's ACLs raises ``KafkaAccessError`` instead (one line naming
+the broker and the mechanism): retrying cannot help.
 
 Example (needs a broker)::
 
     with ClickPublisher("127.0.0.1:9092", "clicks") as publisher:
         publisher.publish(event)
     # leaving the block flushed every event, or raised PublishError
+
+    # A secured cluster: the same connection config every streamrec client takes.
+    security = KafkaSecurity("SASL_SSL", "SCRAM-SHA-512", "app", password, ssl_cafile="ca.pem")
+    with ClickPublisher("broker:9094", "clicks", security=security) as publisher: ...
 """
 
 from __future__ import annotations
@@ -22,11 +28,16 @@ import threading
 from types import TracebackType
 from typing import Any, NoReturn
 
-from kafka import KafkaProducer
 from kafka.codec import has_lz4
 from kafka.errors import KafkaError
 
+from streamrec import kafka_clients
+from streamrec.config import Settings
+from streamrec.connection import KafkaAccessError, KafkaSecurity, KafkaUnreachableError
 from streamrec.events import ClickEvent, encode_click
+
+
+__all__ = ["ClickPublisher", "KafkaAccessError", "PublishError", "producer_config"]
 
 
 class PublishError(RuntimeError):
@@ -70,26 +81,39 @@ class ClickPublisher:
         Kafka bootstrap address(es), ``"host:port[,host:port]"``.
     topic
         Destination topic, usually ``settings.topics.clicks``.
+    security
+        TLS/SASL connection config (default: plaintext); ``from_settings`` takes both from
+        a ``Settings``.
     **producer_overrides
         Extra ``KafkaProducer`` settings (checked by ``producer_config``).
     """
 
     max_kept_errors = 10
 
-    def __init__(self, bootstrap_servers: str, topic: str, **producer_overrides: Any) -> None:
+    def __init__(self, bootstrap_servers: str, topic: str, *,
+                 security: KafkaSecurity | None = None, **producer_overrides: Any) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         config = producer_config(**producer_overrides)
+        self._settings = Settings(bootstrap_servers=bootstrap_servers,
+                                  kafka_security=security or KafkaSecurity())
         try:
-            self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers, **config)
-        except KafkaError as exc:
-            raise PublishError(f"cannot connect to Kafka at {bootstrap_servers}: {exc!r}",
+            self._producer = kafka_clients.producer(self._settings, **config)
+        except (KafkaError, KafkaUnreachableError) as exc:
+            raise PublishError(f"cannot connect to Kafka at {bootstrap_servers}: {exc}",
                                [exc]) from exc
         self.published = 0  # handed to the producer
         self.failed = 0
         self._errors: list[BaseException] = []
         self._lock = threading.Lock()  # callbacks run on the producer's IO thread
         self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, topic: str | None = None,
+                      **producer_overrides: Any) -> "ClickPublisher":
+        """A publisher with the settings' bootstrap servers and security, to ``clicks`` by default."""
+        return cls(settings.bootstrap_servers, topic or settings.topics.clicks,
+                   security=settings.kafka_security, **producer_overrides)
 
     def publish(self, event: ClickEvent) -> None:
         """Queue one event for sending (asynchronous); raise if an earlier send failed."""
@@ -160,5 +184,8 @@ class ClickPublisher:
             errors = list(self._errors)
             failed = self.failed
         first = errors[0] if errors else None
+        refused = kafka_clients.access_error(first, self._settings) if first else None
+        if refused is not None:  # retrying cannot help: say why in one line
+            raise refused
         raise PublishError(f"{failed} send(s) to topic {self.topic!r} at "
                            f"{self.bootstrap_servers} failed; first error: {first!r}", errors)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 import time
 
-from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTopicPartition
 
+from streamrec import kafka_clients
+from streamrec.config import Settings
 from streamrec.records import Record
 
 log = logging.getLogger(__name__)
 
 
-def read_changelog(bootstrap_servers: str, topic: str, partitions: list[int],
+def read_changelog(settings: Settings, topic: str, partitions: list[int],
                    stop_offsets: dict[int, int] | None = None,
                    timeout_s: float = 120.0,
                    start_offsets: dict[int, int] | None = None) -> dict[int, list[Record]]:
@@ -26,9 +27,9 @@ def read_changelog(bootstrap_servers: str, topic: str, partitions: list[int],
     result: dict[int, list[Record]] = {p: [] for p in partitions}
     if not partitions:
         return result
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None,
-                             enable_auto_commit=False, isolation_level="read_committed",
-                             max_partition_fetch_bytes=32 * 1024 * 1024)
+    consumer = kafka_clients.consumer(settings, group_id=None, enable_auto_commit=False,
+                                      isolation_level="read_committed",
+                                      max_partition_fetch_bytes=32 * 1024 * 1024)
     try:
         tps = [KafkaTopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)

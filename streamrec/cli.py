@@ -2,7 +2,9 @@
 
 Every subcommand module exposes ``register(subparsers)``, which adds its parser and sets
 ``func`` to a callable taking the parsed ``argparse.Namespace`` and returning an exit code.
-Bad arguments get a one-line message and exit code 2; a ``ConfigError`` exits with 2 too.
+Bad arguments get a one-line message and exit code 2; a ``ConfigError`` exits with 2 too,
+and so does a Kafka cluster that refuses us (wrong password, missing ACL) or that no
+connection reaches: one line naming the broker and the mechanism, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from typing import Sequence
 
 from streamrec.config import ConfigError
+from streamrec.connection import KafkaAccessError, KafkaUnreachableError
 
 # Modules that contribute subcommands, in the order they appear in --help.
 SUBCOMMAND_MODULES = (
@@ -21,10 +24,17 @@ SUBCOMMAND_MODULES = (
     "producers.cli",                  # produce replay|synthetic
     "streamrec.evaluation.cli",       # replay
     "streamrec.commands.train",       # train
+    "streamrec.commands.acls",        # acls print|apply
 )
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        # No abbreviations: "--sasl-password SECRET" must be an error, not a prefix of
+        # --sasl-password-file that would take the password for a path.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
     def error(self, message: str) -> None:  # noqa: D401 - argparse API
         sys.stderr.write(f"streamrec: error: {message}\n")
         raise SystemExit(2)
@@ -52,11 +62,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except ConfigError as exc:
-        sys.stderr.write(f"streamrec: error: {exc}\n")
+    except (ConfigError, KafkaAccessError, KafkaUnreachableError) as exc:
+        _error_line(str(exc))
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        access = _kafka_access_error(exc, args)
+        if access is None:
+            raise
+        _error_line(str(access))
+        return 2
+
+
+def _error_line(message: str) -> None:
+    from streamrec.logging_setup import redact  # a secret never reaches the terminal either
+    sys.stderr.write(f"streamrec: error: {redact(message)}\n")
+
+
+def _kafka_access_error(exc: Exception, args: argparse.Namespace) -> Exception | None:
+    """A raw kafka-python authentication/ACL error raised mid-run, as one line."""
+    from streamrec.kafka_args import SETTINGS_ATTR
+    settings = getattr(args, SETTINGS_ATTR, None)
+    if settings is None or not type(exc).__module__.startswith("kafka"):
+        return None
+    from streamrec.kafka_clients import access_error
+    return access_error(exc, settings)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ class BrokerState:
     bootstrap: str
     data_dir: str
     started_at: float
+    secure_bootstrap: str = ""  # the SASL_SSL listener of a ``--secure`` broker
 
     def write(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
@@ -90,17 +91,29 @@ def random_cluster_id() -> str:
 
 def render_server_properties(data_dir: Path, broker_port: int, controller_port: int,
                              host: str = "127.0.0.1",
-                             extra: Mapping[str, str] | None = None) -> str:
-    """The ``server.properties`` of one combined broker+controller for local use."""
+                             extra: Mapping[str, str] | None = None,
+                             secure_port: int | None = None) -> str:
+    """The ``server.properties`` of one combined broker+controller for local use.
+
+    ``secure_port`` adds a ``SASL_SSL`` listener there; ``extra`` then carries its TLS, SASL
+    and authorizer settings (``streamrec.kafka_secure.secure_properties``).
+    """
+    listeners = f"PLAINTEXT://{host}:{broker_port},CONTROLLER://{host}:{controller_port}"
+    advertised = f"PLAINTEXT://{host}:{broker_port}"
+    protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    if secure_port is not None:
+        listeners += f",SASL_SSL://{host}:{secure_port}"
+        advertised += f",SASL_SSL://{host}:{secure_port}"
+        protocols += ",SASL_SSL:SASL_SSL"
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{host}:{controller_port}",
-        "listeners": f"PLAINTEXT://{host}:{broker_port},CONTROLLER://{host}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{host}:{broker_port}",
+        "listeners": listeners,
+        "advertised.listeners": advertised,
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": protocols,
         "log.dirs": str(data_dir / "logs"),
         "num.partitions": "1",
         # One broker: internal topics cannot get 3 replicas, or groups/transactions never start.

@@ -7,6 +7,10 @@ a fresh temp dir and starts ``kafka.Kafka`` on free local ports. A state file in
 
     BOOTSTRAP=$(streamrec kafka start)   # prints only the bootstrap address on stdout
     streamrec kafka stop
+
+``secure=True`` (``streamrec kafka start --secure``) adds a ``SASL_SSL`` listener with SCRAM
+users and ACLs enforced (``streamrec.kafka_secure``); ``launcher.secured`` then says how to
+reach it, passwords included (never logged).
 """
 
 from __future__ import annotations
@@ -22,11 +26,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Callable, Mapping
 
+from streamrec.connection import KafkaSecurity
 from streamrec.kafka_broker_config import (KAFKA_VERSION, LOG4J2, LOG4J_VERSION, POM, STATE_FILE,
                                            BrokerState, pick_free_ports, pid_alive,
                                            random_cluster_id, render_server_properties, tail)
+from streamrec.kafka_secure import (SecureBroker, add_scram_arguments, make_tls_files,
+                                    random_passwords, redact, secure_properties, tls_files,
+                                    write_client_properties)
 
 DEFAULT_HOME = Path(__file__).resolve().parent.parent / ".kafka"  # git-ignored
 
@@ -52,7 +61,8 @@ class KafkaLauncher:
     def __init__(self, home: Path | str = DEFAULT_HOME, *, version: str = KAFKA_VERSION,
                  timeout_s: float = 90.0, heap: str = "512m", host: str = "127.0.0.1",
                  extra_properties: Mapping[str, str] | None = None, record_state: bool = True,
-                 die_with_parent: bool = False, log: IO[str] | None = None) -> None:
+                 die_with_parent: bool = False, log: IO[str] | None = None,
+                 secure: bool = False) -> None:
         self.home = Path(home)
         self.version = version
         self.timeout_s = timeout_s
@@ -61,6 +71,8 @@ class KafkaLauncher:
         self.extra_properties = dict(extra_properties or {})
         self.record_state = record_state
         self.die_with_parent = die_with_parent
+        self.secure = secure
+        self.secured: SecureBroker | None = None  # set by start() when secure
         self._log = log if log is not None else sys.stderr
         self._proc: subprocess.Popen[bytes] | None = None
         self._state: BrokerState | None = None
@@ -123,21 +135,40 @@ class KafkaLauncher:
         return bootstrap
 
     def _start_once(self, started: float) -> str:
-        data = Path(tempfile.mkdtemp(prefix="streamrec-kafka-"))
-        broker_port, controller_port = pick_free_ports(2, self.host)
+        data = Path(tempfile.mkdtemp(prefix="streamrec-kafka-"))  # mode 0700: keys live here
+        broker_port, controller_port, *secure_port = pick_free_ports(3 if self.secure else 2,
+                                                                     self.host)
+        extra, passwords = dict(self.extra_properties), {}
+        tls = tls_files(data / "tls")
+        if self.secure:
+            passwords = random_passwords()
+            extra = {**secure_properties(tls), **extra}
         config = data / "server.properties"
         config.write_text(render_server_properties(data, broker_port, controller_port, self.host,
-                                                   self.extra_properties))
+                                                   extra, secure_port[0] if secure_port else None))
         (data / "log4j2.properties").write_text(LOG4J2.format(log=data / "server.log"))
         java = ["java", f"-Xmx{self.heap}", "-cp", f"{self.libs_dir}/*",
                 f"-Dlog4j2.configurationFile={data / 'log4j2.properties'}"]
-        # The one-shot formatter starts faster with the quick JIT only.
-        fmt = subprocess.run([*java, "-XX:TieredStopAtLevel=1", "kafka.tools.StorageTool",
-                              "format", "-t", random_cluster_id(), "-c", str(config)],
-                             stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        with ThreadPoolExecutor(1) as pool:
+            # keytool runs while storage formats: the broker reads the keystore only at start.
+            certs: Future[object] | None = (pool.submit(make_tls_files, tls, self.host)
+                                            if self.secure else None)
+            # The one-shot formatter starts faster with the quick JIT only. SCRAM users are
+            # written into the bootstrap metadata here: KRaft has no other way before start.
+            fmt = subprocess.run([*java, "-XX:TieredStopAtLevel=1", "kafka.tools.StorageTool",
+                                  "format", "-t", random_cluster_id(), "-c", str(config),
+                                  *add_scram_arguments(passwords)],
+                                 stdin=subprocess.DEVNULL, capture_output=True, text=True)
+            try:
+                if certs is not None:
+                    certs.result()
+            except Exception as exc:
+                shutil.rmtree(data, ignore_errors=True)
+                raise KafkaLaunchError(f"generating TLS files failed: {exc}") from None
         if fmt.returncode != 0:
             shutil.rmtree(data, ignore_errors=True)  # the message carries all it had to say
-            raise KafkaLaunchError(f"formatting storage failed:\n{fmt.stdout}{fmt.stderr}")
+            raise KafkaLaunchError("formatting storage failed:\n"
+                                   + redact(fmt.stdout + fmt.stderr, passwords))
         preexec: Callable[[], None] | None = (
             _die_with_parent if self.die_with_parent and sys.platform.startswith("linux") else None)
         with open(data / "stdout.log", "wb") as out:
@@ -146,7 +177,12 @@ class KafkaLauncher:
                                           stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                           start_new_session=True, preexec_fn=preexec)
         bootstrap = f"{self.host}:{broker_port}"
-        self._state = BrokerState(self._proc.pid, bootstrap, str(data), time.time())
+        if secure_port:
+            self.secured = SecureBroker(f"{self.host}:{secure_port[0]}", str(tls.ca_pem),
+                                        passwords, plaintext_bootstrap=bootstrap,
+                                        data_dir=str(data))
+        self._state = BrokerState(self._proc.pid, bootstrap, str(data), time.time(),
+                                  self.secured.bootstrap if self.secured else "")
         if self.record_state:
             self.home.mkdir(parents=True, exist_ok=True)
             self._state.write(self.state_path)
@@ -205,7 +241,7 @@ class KafkaLauncher:
             shutil.rmtree(state.data_dir, ignore_errors=True)
         if BrokerState.read(self.state_path) == state:  # never remove another broker's record
             self.state_path.unlink(missing_ok=True)
-        self._proc, self._state = None, None
+        self._proc, self._state, self.secured = None, None, None
         return was_running
 
     def __enter__(self) -> str:
@@ -215,20 +251,26 @@ class KafkaLauncher:
         self.stop()
 
 
-def probe(bootstrap: str) -> Exception | None:
-    """None if a broker at ``bootstrap`` answers a metadata request, else the error."""
-    from kafka import KafkaAdminClient  # late: the pure helpers need no client
-    from kafka.errors import KafkaConfigurationError
+def probe(bootstrap: str, security: KafkaSecurity | None = None) -> Exception | None:
+    """None if a broker at ``bootstrap`` answers a metadata request, else the error.
+
+    ``security`` is the connection config (default: plaintext, the local broker); refused
+    credentials raise ``KafkaAccessError`` at once: waiting would not make them right.
+    """
+    from kafka.errors import KafkaConfigurationError  # late: the pure helpers need no client
+
+    from streamrec import kafka_clients
+    from streamrec.config import Settings
+    settings = Settings(bootstrap_servers=bootstrap, kafka_security=security or KafkaSecurity())
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000,
-                                 bootstrap_timeout_ms=2000)
+        admin = kafka_clients.admin(settings, request_timeout_ms=5000, bootstrap_timeout_ms=2000)
         try:
             admin.list_topics()  # a metadata answer: listener up and broker unfenced
             return None
         finally:
             admin.close()
-    except KafkaConfigurationError:
-        raise  # our bug, not a slow broker: retrying would only hide it
+    except (KafkaConfigurationError, kafka_clients.KafkaAccessError):
+        raise  # our bug or refused credentials, not a slow broker: retrying would hide it
     except Exception as exc:  # noqa: BLE001 - any other failure means "not yet"
         return exc
 
@@ -257,27 +299,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         if name == "start":
             action.add_argument("--timeout", type=float, default=90.0,
                                 help="seconds to wait for the broker to answer (default 90)")
+            action.add_argument("--secure", action="store_true",
+                                help="add a SASL_SSL listener (SCRAM users, ACLs enforced) and "
+                                     "print its address; client configs go in the data dir")
         action.set_defaults(func=run_kafka_command)
 
 
 def run_kafka_command(args: argparse.Namespace) -> int:
     """The CLI edge: the only place that reads ``STREAMREC_KAFKA_HOME``."""
     home = args.home or os.environ.get("STREAMREC_KAFKA_HOME") or DEFAULT_HOME
-    launcher = KafkaLauncher(home, timeout_s=getattr(args, "timeout", 90.0))
+    secure = getattr(args, "secure", False)
+    launcher = KafkaLauncher(home, timeout_s=getattr(args, "timeout", 90.0), secure=secure)
     state = launcher.status()
     if args.kafka_command == "status":
-        print(f"running at {state.bootstrap} (pid {state.pid})" if state else "not running")
+        extra = f", SASL_SSL at {state.secure_bootstrap}" if state and state.secure_bootstrap else ""
+        print(f"running at {state.bootstrap}{extra} (pid {state.pid})" if state else "not running")
         return 0 if state else 1
     if args.kafka_command == "stop":
         print("Kafka stopped" if launcher.stop() else "no Kafka was running", file=sys.stderr)
         return 0
     if state is not None:  # idempotent, so a script may call start twice
         print(f"Kafka already running at {state.bootstrap} (pid {state.pid})", file=sys.stderr)
+        if secure and not state.secure_bootstrap:
+            print("streamrec: error: that broker is not secured; `streamrec kafka stop` first",
+                  file=sys.stderr)
+            return 1
     else:
         try:
-            state = BrokerState(0, launcher.start(), "", 0.0)
+            launcher.start()
         except KafkaLaunchError as exc:
             print(f"streamrec: error: {exc}", file=sys.stderr)
             return 1
-    print(state.bootstrap)
+        state = launcher.status()
+        assert state is not None
+        if launcher.secured is not None:
+            folder = Path(state.data_dir) / "clients"
+            write_client_properties(launcher.secured, folder)
+            # The passwords stay in those 0600 files: never on a terminal or in a log.
+            print(f"SASL_SSL client configs (SCRAM-SHA-512, one per principal; admin is a super "
+                  f"user) in {folder}/<principal>.properties; CA at {launcher.secured.ca_file}",
+                  file=sys.stderr)
+    print(state.secure_bootstrap if secure else state.bootstrap)
     return 0

@@ -4,6 +4,11 @@ Called once at the CLI edge. JSON lines carry ``ts``, ``level``, ``logger``, ``m
 ``extra=`` fields, so a log shipper can index ``partition`` or ``offset`` without parsing
 prose. Stdlib ``logging`` only: no dependency for something every service needs.
 
+Secrets never reach a line: ``redact_secrets`` registers the values in use (the SASL and
+key passwords of the settings; ``kafka_args.kafka_settings`` does it for every command) and
+both formatters replace any occurrence, in the message, an ``extra`` or a traceback, by
+``***``.
+
 >>> import io, json, logging
 >>> stream = io.StringIO()
 >>> configure_logging("INFO", "json", stream=stream)
@@ -18,14 +23,47 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
-from typing import IO
+from typing import IO, Iterable
 
 # Attributes every LogRecord has; anything else on a record came in through ``extra=``.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message", "asctime", "taskName"}
 _FORMATS = ("json", "text")
 _OURS = "_streamrec_handler"
+REDACTED = "***"
+_secrets: tuple[str, ...] = ()
+_secrets_lock = threading.Lock()
+
+
+def redact_secrets(values: Iterable[str]) -> None:
+    """Add ``values`` to the secrets every formatter of ours hides (empty ones ignored)."""
+    global _secrets
+    with _secrets_lock:
+        known = set(_secrets) | {v for v in values if v}
+        # Longest first: a secret containing another is hidden whole.
+        _secrets = tuple(sorted(known, key=len, reverse=True))
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret replaced by ``***``."""
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _redact_value(value: object) -> object:
+    if not _secrets or value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(str(k)): _redact_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_redact_value(v) for v in value]
+    return redact(str(value))  # anything else is written with str() anyway
 
 
 def _extras(record: logging.LogRecord) -> dict[str, object]:
@@ -54,6 +92,8 @@ class JsonLineFormatter(logging.Formatter):
             entry["exc"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
+        if _secrets:  # before encoding: JSON escapes would hide a secret from a text search
+            entry = {k: _redact_value(v) for k, v in entry.items()}
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
@@ -70,7 +110,7 @@ class TextFormatter(logging.Formatter):
             head, sep, tail = line.partition("\n")  # keep extras on the message line
             head += " " + " ".join(f"{k}={v}" for k, v in extras.items())
             line = head + sep + tail
-        return line
+        return redact(line)
 
 
 def configure_logging(level: str | int = "INFO", fmt: str = "json",

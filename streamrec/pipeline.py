@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Collection
 
 from consumers.ingest import IngestProcessor
-from consumers.partition_models import SNAPSHOT_KEY
+from consumers.partition_models import is_snapshot_key
 from consumers.score import ScoreProcessor, recommendation_decoder
 from online_models.base import Ranking
 from streamrec.bus import InProcessBus, InProcessRunner, partition_for
@@ -55,7 +55,7 @@ class OnlineSystem:
         # What the scorer would receive next on user-state (snapshots are for other
         # processes: the live models are shared above).
         self.score.process([Record(o.topic, partition, offset, o.key, o.value) for o in outputs
-                            if o.key != SNAPSHOT_KEY and o.topic == self.settings.topics.user_state],
+                            if not is_snapshot_key(o.key) and o.topic == self.settings.topics.user_state],
                            publish=False)
         if self.deep is not None:
             self.deep.learn_one(event)  # retrains when due, on the events so far only

@@ -15,6 +15,13 @@ batch (the only place it is written down):
 If any step fails the transaction is aborted and the session is torn down: in-memory state
 may be ahead of what is committed, so it is dropped and restored from the changelog by the
 next session, which resumes from the committed offsets. Nothing is lost or applied twice.
+Failed sessions are retried within a ``RecoveryBudget`` (consecutive failures, reset by
+every committed batch; ``streamrec.recovery_budget``).
+
+If step 1 raises, the batch never reaches Kafka: the processor is pure, so the error is a
+bug or a poisoned record, and retrying the batch would fail forever. The batch's
+partitions are restored from the changelog and its records are processed one per
+transaction; a record that keeps failing is dead-lettered (``streamrec.poison_pill``).
 """
 
 from __future__ import annotations
@@ -28,9 +35,12 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from streamrec import kafka_clients
 from streamrec.changelog import read_changelog
 from streamrec.config import Settings
-from streamrec.records import ProcessResult, Record
+from streamrec.poison_pill import PoisonPillPolicy, process_in_isolation, raised_at
+from streamrec.records import Output, ProcessResult, Record
+from streamrec.recovery_budget import RecoveryBudget
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +53,10 @@ class Processor(Protocol):
     def drop(self, partitions: list[int]) -> None: ...
 
     def process(self, batch: list[Record]) -> ProcessResult: ...
+
+    # The message that dead-letters a record whose processing kept raising, or None for an
+    # input without a dead-letter topic (the processor counts the skip).
+    def dead_letter(self, record: Record, reason: str, detail: str) -> Output | None: ...
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -70,12 +84,19 @@ class _Rebalance(ConsumerRebalanceListener):
 
 
 class ProcessorService:
-    """Runs one processor against Kafka until ``stop()``; recovers from failed commits."""
+    """Runs one processor against Kafka until ``stop()``; recovers from failed sessions.
+
+    ``max_recoveries`` failed sessions *in a row* are recovered from (backing off from
+    ``backoff_s`` up to ``max_backoff_s``); a committed batch starts the count over.
+    ``poison_pill`` says how often one record may raise before it is dead-lettered.
+    """
 
     def __init__(self, processor: Processor, settings: Settings, *, input_topics: list[str],
                  group_id: str, instance_id: str, restore_to_committed: bool = False,
                  metrics: object | None = None, max_recoveries: int = 10,
-                 before_commit: Callable[[list[Record]], None] | None = None) -> None:
+                 before_commit: Callable[[list[Record]], None] | None = None,
+                 poison_pill: PoisonPillPolicy | None = None, backoff_s: float = 1.0,
+                 max_backoff_s: float = 30.0) -> None:
         self.processor = processor
         self.settings = settings
         self.input_topics = input_topics
@@ -86,11 +107,17 @@ class ProcessorService:
         self.restore_to_committed = restore_to_committed
         self.metrics = metrics
         self.max_recoveries = max_recoveries
+        self.recovery = RecoveryBudget(max_recoveries, backoff_s, max_backoff_s)
+        self.poison_pill = poison_pill if poison_pill is not None else PoisonPillPolicy()
         # Test hook for fault injection: called inside the transaction, before commit.
         self.before_commit = before_commit
         self._stop = threading.Event()
         self.ready = threading.Event()
         self.batches_committed = 0
+        self.records_dead_lettered = 0
+        # Set once a session has reached the broker (its producer joined the transaction
+        # coordinator): a first session that never gets there is misconfigured, not unlucky.
+        self._connected = False
 
     def stop(self) -> None:
         self._stop.set()
@@ -100,24 +127,28 @@ class ProcessorService:
         return self._stop.is_set()
 
     def run(self) -> None:
-        recoveries = 0
         while not self._stop.is_set():
             try:
                 self._run_session()
                 return
-            except Exception:
-                recoveries += 1
-                if recoveries > self.max_recoveries:
+            except Exception as error:
+                delay = self.recovery.next_delay(error, ever_connected=self._connected)
+                if delay is None:
+                    log.error("processing session failed and retrying cannot help; stopping",
+                              extra={"error_type": type(error).__name__,
+                                     "consecutive_failures": self.recovery.consecutive,
+                                     "connected": self._connected})
                     raise
                 log.exception("processing session failed; restarting from committed state",
-                              extra={"recovery": recoveries})
-                self._stop.wait(min(30.0, 0.5 * 2 ** recoveries))
+                              extra={"consecutive_failures": self.recovery.consecutive,
+                                     "failures": self.recovery.total, "backoff_s": delay})
+                self._stop.wait(delay)
 
     # -- one session: a consumer, a transactional producer, and in-memory state -----------------
     def _run_session(self) -> None:
         rebalance = _Rebalance()
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers, group_id=self.group_id,
+        consumer = kafka_clients.consumer(
+            self.settings, group_id=self.group_id,
             client_id=f"{self.group_id}-{self.instance_id}",
             enable_auto_commit=False, auto_offset_reset="earliest",
             # Inputs may be transactional outputs of another service: never read aborts.
@@ -126,8 +157,8 @@ class ProcessorService:
             # Model snapshots on user-state can be several MB.
             max_partition_fetch_bytes=32 * 1024 * 1024)
         consumer.subscribe(self.input_topics, listener=rebalance)
-        producer = KafkaProducer(
-            bootstrap_servers=self.settings.bootstrap_servers,
+        producer = kafka_clients.producer(
+            self.settings,
             # A stable id per instance: a restarted instance fences its own zombie and
             # aborts the transaction it left open, instead of waiting for the timeout.
             transactional_id=f"{self.settings.transactional_id_prefix}-{self.group_id}-{self.instance_id}",
@@ -135,6 +166,7 @@ class ProcessorService:
             max_request_size=32 * 1024 * 1024)
         try:
             producer.init_transactions()
+            self._connected = True
             self._loop(consumer, producer, rebalance)
         except Exception:
             self._abort_quietly(producer)
@@ -176,6 +208,10 @@ class ProcessorService:
             return
         partitions = sorted(rebalance.to_restore)
         rebalance.to_restore.clear()
+        self._restore(consumer, partitions)
+
+    def _restore(self, consumer: KafkaConsumer, partitions: list[int]) -> None:
+        """Rebuild these partitions' state from the changelog (committed state), then rewarm."""
         stops = None
         if self.restore_to_committed:
             stops = {}
@@ -183,7 +219,7 @@ class ProcessorService:
                 committed = consumer.committed(KafkaTopicPartition(self.processor.changelog_topic, p))
                 stops[p] = committed or 0
         started = time.monotonic()
-        changelogs = read_changelog(self.settings.bootstrap_servers,
+        changelogs = read_changelog(self.settings,
                                     self.processor.changelog_topic, partitions, stops)
         restored = sum(self.processor.restore(p, records) for p, records in changelogs.items())
         replayed = self._rewarm(consumer, partitions)
@@ -211,16 +247,67 @@ class ProcessorService:
                 starts[p], stops[p] = start, committed
         if not starts:
             return 0
-        inputs = read_changelog(self.settings.bootstrap_servers, topic, sorted(starts), stops,
+        inputs = read_changelog(self.settings, topic, sorted(starts), stops,
                                 start_offsets=starts)
         for p, records in inputs.items():
-            self.processor.rewarm(p, records)  # type: ignore[attr-defined]
+            self._rewarm_records(p, records)
         return sum(len(records) for records in inputs.values())
+
+    def _rewarm_records(self, partition: int, records: list[Record]) -> None:
+        # One record at a time: a committed record that raises here (a poisoned record that
+        # was dead-lettered, so never learned in the first place) is skipped instead of
+        # failing every restore of its partition, which would stop the partition for good.
+        for record in records:
+            try:
+                self.processor.rewarm(partition, [record])  # type: ignore[attr-defined]
+            except Exception as error:  # noqa: BLE001 - see above
+                log.warning("rewarming a committed input raised; skipped",
+                            extra={"topic": record.topic, "partition": record.partition,
+                                   "offset": record.offset, "error_type": type(error).__name__})
 
     def _process_and_commit(self, consumer: KafkaConsumer, producer: KafkaProducer,
                             batch: list[Record]) -> None:
         started = time.perf_counter()
-        result = self.processor.process(batch)
+        try:
+            result = self.processor.process(batch)
+        except Exception as error:  # noqa: BLE001 - processors are pure: a bug or a poisoned record
+            self._process_in_isolation(consumer, producer, batch, error)
+            return
+        self._commit(consumer, producer, batch, result, started)
+
+    def _process_in_isolation(self, consumer: KafkaConsumer, producer: KafkaProducer,
+                              batch: list[Record], error: Exception) -> None:
+        """Nothing of the failed batch was sent: restore, then one record per transaction.
+
+        The batch in hand is exactly the records from the committed offsets up to the
+        consumer's position (every batch is committed before the next poll), so it is
+        re-processed from memory; only if a stop cuts it short is the consumer sought back
+        to the first record left uncommitted.
+        """
+        log.warning("processing a batch raised; restoring its partitions and processing its "
+                    "records one at a time",
+                    extra={"error_type": type(error).__name__, "raised_at": raised_at(error),
+                           "records": len(batch),
+                           "partitions": sorted({record.partition for record in batch})})
+
+        def restore(partitions: list[int]) -> None:
+            # As for a new assignment: forget the (maybe half-applied) state, rebuild it.
+            self.processor.drop(partitions)
+            self._restore(consumer, partitions)
+
+        def commit(records: list[Record], result: ProcessResult) -> None:
+            self._commit(consumer, producer, records, result, time.perf_counter())
+
+        outcome = process_in_isolation(batch, self.processor, self.poison_pill,
+                                       restore=restore, commit=commit,
+                                       stopping=self._stop.is_set)
+        self.records_dead_lettered += len(outcome.dead_lettered)
+        for tp, offset in outcome.unprocessed.items():
+            # Stopped half-way: the consumer's position is past records never committed.
+            consumer.seek(KafkaTopicPartition(tp.topic, tp.partition), offset)
+
+    def _commit(self, consumer: KafkaConsumer, producer: KafkaProducer, batch: list[Record],
+                result: ProcessResult, started: float) -> None:
         # Steps 2-4 of the commit order in the module docstring.
         producer.begin_transaction()
         for output in result.outputs:
@@ -240,6 +327,7 @@ class ProcessorService:
             self._count("commit_failures")
             raise
         self.batches_committed += 1
+        self.recovery.progressed()  # a committed batch ends any streak of failed sessions
         self._observe(result, len(batch), time.perf_counter() - started)
 
     # -- metrics and teardown ---------------------------------------------------------------------

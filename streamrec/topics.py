@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from kafka import KafkaAdminClient
 from kafka import errors as kafka_errors
 
+from streamrec import kafka_clients
 from streamrec.config import ConfigError, Settings
 
 COMPACT = {"cleanup.policy": "compact"}
@@ -24,6 +25,10 @@ MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 class TopicLayoutError(ConfigError):
     """An existing topic's layout conflicts with what streamrec needs; the message says how."""
+
+
+class ReplicationFactorError(ConfigError):
+    """More replicas were asked for than the cluster has brokers."""
 
 
 @dataclass(frozen=True)
@@ -68,10 +73,10 @@ def create_topics(settings: Settings, admin: KafkaAdminClient | None = None,
     specs = topic_specs(settings, partitions)
     own_admin = admin is None
     if admin is None:
-        admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
-                                 client_id="streamrec-topics")
+        admin = kafka_clients.admin(settings, client_id="streamrec-topics")
     try:
         names = [s.name for s in specs]
+        check_replication_factor(settings, admin)
         existing = sorted(set(admin.list_topics()) & set(names))
         if existing:  # check first: never create half a layout next to a conflicting topic
             check_layout(specs, wait_for_topics(admin, existing, timeout_s))
@@ -83,6 +88,10 @@ def create_topics(settings: Settings, admin: KafkaAdminClient | None = None,
                                        raise_errors=False)
         for topic in response["topics"]:
             error = kafka_errors.for_code(topic["error_code"])
+            if error is kafka_errors.InvalidReplicationFactorError:
+                raise ReplicationFactorError(
+                    f"replication factor {settings.replication_factor} refused for topic "
+                    f"{topic['name']!r}: {topic.get('error_message') or error.__name__}")
             if error not in (kafka_errors.NoError, kafka_errors.TopicAlreadyExistsError):
                 raise error(f"creating topic {topic['name']!r} failed: "
                             f"{topic.get('error_message') or error.__name__}")
@@ -92,6 +101,22 @@ def create_topics(settings: Settings, admin: KafkaAdminClient | None = None,
     finally:
         if own_admin:
             admin.close()
+
+
+def check_replication_factor(settings: Settings, admin: KafkaAdminClient) -> None:
+    """Raise ``ReplicationFactorError`` if the factor exceeds the brokers of the cluster.
+
+    Checked before creating anything, so a bad factor never leaves half a layout behind.
+    """
+    try:
+        brokers = len(admin.describe_cluster().get("brokers") or [])
+    except kafka_errors.AuthorizationError:
+        return  # no Describe on the cluster: the broker's own refusal is mapped below
+    if brokers and settings.replication_factor > brokers:
+        raise ReplicationFactorError(
+            f"replication factor {settings.replication_factor} exceeds the {brokers} broker(s) "
+            f"of the cluster at {settings.bootstrap_servers}: use --replication-factor "
+            f"{brokers} or less")
 
 
 def check_layout(specs: list[TopicSpec], partition_counts: dict[str, int]) -> None:

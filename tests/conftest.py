@@ -4,12 +4,17 @@ The broker comes from, in order: ``KAFKA_BOOTSTRAP_SERVERS`` if set; an ``apache
 container where a Docker engine answers; else ``KafkaLauncher`` running Kafka from its jars.
 It is started at most once per session. Each test gets its own topic prefix, so tests never
 see each other's records and need no cleanup between them.
+
+Tests that ask for ``kafka_secure`` get a second, secured broker (``SASL_SSL`` with SCRAM,
+``StandardAuthorizer``): the one ``KAFKA_SECURE_BOOTSTRAP_SERVERS`` names, else one the
+launcher starts for the session (it costs about 1 GB of memory and 7 s, so only on demand).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 import uuid
 from typing import Iterator
@@ -18,9 +23,11 @@ from urllib.parse import urlparse
 import pytest
 from kafka import KafkaAdminClient
 
+from streamrec import kafka_clients
 from streamrec.config import Settings
 from streamrec.kafka_broker_config import pick_free_ports
 from streamrec.kafka_launcher import DEFAULT_HOME, KafkaLauncher, probe
+from streamrec.kafka_secure import PRINCIPALS, SecureBroker
 from streamrec.topics import create_topics
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
@@ -29,7 +36,7 @@ KAFKA_IMAGE = "apache/kafka:4.1.1"
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that needs the broker ``kafka``, so ``-m 'not kafka'`` skips them."""
     for item in items:
-        if "kafka_bootstrap" in getattr(item, "fixturenames", ()):
+        if {"kafka_bootstrap", "kafka_secure"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.kafka)
 
 
@@ -103,7 +110,8 @@ def kafka_bootstrap() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def kafka_admin(kafka_bootstrap: str) -> Iterator[KafkaAdminClient]:
     """One admin client for the session (creating one costs a metadata round trip)."""
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="streamrec-tests")
+    admin = kafka_clients.admin(Settings(bootstrap_servers=kafka_bootstrap),
+                                client_id="streamrec-tests")
     yield admin
     admin.close()
 
@@ -121,3 +129,39 @@ def kafka_settings(kafka_bootstrap: str, kafka_admin: KafkaAdminClient) -> Itera
     # A shared broker (KAFKA_BOOTSTRAP_SERVERS) should not fill up with test topics.
     with contextlib.suppress(Exception):
         kafka_admin.delete_topics(names)
+
+
+def _given_secure_broker() -> SecureBroker | None:
+    """A secured broker described by the environment, or None if none is named.
+
+    ``KAFKA_SECURE_BOOTSTRAP_SERVERS`` (its SASL_SSL listener), ``KAFKA_SECURE_CAFILE`` (PEM)
+    and ``KAFKA_SECURE_PASSWORD_<PRINCIPAL>`` for each of ``PRINCIPALS`` (SCRAM-SHA-512 users
+    that exist there; ``admin`` a super user, the others without ACLs of their own).
+    """
+    bootstrap = os.environ.get("KAFKA_SECURE_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        return None
+    names = {name: f"KAFKA_SECURE_PASSWORD_{name.upper()}" for name in PRINCIPALS}
+    missing = [var for var in ["KAFKA_SECURE_CAFILE", *names.values()] if not os.environ.get(var)]
+    if missing:
+        pytest.fail(f"KAFKA_SECURE_BOOTSTRAP_SERVERS is set but {', '.join(missing)} not")
+    return SecureBroker(bootstrap, os.environ["KAFKA_SECURE_CAFILE"],
+                        {name: os.environ[var] for name, var in names.items()})
+
+
+@pytest.fixture(scope="session")
+def kafka_secure() -> Iterator[SecureBroker]:
+    """A broker with a SASL_SSL listener, SCRAM users per principal and ACLs enforced."""
+    given = _given_secure_broker()
+    if given is not None:
+        yield given
+        return
+    missing = [tool for tool in ("java", "keytool") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"no secured broker: set KAFKA_SECURE_BOOTSTRAP_SERVERS, or put "
+                    f"{' and '.join(missing)} on PATH so the launcher can start one")
+    home = os.environ.get("STREAMREC_KAFKA_HOME") or DEFAULT_HOME
+    launcher = KafkaLauncher(home, record_state=False, die_with_parent=True, secure=True)
+    with launcher:
+        assert launcher.secured is not None
+        yield launcher.secured

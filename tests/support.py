@@ -10,11 +10,11 @@ import threading
 import time
 from typing import Callable, Iterable, Iterator
 
-from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 
 from consumers.ingest import IngestProcessor
 from consumers.score import ScoreProcessor
+from streamrec import kafka_clients
 from streamrec.config import Settings
 from streamrec.records import Record
 from streamrec.runtime import ProcessorService
@@ -22,8 +22,7 @@ from streamrec.runtime import ProcessorService
 
 def produce_raw(settings: Settings, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]],
                 headers: list[tuple[str, bytes]] | None = None) -> int:
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5,
-                             batch_size=256 * 1024)
+    producer = kafka_clients.producer(settings, linger_ms=5, batch_size=256 * 1024)
     count = 0
     for key, value in messages:
         producer.send(topic, key=key, value=value, headers=headers)
@@ -41,9 +40,9 @@ def read_topic(settings: Settings, topic: str, *, expect: int | None = None,
     Stops when ``expect`` records arrived or ``until`` says so (then waits ``idle_s`` more
     to catch anything extra, such as duplicates), or fails after ``timeout_s``.
     """
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                             enable_auto_commit=False, isolation_level="read_committed",
-                             max_partition_fetch_bytes=32 * 1024 * 1024)
+    consumer = kafka_clients.consumer(settings, group_id=None, enable_auto_commit=False,
+                                      isolation_level="read_committed",
+                                      max_partition_fetch_bytes=32 * 1024 * 1024)
     partitions = consumer.partitions_for_topic(topic) or set()
     tps = [KafkaTopicPartition(topic, p) for p in sorted(partitions)]
     consumer.assign(tps)
@@ -72,9 +71,9 @@ def read_topic(settings: Settings, topic: str, *, expect: int | None = None,
 
 def user_records(records: Iterable[Record]) -> list[Record]:
     """user-state records that are about users (not the partitions' model snapshots)."""
-    from consumers.partition_models import SNAPSHOT_KEY
+    from consumers.partition_models import is_snapshot_key
 
-    return [r for r in records if r.key is not None and r.key != SNAPSHOT_KEY]
+    return [r for r in records if r.key is not None and not is_snapshot_key(r.key)]
 
 
 def latest_by_key(records: Iterable[Record]) -> dict[bytes, Record]:
@@ -120,9 +119,21 @@ def score_service(settings: Settings, instance: str = "test-0", **kwargs: object
                             restore_to_committed=True, **kwargs)  # type: ignore[arg-type]
 
 
+def security_env(settings: Settings) -> dict[str, str]:
+    """``STREAMREC_KAFKA_*`` variables a child ``streamrec`` process connects with."""
+    from dataclasses import fields
+
+    env = {}
+    for f in fields(settings.kafka_security):
+        value = getattr(settings.kafka_security, f.name)
+        if value is not None:
+            env[f"STREAMREC_KAFKA_{f.name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
 def start_ingest_process(settings: Settings, instance: str, batch_size: int = 200) -> subprocess.Popen:
     """`streamrec ingest` as its own process, as an operator would run it."""
-    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
+    env = dict(os.environ, **security_env(settings), KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
                STREAMREC_TOPIC_PREFIX=settings.topic_prefix,
                STREAMREC_INGEST_GROUP=settings.ingest_group,
                STREAMREC_TRANSACTIONAL_ID_PREFIX=settings.transactional_id_prefix,

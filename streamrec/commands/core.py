@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable
 
 from streamrec.argtypes import positive_int
 from streamrec.config import Settings
+from streamrec.kafka_args import add_kafka_options, kafka_settings
 
 if TYPE_CHECKING:
     from streamrec.metrics import MetricsRegistry
@@ -24,23 +25,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("streamrec")
 
 
-def add_kafka_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers "
-                        "(default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)")
-    parser.add_argument("--topic-prefix", help="prefix for every topic name (default: none)")
+__all__ = ["add_kafka_options", "register", "settings_from_args"]
 
 
 def settings_from_args(args: argparse.Namespace, **extra: object) -> Settings:
     overrides = {
-        "bootstrap_servers": getattr(args, "bootstrap_servers", None),
         "topic_prefix": getattr(args, "topic_prefix", None),
         "partitions": getattr(args, "partitions", None),
+        "replication_factor": getattr(args, "replication_factor", None),
         "batch_size": getattr(args, "batch_size", None),
         "metrics_port": getattr(args, "metrics_port", None),
+        "metrics_host": getattr(args, "metrics_host", None),
         "top_k": getattr(args, "k", None),
     }
     overrides.update(extra)
-    return Settings.from_env(**overrides)
+    return kafka_settings(args, **overrides)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_kafka_options(create)
     create.add_argument("--partitions", type=positive_int,
                         help="partitions of clicks/user-state/requests/recommendations (default 4)")
+    create.add_argument("--replication-factor", type=positive_int,
+                        help="replicas of every topic, at most the brokers in the cluster "
+                             "(default: $STREAMREC_REPLICATION_FACTOR or 1; 3 in production)")
     create.set_defaults(func=_cmd_topics_create)
 
     for name, help_text, runner in (
@@ -66,6 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "a restarted instance with the same id fences its predecessor")
         p.add_argument("--batch-size", type=positive_int, help="max records per batch (default 500)")
         p.add_argument("--metrics-port", type=int, help="port of /metrics and /healthz (0 = off)")
+        p.add_argument("--metrics-host", help="bind address of the metrics endpoint "
+                       "(default: $STREAMREC_METRICS_HOST or 0.0.0.0)")
         p.add_argument("--log-format", choices=("json", "text"), default="json")
         if name == "score":
             p.add_argument("--k", type=positive_int, help="recommendations per message (default 10)")
@@ -107,11 +111,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_forget(args: argparse.Namespace) -> int:
-    from kafka import KafkaProducer
-
+    from streamrec import kafka_clients
     from streamrec.control import forget_request, send_control
     settings = settings_from_args(args)
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    producer = kafka_clients.producer(settings)
     # Sent on clicks, keyed by the user: see streamrec.control.
     send_control(producer, settings.topics.clicks,
                  [forget_request(args.user_id, settings.control_secret)], timeout_s=30)
@@ -175,11 +178,12 @@ def _serve(service: str, args: argparse.Namespace, settings: Settings, processor
     if settings.metrics_port:
         # Alive while the loop runs (restoring included); ready once it has joined the
         # group and restored its partitions.
-        server = MetricsServer(registry, settings.metrics_port,
+        server = MetricsServer(registry, settings.metrics_port, host=settings.metrics_host,
                                health=lambda: not runner.stopping,
                                ready=lambda: _readiness(runner, also_ready))
     _install_stop_handlers(runner.stop)
     log.info(f"{service} starting", extra={"bootstrap": settings.bootstrap_servers,
+                                           "security": settings.kafka_security.describe(),
                                            "topics": topics, "group": group,
                                            "instance": instance_id})
     try:

@@ -81,7 +81,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     store_root = Path(settings.model_store)
     if store_root.exists() and not store_root.is_dir():
         raise ConfigError(f"--store {settings.model_store} exists and is not a folder")
-    unreachable = probe(settings.bootstrap_servers)  # seconds, not a 60 s client timeout
+    # Seconds, not a 60 s client timeout; refused credentials raise KafkaAccessError.
+    unreachable = probe(settings.bootstrap_servers, settings.kafka_security)
     if unreachable is not None:
         sys.stderr.write(f"streamrec: error: no Kafka broker answers at "
                          f"{settings.bootstrap_servers}: {unreachable!r}\n")

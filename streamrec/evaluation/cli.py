@@ -15,6 +15,7 @@ from typing import Any
 from streamrec.argtypes import positive_float, positive_int, speed
 from streamrec.config import Settings
 from streamrec.evaluation.systems import DEFAULT_SYSTEMS, SYSTEMS, SystemOptions, build_systems
+from streamrec.kafka_args import add_kafka_options, kafka_settings
 from streamrec.progress import Progress
 
 FORMATS = ("movielens", "csv", "jsonl")
@@ -54,8 +55,6 @@ def register(subparsers: Any) -> None:
     kafka.add_argument("--via-kafka", action="store_true",
                        help="produce the log into clicks and score the recommendations read "
                             "back; the --systems run in-process beside it as references")
-    kafka.add_argument("--bootstrap-servers",
-                       help="default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092")
     kafka.add_argument("--topic-prefix",
                        help="default: a fresh replay-<id>- prefix, never production topics")
     kafka.add_argument("--speed", type=speed, default=None, metavar="max|N",
@@ -65,6 +64,7 @@ def register(subparsers: Any) -> None:
                             "running against the same bootstrap servers and prefix)")
     kafka.add_argument("--timeout", type=positive_float, default=120.0, metavar="SECONDS",
                        help="wait this long for the last recommendations (default 120)")
+    add_kafka_options(parser, topic_prefix=False)
     parser.add_argument("--no-progress", action="store_true", help="no progress line")
     parser.set_defaults(func=run_replay)
 
@@ -151,7 +151,7 @@ def _replay_via_kafka(args: argparse.Namespace, events: list[Any], ks: list[int]
     from streamrec.evaluation.via_kafka_scoring import HIT_RULE
 
     prefix = args.topic_prefix if args.topic_prefix is not None else replay_prefix()
-    settings = Settings.from_env(bootstrap_servers=args.bootstrap_servers, topic_prefix=prefix)
+    settings = kafka_settings(args, topic_prefix=prefix)
     options = ViaKafkaOptions(speed=args.speed, start_services=args.start_services,
                               timeout_s=args.timeout, progress=not args.no_progress)
     config["via_kafka"] = {

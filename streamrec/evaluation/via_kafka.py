@@ -24,10 +24,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
-from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.errors import KafkaError
 
+from streamrec import kafka_clients
 from streamrec.config import Settings
 from streamrec.evaluation.prequential import EvaluationResult
 from streamrec.evaluation.via_kafka_scoring import ReceivedRecommendation, score_via_kafka
@@ -69,9 +69,8 @@ class RecommendationReader:
         self._stop = threading.Event()
         self.error: BaseException | None = None
         topic = settings.topics.recommendations
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers, group_id=None,
-            enable_auto_commit=False, isolation_level="read_committed")
+        self._consumer = kafka_clients.consumer(
+            settings, group_id=None, enable_auto_commit=False, isolation_level="read_committed")
         partitions = self._consumer.partitions_for_topic(topic) or set()
         tps = [KafkaTopicPartition(topic, p) for p in sorted(partitions)]
         self._consumer.assign(tps)
@@ -174,10 +173,7 @@ def in_process_services(settings: Settings) -> Iterator[list[BaseException]]:
 def _wait_for_stable_groups(settings: Settings, group_ids: list[str],
                             errors: list[BaseException], timeout_s: float = 30.0) -> None:
     """Wait until every group is ``Stable`` with members (best effort: never fatal)."""
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
-                             client_id="streamrec-replay")
+    admin = kafka_clients.admin(settings, client_id="streamrec-replay")
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline and not errors:
@@ -204,7 +200,8 @@ def run_replay_via_kafka(events: Sequence[ClickEvent], settings: Settings, ks: S
 
     from streamrec.kafka_launcher import probe
 
-    unreachable = probe(settings.bootstrap_servers)  # seconds, not a 30 s client timeout
+    # Seconds, not a 30 s client timeout; refused credentials raise KafkaAccessError.
+    unreachable = probe(settings.bootstrap_servers, settings.kafka_security)
     if unreachable is not None:
         raise ViaKafkaError(f"cannot reach Kafka at {settings.bootstrap_servers}: "
                             f"{unreachable!r}")
@@ -220,7 +217,7 @@ def run_replay_via_kafka(events: Sequence[ClickEvent], settings: Settings, ks: S
     try:
         with services as errors:
             reader.start()
-            with ClickPublisher(settings.bootstrap_servers, settings.topics.clicks) as publisher:
+            with ClickPublisher.from_settings(settings) as publisher:
 
                 def produce(event: ClickEvent) -> None:
                     # Look up what the app would show *before* the click leaves: the hit rule.

@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-from kafka import KafkaProducer
 
 from consumers.model_follower import ModelFollower
 from consumers.score import recommendation_decoder
@@ -18,6 +17,7 @@ from export.store import ModelStore, publish_message
 from export.train import train_model
 from online_models.user_state import decode_state
 from producers.synthetic import SyntheticStream
+from streamrec import kafka_clients
 from streamrec.events import encode_click
 from support import (applied_events, ingest_service, read_topic, running_service, score_service, trigger_ids,
                      user_records)
@@ -56,11 +56,11 @@ def test_models_swap_under_load_without_dropping_or_mixing_versions(kafka_settin
         swaps[model.version] = time.time()
 
     follower = ModelFollower(settings, on_model, lambda version, reason: rejected.append(version)).start()
-    models_producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    models_producer = kafka_clients.producer(settings)
     schedule = {4: good[0], 7: good[1], 9: corrupted, 11: good[2]}  # second -> model
 
     def produce_paced() -> None:
-        producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+        producer = kafka_clients.producer(settings, linger_ms=5)
         started = time.monotonic()
         for second in range(SECONDS):
             if second in schedule:

@@ -11,18 +11,19 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 
 from consumers.drift_signal import DRIFT_KEY, HitRateDrift, encode_drift
 from consumers.drift_trigger import DriftTrigger
 from consumers.train_service import TrainerService
+from streamrec import kafka_clients
 from streamrec.config import Settings
 
 
 def scorer_producer(settings: Settings) -> KafkaProducer:
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers,
-                             transactional_id=f"{settings.transactional_id_prefix}-drift-test")
+    producer = kafka_clients.producer(
+        settings, transactional_id=f"{settings.transactional_id_prefix}-drift-test")
     producer.init_transactions()
     return producer
 
@@ -47,8 +48,8 @@ def publish_drift(producer: KafkaProducer, settings: Settings, *, commit: bool =
 def wait_until_stable_past(settings: Settings, offset: int, timeout_s: float = 30.0) -> None:
     """Block until read_committed readers see past ``offset``: the broker writes the
     commit / abort marker after ``commit_transaction`` returns."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                             enable_auto_commit=False, isolation_level="read_committed")
+    consumer = kafka_clients.consumer(settings, group_id=None, enable_auto_commit=False,
+                                      isolation_level="read_committed")
     tp = KafkaTopicPartition(settings.topics.models, 0)
     deadline = time.monotonic() + timeout_s
     try:

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from consumers.partition_models import SNAPSHOT_KEY, load_snapshot
 from producers.synthetic import SyntheticStream
+from snapshots import published_snapshots
 from streamrec.events import ClickEvent, encode_click
 from support import (applied_events, ingest_service, latest_by_key, produce_raw, read_topic,
                      running_service, score_service)
@@ -57,11 +57,10 @@ def test_forgotten_user_leaves_no_trace_after_restart(kafka_settings):
     records = read_topic(settings, settings.topics.user_state, idle_s=1.0)
     latest = latest_by_key(records)
     assert latest[victim.encode()].value is None, "the last word on the user is a tombstone"
-    snapshots = [r for r in records if r.key == SNAPSHOT_KEY]
-    newest_per_partition = {r.partition: r for r in snapshots}
+    newest_per_partition = {r.partition: snapshot for r, snapshot in published_snapshots(records)}
     assert newest_per_partition, "snapshots were written"
-    for record in newest_per_partition.values():
-        assert not load_snapshot(record.value)["blend"].knows_user(victim)
+    for snapshot in newest_per_partition.values():
+        assert not snapshot.blend.knows_user(victim)
     tombstone_ms = latest[victim.encode()].timestamp_ms
     recommendations = read_topic(settings, settings.topics.recommendations, idle_s=1.0)
     assert any(r.key == victim.encode() for r in recommendations)

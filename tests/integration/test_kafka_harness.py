@@ -6,10 +6,11 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.structs import TopicPartition
 
+from streamrec import kafka_clients
 from streamrec.config import Settings
 from streamrec.topics import TopicLayoutError, create_topics, topic_specs
 
@@ -52,9 +53,8 @@ def test_conflicting_partition_count_is_refused(kafka_settings: Settings,
 
 def test_transactional_write_is_read_committed(kafka_settings: Settings) -> None:
     topic = kafka_settings.topics.clicks
-    bootstrap = kafka_settings.bootstrap_servers
-    producer = KafkaProducer(bootstrap_servers=bootstrap,
-                             transactional_id=f"harness-{uuid.uuid4().hex[:8]}")
+    producer = kafka_clients.producer(kafka_settings,
+                                      transactional_id=f"harness-{uuid.uuid4().hex[:8]}")
     producer.init_transactions()
     producer.begin_transaction()
     producer.send(topic, key=b"user-1", value=b"aborted")
@@ -64,9 +64,9 @@ def test_transactional_write_is_read_committed(kafka_settings: Settings) -> None
     producer.commit_transaction()
     producer.close()
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
-                             auto_offset_reset="earliest", enable_auto_commit=False,
-                             consumer_timeout_ms=10_000)
+    consumer = kafka_clients.consumer(kafka_settings, isolation_level="read_committed",
+                                      auto_offset_reset="earliest", enable_auto_commit=False,
+                                      consumer_timeout_ms=10_000)
     partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
     consumer.assign(partitions)
     values = []

@@ -17,7 +17,6 @@ from unit.core.model_store_fakes import publish_fake_model
 from unit.learner_checks import learned_state
 
 from consumers.ingest import IngestProcessor
-from consumers.partition_models import SNAPSHOT_KEY, load_snapshot
 from consumers.train import Trainer, TrainerConfig
 from consumers.train_service import TrainerService
 from export.store import ModelStore
@@ -27,6 +26,7 @@ from streamrec.config import Settings
 from streamrec.control import ADOPT_MODEL, kind_of
 from streamrec.events import encode_click
 from streamrec.records import Record
+from snapshots import published_snapshots
 from support import (applied_events, assert_offsets_applied_once, ingest_service, latest_by_key,
                      produce_raw, read_topic, running_service, user_records)
 
@@ -118,6 +118,6 @@ def test_ingest_adopts_a_published_model_and_restarts_to_the_same_states(
         log = [r for r in records if r.partition == partition]
         first_new_state = min(r.offset for r in user_records(log) if r.value is not None
                               and len(decode_state(r.value).embedding or ()) == DEEP_DIM)
-        first_new_snapshot = min(r.offset for r in log if r.key == SNAPSHOT_KEY and load_snapshot(
-            r.value)["blend"].embeddings.current_dim == DEEP_DIM)  # type: ignore[arg-type]
+        first_new_snapshot = min(r.offset for r, snapshot in published_snapshots(log)
+                                 if snapshot.blend.embeddings.current_dim == DEEP_DIM)
         assert first_new_snapshot < first_new_state, partition

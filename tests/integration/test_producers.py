@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from kafka import KafkaConsumer
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import NewTopic
 
 from producers.publisher import ClickPublisher, PublishError
 from producers.synthetic import SyntheticStream
+from streamrec import kafka_clients
+from streamrec.config import Settings
 from streamrec.events import decode_click
 
 pytestmark = pytest.mark.kafka
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.kafka
 
 def new_topic(bootstrap: str, partitions: int = 4) -> str:
     name = f"test-producers-{uuid.uuid4().hex[:10]}"
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafka_clients.admin(Settings(bootstrap_servers=bootstrap))
     try:
         admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
     finally:
@@ -26,7 +27,8 @@ def new_topic(bootstrap: str, partitions: int = 4) -> str:
 
 
 def read_all(bootstrap: str, topic: str, expect: int, timeout_s: float = 60.0) -> list:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+    consumer = kafka_clients.consumer(Settings(bootstrap_servers=bootstrap), topic,
+                                      auto_offset_reset="earliest",
                              enable_auto_commit=False, consumer_timeout_ms=int(timeout_s * 1000))
     records = []
     try:

@@ -14,9 +14,10 @@ import urllib.request
 import uuid
 
 import pytest
-from kafka import KafkaAdminClient
 
 from producers.synthetic import SyntheticStream
+from streamrec import kafka_clients
+from streamrec.config import Settings
 from support import produce_raw
 
 pytestmark = pytest.mark.kafka
@@ -44,7 +45,7 @@ def test_topics_create_command_makes_every_topic(kafka_bootstrap):
                           "--bootstrap-servers", kafka_bootstrap, "--topic-prefix", prefix],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin = kafka_clients.admin(Settings(bootstrap_servers=kafka_bootstrap))
     try:
         names = {f"{prefix}{n}" for n in ("clicks", "clicks.dlq", "user-state", "requests",
                                            "recommendations", "models")}

@@ -2,7 +2,9 @@
 
 No Docker engine is needed: the file is parsed, every streamrec command is parsed by the
 real CLI parser (not run), every environment variable is checked against ``Settings``, and
-the Kafka service is checked for the settings a single broker cannot work without.
+the Kafka service is checked for the settings a single broker cannot work without. The
+secured overlay (docker-compose.secure.yml) is merged onto it the way compose merges files and
+checked the same way, plus: every service connects as its own principal over SASL_SSL.
 """
 
 from __future__ import annotations
@@ -27,13 +29,21 @@ OUR_SERVICES = sorted(name for name, svc in SERVICES.items()
 DEPENDS_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 SETTINGS_ENV = {"KAFKA_BOOTSTRAP_SERVERS"} | {
     f"STREAMREC_{f.name.upper()}" for f in dataclasses.fields(Settings)}
-_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?-)(?P<default>[^}]*))?\}")
+_VAR = re.compile(
+    r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<default>[^}]*))?\}")
+
+
+def _resolve(match: re.Match[str]) -> str:
+    if (match.group("op") or "").endswith("?"):  # required: the operator's env file has it
+        return f"<{match.group('name')}>"
+    return match.group("default") or ""
 
 
 def interpolate(value: object) -> str:
-    """Resolve ``${VAR:-default}`` the way compose does with an empty host environment."""
+    """Resolve ``${VAR:-default}`` the way compose does with an empty host environment;
+    a required ``${VAR:?message}`` becomes ``<VAR>``, standing for the operator's value."""
     text = str(value).replace("$$", "\0")
-    return _VAR.sub(lambda m: m.group("default") or "", text).replace("\0", "$")
+    return _VAR.sub(_resolve, text).replace("\0", "$")
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:
@@ -168,3 +178,150 @@ def test_replay_reads_a_mounted_read_only_dataset() -> None:
     assert all("shared" not in v for v in volumes), "never point at the shared dataset path"
     path_args = [arg for arg in replay["command"] if str(arg).startswith("/")]
     assert path_args and all(arg.startswith(target + "/") for arg in path_args)
+
+
+# -- docker-compose.secure.yml, merged onto the base file ----------------------------------------
+SECURE_OVERLAY = yaml.safe_load((ROOT / "docker-compose.secure.yml").read_text())
+KAFKA_SECURITY_ENV = {"STREAMREC_KAFKA_SECURITY_PROTOCOL", "STREAMREC_KAFKA_SASL_MECHANISM",
+                      "STREAMREC_KAFKA_SASL_USERNAME", "STREAMREC_KAFKA_SASL_PASSWORD",
+                      "STREAMREC_KAFKA_SSL_CAFILE"}
+SECURE_SCRIPT = ROOT / "scripts" / "secure-kafka" / "kafka-secure.sh"
+
+
+def _volume_target(volume: object) -> str:
+    return interpolate(volume).split(":")[1]
+
+
+def merge_service(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """Compose's merge of one service: mappings merge key by key (environment, depends_on),
+    volumes merge by mount target, any other value (command, entrypoint, a healthcheck's
+    test) is replaced by the overlay's."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if key == "volumes":
+            by_target = {_volume_target(v): v for v in base.get("volumes", [])}
+            by_target.update({_volume_target(v): v for v in value})
+            merged[key] = list(by_target.values())
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key] = {**base[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+SECURE_SERVICES: dict[str, dict[str, Any]] = {
+    name: merge_service(SERVICES.get(name, {}), SECURE_OVERLAY["services"].get(name, {}))
+    for name in {*SERVICES, *SECURE_OVERLAY["services"]}}
+SECURE_VOLUMES = {**(COMPOSE.get("volumes") or {}), **(SECURE_OVERLAY.get("volumes") or {})}
+OUR_SECURE_SERVICES = sorted(name for name, svc in SECURE_SERVICES.items()
+                             if "build" in svc or str(svc.get("image", "")).startswith("streamrec"))
+# Long-running services each get a principal of their own; one-shots act as a role's.
+EXPECTED_PRINCIPAL = {"ingest": "ingest", "score": "score", "trainer": "train",
+                      "replay": "app", "topics": "admin", "acls": "admin"}
+
+
+def test_the_overlay_secures_every_service_of_the_base_file() -> None:
+    assert set(OUR_SERVICES) <= set(OUR_SECURE_SERVICES)
+    assert set(OUR_SECURE_SERVICES) == set(EXPECTED_PRINCIPAL)
+    assert set(SECURE_OVERLAY["services"]) - set(SERVICES) == {"kafka-certs", "acls"}
+
+
+def test_overlay_dependencies_resolve_and_acls_come_first() -> None:
+    for name, service in SECURE_SERVICES.items():
+        for target, spec in depends_on(service).items():
+            assert target in SECURE_SERVICES, f"{name} depends on unknown service {target!r}"
+            condition = spec.get("condition", "service_started")
+            assert condition in DEPENDS_CONDITIONS, f"{name}: unknown condition {condition!r}"
+            if condition == "service_healthy":
+                assert "healthcheck" in SECURE_SERVICES[target], name
+    for name in set(OUR_SECURE_SERVICES) - {"topics", "acls"}:
+        # No service may start before its ACLs are in force: it would fail unauthorised.
+        assert depends_on(SECURE_SERVICES[name])["acls"]["condition"] == \
+            "service_completed_successfully", name
+    assert depends_on(SECURE_SERVICES["kafka"])["kafka-certs"]["condition"] == \
+        "service_completed_successfully"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PRINCIPAL))
+def test_every_service_connects_as_its_own_principal_over_sasl_ssl(name: str) -> None:
+    env = environment(SECURE_SERVICES[name])
+    unknown = sorted(set(env) - SETTINGS_ENV - KAFKA_SECURITY_ENV)
+    assert not unknown, f"{name}: neither Settings nor the connection config reads {unknown}"
+    assert KAFKA_SECURITY_ENV <= set(env), f"{name}: missing {KAFKA_SECURITY_ENV - set(env)}"
+    assert env["STREAMREC_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert env["STREAMREC_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    principal = env["STREAMREC_KAFKA_SASL_USERNAME"]
+    assert principal == EXPECTED_PRINCIPAL[name]
+    # Its own secret from the operator's env file, never a literal in the file.
+    raw = SECURE_SERVICES[name]["environment"]["STREAMREC_KAFKA_SASL_PASSWORD"]
+    assert re.fullmatch(rf"\$\{{STREAMREC_SECURE_{principal.upper()}_PASSWORD:\?[^}}]+\}}", raw)
+    # The CA file lives in a mounted volume.
+    targets = [_volume_target(v) for v in SECURE_SERVICES[name].get("volumes", [])]
+    assert any(env["STREAMREC_KAFKA_SSL_CAFILE"].startswith(t.rstrip("/") + "/") for t in targets)
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    Settings.from_env(env)  # the rest still coerces and validates
+
+
+def test_long_running_services_never_share_a_principal() -> None:
+    principals = [environment(SECURE_SERVICES[name])["STREAMREC_KAFKA_SASL_USERNAME"]
+                  for name in ("ingest", "score", "trainer")]
+    assert len(set(principals)) == len(principals)
+
+
+def test_the_broker_has_a_scram_user_for_every_principal_the_services_use() -> None:
+    kafka_env = environment(SECURE_SERVICES["kafka"])
+    script = SECURE_SCRIPT.read_text()
+    declared = re.search(r'^PRINCIPALS="([^"]+)"', script, re.M)
+    assert declared is not None
+    script_principals = set(declared.group(1).split())
+    used = {environment(SECURE_SERVICES[n])["STREAMREC_KAFKA_SASL_USERNAME"]
+            for n in EXPECTED_PRINCIPAL}
+    from streamrec.acls import ADMIN, SERVICE_PRINCIPALS
+    assert used == script_principals == {ADMIN, *SERVICE_PRINCIPALS}
+    for principal in script_principals:
+        assert kafka_env.get(f"SCRAM_PASSWORD_{principal.upper()}") == \
+            f"<STREAMREC_SECURE_{principal.upper()}_PASSWORD>"
+
+
+def test_every_referenced_file_and_volume_exists(tmp_path: Path) -> None:
+    for name, service in SECURE_SERVICES.items():
+        for volume in service.get("volumes", []):
+            source = interpolate(volume).split(":")[0]
+            if source.startswith((".", "/")):
+                if source == "./data":  # the operator's dataset (STREAMREC_DATA)
+                    continue
+                assert (ROOT / source).exists(), f"{name}: bind mount {source} does not exist"
+            else:
+                assert source in SECURE_VOLUMES, f"{name}: volume {source!r} is not declared"
+        entrypoint = service.get("entrypoint")
+        if entrypoint and name not in OUR_SECURE_SERVICES:
+            script = next(arg for arg in entrypoint if arg.endswith(".sh"))
+            mounts = {_volume_target(v): interpolate(v).split(":")[0]
+                      for v in service.get("volumes", [])}
+            folder, file_name = script.rsplit("/", 1)
+            assert folder in mounts, f"{name}: {script} is not in a mounted folder"
+            assert (ROOT / mounts[folder] / file_name).is_file(), f"{name}: {script} missing"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PRINCIPAL))
+def test_secure_commands_are_accepted_by_the_cli_parser(name: str, tmp_path: Path) -> None:
+    command = SECURE_SERVICES[name]["command"]
+    argv = mount_volumes(SECURE_SERVICES[name], [interpolate(arg) for arg in command], tmp_path)
+    args = build_parser().parse_args(argv)
+    assert callable(getattr(args, "func", None))
+
+
+def test_only_sasl_ssl_is_reachable_from_other_containers() -> None:
+    script = SECURE_SCRIPT.read_text()
+    props = dict(line.split("=", 1) for line in script.splitlines()
+                 if re.match(r"^[a-z][a-z0-9.\-]*=", line))
+    protocols = dict(pair.split(":") for pair in props["listener.security.protocol.map"].split(","))
+    for listener in props["listeners"].split(","):
+        name, address = listener.split("://")
+        if protocols[name] != "SASL_SSL":
+            assert address.startswith("localhost:"), f"{listener} must bind loopback only"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["authorizer.class.name"].endswith("StandardAuthorizer")
+    health = " ".join(SECURE_SERVICES["kafka"]["healthcheck"]["test"])
+    assert "localhost:9094" in health and "INTERNAL://localhost:9094" in props["listeners"]
+    assert "//kafka:9092" in props["advertised.listeners"]

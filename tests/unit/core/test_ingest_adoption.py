@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from unit.core.model_store_fakes import adopt_messages, corrupt_table, publish_fake_model
+from snapshots import snapshots_of
 from unit.learner_checks import learned_state
 
 from consumers.ingest import IngestProcessor
-from consumers.partition_models import SNAPSHOT_KEY, load_snapshot
+from consumers.partition_models import SNAPSHOT_KEY, is_snapshot_key
 from export.item_table import load_published_item_table
 from online_models.user_state import UserState, decode_state
 from streamrec.config import Settings
@@ -61,7 +62,7 @@ def same_models(a: IngestProcessor, b: IngestProcessor, partition: int = 0) -> b
 
 def states(result: ProcessResult) -> dict[bytes, UserState]:
     return {o.key: decode_state(o.value) for o in result.outputs  # type: ignore[misc]
-            if o.key != SNAPSHOT_KEY and o.value is not None}
+            if not is_snapshot_key(o.key) and o.value is not None}
 
 
 def test_adoption_moves_every_user_to_the_deep_space_with_a_snapshot_first(model: dict) -> None:
@@ -73,12 +74,14 @@ def test_adoption_moves_every_user_to_the_deep_space_with_a_snapshot_first(model
     assert (result.rejected, result.processed) == (0, 0)  # a control message, not an event
     assert all(o.topic == T.user_state for o in result.outputs)
     assert CONTROL_KEY not in ingest.users(0) and "__streamrec_control__" not in ingest.users(0)
-    # The forced snapshot comes first, stands at the control message, and is in the new space.
-    assert result.outputs[0].key == SNAPSHOT_KEY
-    assert [o.key for o in result.outputs].count(SNAPSHOT_KEY) == 1
-    snapshot = load_snapshot(result.outputs[0].value)
-    assert snapshot["offset"] == 30 and snapshot["adopted_version"] == model["version"]
-    assert snapshot["blend"].embeddings.current_dim == DEEP_DIM
+    # The forced snapshot comes first (its chunks, then the record naming them), stands at
+    # the control message, and is in the new space.
+    keys = [o.key for o in result.outputs]
+    assert keys.count(SNAPSHOT_KEY) == 1
+    assert all(is_snapshot_key(key) for key in keys[:keys.index(SNAPSHOT_KEY) + 1])
+    (snapshot,) = snapshots_of(result.outputs)
+    assert snapshot.offset == 30 and snapshot.adopted_version == model["version"]
+    assert snapshot.blend.embeddings.current_dim == DEEP_DIM
     # Every user's state goes out again with a vector of the new size.
     emitted = states(result)
     assert sorted(emitted) == [f"u{n}".encode() for n in range(5)]
@@ -175,8 +178,8 @@ def test_an_unreadable_model_is_skipped_counted_and_never_dead_lettered(
     assert ingest.models(0).blend.embeddings.current_dim == dim != DEEP_DIM
     assert ingest.models(0).adopted_version is None
     # The outcome is still recorded by a snapshot at (or after) the control message.
-    snapshot = load_snapshot([o for o in result.outputs if o.key == SNAPSHOT_KEY][0].value)
-    assert snapshot["offset"] >= 30
+    snapshot = snapshots_of(result.outputs)[0]
+    assert snapshot.offset >= 30
     assert all(len(s.embedding) == dim for s in states(result).values() if s.embedding)
 
 
@@ -234,13 +237,15 @@ def test_the_scorer_ranks_an_old_space_state_with_the_new_snapshot(model: dict) 
     ingest = IngestProcessor(SETTINGS)
     records = stream(adopt_at=30, n=31, model=model)
     before = ingest.process(records[:30])
-    old_states = [o for o in before.outputs if o.key not in (SNAPSHOT_KEY,) and o.value is not None]
+    old_states = [o for o in before.outputs if not is_snapshot_key(o.key) and o.value is not None]
     assert old_states and len(decode_state(old_states[-1].value).embedding) != DEEP_DIM
     after = ingest.process(records[30:])
     scorer = ScoreProcessor(SETTINGS, clock=lambda: 1.0)
-    snapshot = Record(T.user_state, 0, 0, SNAPSHOT_KEY, after.outputs[0].value)
-    stale = [Record(T.user_state, 0, n + 1, o.key, o.value) for n, o in enumerate(old_states)]
-    published = scorer.process([snapshot, *stale]).outputs
+    snapshot = [Record(T.user_state, 0, n, o.key, o.value)
+                for n, o in enumerate(after.outputs) if is_snapshot_key(o.key)]
+    stale = [Record(T.user_state, 0, len(snapshot) + n, o.key, o.value)
+             for n, o in enumerate(old_states)]
+    published = scorer.process([*snapshot, *stale]).outputs
     recommendations = [o for o in published if o.topic == T.recommendations]
     assert len(recommendations) == len({o.key for o in old_states})
     assert scorer.stale_embedding_states > 0

@@ -17,7 +17,7 @@ from unit.core.model_store_fakes import adopt_messages, publish_fake_model
 from unit.learner_checks import learned_state
 
 from consumers.ingest import IngestProcessor
-from consumers.partition_models import SNAPSHOT_KEY
+from consumers.partition_models import is_snapshot_key
 from export.store import MANIFEST, ModelStore, publish_message
 from export.parity import ParityFixture
 from online_models.user_state import decode_state
@@ -62,7 +62,7 @@ def warmed(ingest: IngestProcessor, n: int = 12) -> IngestProcessor:
 
 def all_states_decode(result: ProcessResult) -> bool:
     for output in result.outputs:
-        if output.key != SNAPSHOT_KEY and output.value is not None and output.topic.endswith(
+        if not is_snapshot_key(output.key) and output.value is not None and output.topic.endswith(
                 "user-state"):
             state = decode_state(output.value)
             assert all(np.isfinite(state.embedding or [0.0]))

@@ -3,12 +3,13 @@
 import json
 
 from consumers.ingest import CONTROL_HEADER, FORGET, IngestProcessor
-from consumers.partition_models import SNAPSHOT_KEY, load_snapshot
+from consumers.partition_models import SNAPSHOT_KEY, is_snapshot_key
 from consumers.score import ScoreProcessor, recommendation_decoder
 from online_models.user_state import decode_state, encode_state
 from streamrec.config import Settings
 from streamrec.events import DLQ_REASON, ClickEvent, encode_click, headers_dict
 from streamrec.records import Record
+from snapshots import snapshots_of
 
 SETTINGS = Settings(top_k=3)
 T = SETTINGS.topics
@@ -55,9 +56,11 @@ def test_forget_drops_state_and_writes_a_tombstone():
     result = ingest.process([forget])
     assert [(o.topic, o.key, o.value) for o in result.outputs][0] == (T.user_state, b"u1", None)
     # A fresh snapshot of the partition's models replaces older ones that knew the user.
-    snapshots = [o for o in result.outputs if o.key == SNAPSHOT_KEY]
-    assert len(snapshots) == 1 and snapshots[0].partition == 0
-    assert not load_snapshot(snapshots[0].value)["blend"].knows_user("u1")
+    manifests = [o for o in result.outputs if o.key == SNAPSHOT_KEY]
+    assert len(manifests) == 1 and manifests[0].partition == 0
+    assert all(o.partition == 0 for o in result.outputs if is_snapshot_key(o.key))
+    (snapshot,) = snapshots_of(result.outputs)
+    assert not snapshot.blend.knows_user("u1")
     assert "u1" not in ingest.users(0)
     assert IngestProcessor(SETTINGS).restore(0, [Record(T.user_state, 0, 0, b"u1", None)]) == 0
 
@@ -120,8 +123,8 @@ def test_forget_erases_a_user_the_models_had_learned():
     forget = Record(T.clicks, 0, 20, b"u1", None, headers=((CONTROL_HEADER, FORGET),))
     result = ingest.process([forget])
     assert not ingest.models(0).blend.knows_user("u1") and ingest.models(0).blend.knows_user("u0")
-    snapshot = load_snapshot([o for o in result.outputs if o.key == SNAPSHOT_KEY][0].value)
-    assert snapshot["offset"] == 20 and not snapshot["blend"].knows_user("u1")
+    (snapshot,) = snapshots_of(result.outputs)
+    assert snapshot.offset == 20 and not snapshot.blend.knows_user("u1")
 
 
 def test_restore_plus_rewarm_reaches_the_uninterrupted_models():
