@@ -153,6 +153,7 @@ class DriftMessage(msgspec.Struct, frozen=True, kw_only=True):
     events: int  # events judged by this scorer since it started
 
 
+MAX_DRIFT_BYTES = 64 * 1024  # a drift message is ~250 bytes
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(DriftMessage)
 
@@ -169,7 +170,9 @@ def encode_drift(drift: HitRateDrift, *, detected_at_ms: int, scorer_group: str,
 
 def decode_drift(value: bytes) -> DriftMessage:
     """Parse a ``drift`` value; ``ValueError`` if it is not one (unknown fields are fine)."""
+    if len(value) > MAX_DRIFT_BYTES:
+        raise ValueError(f"not a drift message: {len(value)} bytes")
     try:
         return _decoder.decode(value)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise ValueError(f"not a drift message: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - RecursionError on deep nesting, MemoryError, ...
+        raise ValueError(f"not a drift message: {type(exc).__name__}: {str(exc)[:200]}") from None

@@ -16,6 +16,10 @@ and an aborted batch (replayed after a crash) must not retrain anything. A resta
 trainer reads ``models`` from the beginning (compacted: a handful of records), so a drop
 published while it was down still triggers one run.
 
+With a control secret set, a ``drift`` or ``current`` record counts only if its signature
+verifies (``streamrec.signing``): anyone else writing to ``models`` can neither trigger
+runs nor cancel a pending one.
+
 Times are wall-clock milliseconds: the scorer's ``detected_at_ms`` against the trainer's
 run start. Hosts a few seconds apart can at worst mistake a drift detected right as a run
 started for one it covered (or the reverse): one run too few or too many.
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 from kafka import TopicPartition as KafkaTopicPartition
 
@@ -33,6 +37,7 @@ from consumers.drift_signal import DRIFT_KEY, DROP, DriftMessage, decode_drift
 from consumers.model_follower import CURRENT_KEY
 from streamrec import kafka_clients
 from streamrec.config import Settings
+from streamrec.signing import MODELS_KIND, verify_signature
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +53,20 @@ class RetrainOnDrift:
     (True, False)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, secret: str = "") -> None:
         self.pending: DriftMessage | None = None  # the newest drop not yet acted on
         self.fired = 0
+        self.secret = secret
+        self.unsigned = 0  # records refused for a missing or wrong signature
 
-    def offer(self, key: bytes | None, value: bytes | None) -> None:
+    def offer(self, key: bytes | None, value: bytes | None,
+              headers: Iterable[tuple[str, bytes]] = ()) -> None:
         """One ``models`` record, in offset order."""
+        if (key in (CURRENT_KEY, DRIFT_KEY) and value is not None
+                and not verify_signature(headers, self.secret, MODELS_KIND, key, value)):
+            self.unsigned += 1
+            log.warning("ignoring an unsigned or forged %r message on models", key)
+            return
         if key == CURRENT_KEY and value is not None:
             self.pending = None  # a newer model serves: the drop was measured on an older one
         elif key == DRIFT_KEY and value is not None:
@@ -90,7 +103,7 @@ class DriftTrigger:
     def __init__(self, settings: Settings,
                  last_run_started: Callable[[], float | None] = lambda: None, *,
                  read_timeout_s: float = 10.0) -> None:
-        self.rule = RetrainOnDrift()
+        self.rule = RetrainOnDrift(settings.control_secret)
         self.last_run_started = last_run_started
         self.read_timeout_s = read_timeout_s
         self._tp = KafkaTopicPartition(settings.topics.models, 0)
@@ -120,7 +133,7 @@ class DriftTrigger:
         while self._consumer.position(self._tp) < end and time.monotonic() < deadline:
             for records in self._consumer.poll(timeout_ms=200).values():
                 for record in records:
-                    self.rule.offer(record.key, record.value)
+                    self.rule.offer(record.key, record.value, record.headers or ())
                     read += 1
         return read
 

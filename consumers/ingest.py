@@ -25,7 +25,8 @@ from consumers.snapshot_chunks import SnapshotLimits, SnapshotReader
 from online_models.blend import OnlineBlend
 from online_models.user_state import UserState, decode_state, encode_state
 from streamrec.config import Settings
-from streamrec.control import ADOPT_MODEL, CONTROL_HEADER, FORGET, kind_of
+from streamrec.control import (ADOPT_MODEL, CONTROL_HEADER, CONTROL_KINDS, FORGET, BadControl,
+                               kind_of, verify_control)
 from streamrec.events import BadEvent, ClickEvent, dead_letter, decode_click
 from streamrec.records import Output, ProcessResult, Record
 
@@ -52,7 +53,7 @@ class IngestProcessor:
         self._states: dict[int, dict[str, UserState]] = {}
         self._models: dict[int, PartitionModels] = {}
         self.rejected_by_reason: Counter[str] = Counter()
-        self.adopter = ModelAdopter(load_item_table)
+        self.adopter = ModelAdopter(load_item_table, store_root=settings.model_store)
         # Records skipped on input topics, by (topic, reason): read by the runtime as
         # streamrec_inputs_skipped_total{topic,reason}.
         self.skipped_by_reason: Counter[tuple[str, str]] = Counter()
@@ -105,6 +106,8 @@ class IngestProcessor:
         models = self._models[partition]
         for record in records:
             kind = kind_of(record.headers)
+            if kind in CONTROL_KINDS and not self._signed(record):
+                continue  # process dead-lettered it: it changed nothing then either
             if kind == FORGET:
                 models.forget(record.key.decode() if record.key else "")
                 # The offset of the forget request is where a snapshot taken now stands.
@@ -155,6 +158,8 @@ class IngestProcessor:
         adopted: set[int] = set()  # partitions that met an adopt-model message in this batch
         for record in batch:
             kind = kind_of(record.headers)
+            if kind in CONTROL_KINDS and not self._signed(record, result):
+                continue
             if kind == ADOPT_MODEL:
                 # Handled before any key check: the key is not a user (never dead-lettered).
                 for moved in self.adopt_model(record):
@@ -217,6 +222,21 @@ class IngestProcessor:
             result.outputs.extend(self._models[partition].snapshot_records(
                 self.changelog_topic, payload))
         return result
+
+    def _signed(self, record: Record, result: ProcessResult | None = None) -> bool:
+        """Whether a control record may apply; a refused one is dead-lettered into
+        ``result`` (``bad_signature``) when given. Always True without a control secret."""
+        try:
+            verify_control(record.headers, record.key, record.value,
+                           self.settings.control_secret)
+        except BadControl as error:
+            if result is not None:
+                result.rejected += 1
+                self.rejected_by_reason[error.reason] += 1
+                result.outputs.append(dead_letter(record, BadEvent(error.reason, error.detail),
+                                                  self.topics.dlq))
+            return False
+        return True
 
     def apply(self, event: ClickEvent, partition: int, offset: int,
               produced_ms: int = 0) -> UserState | None:

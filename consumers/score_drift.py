@@ -6,6 +6,9 @@ them). A detected drop of the online hit-rate becomes one ``drift`` message on `
 produced in the same transaction as the batch that revealed it, so an aborted batch
 (replayed after a restart) never leaves a drift message behind.
 
+With a control secret set, the drift message is signed (``streamrec.signing``, kind
+``models``, key ``drift``): the trainer retrains only on drops a scorer proved it wrote.
+
 Only drops are published: a rise is no reason to retrain, and on the compacted ``models``
 topic it would overwrite a drop the trainer has not read yet. Rises are still counted.
 """
@@ -18,6 +21,7 @@ from consumers.drift_signal import DRIFT_KEY, DROP, RISE, HitRateDrift, OnlineHi
 from online_models.user_state import UserState
 from streamrec.config import Settings
 from streamrec.records import Output
+from streamrec.signing import MODELS_KIND, sign_headers
 
 if TYPE_CHECKING:
     from streamrec.metrics import MetricsRegistry
@@ -30,6 +34,7 @@ class ScoreDriftReporter:
         self.tracker = OnlineHitRateTracker(delta=settings.drift_delta)
         self.models_topic = settings.topics.models
         self.scorer_group = settings.score_group
+        self._secret = settings.control_secret
         self._clock = clock
         self._drop: HitRateDrift | None = None  # the newest drop not yet published
         self._hit_rate_gauge: object | None = None
@@ -86,4 +91,5 @@ class ScoreDriftReporter:
                              scorer_group=self.scorer_group, partitions=partitions)
         # Pinned to partition 0: models has exactly one, and the in-process bus would
         # otherwise spread keys over several.
-        return [Output(self.models_topic, DRIFT_KEY, value, partition=0)]
+        headers = sign_headers((), self._secret, MODELS_KIND, DRIFT_KEY, value)
+        return [Output(self.models_topic, DRIFT_KEY, value, headers, partition=0)]

@@ -108,14 +108,19 @@ class Trainer:
         self.on_epoch = on_epoch
 
     def load_current(self, message: dict[str, Any]) -> CurrentModel | None:
-        """The model a ``models`` message points to, verified; None if it cannot serve."""
+        """The model a ``models`` message points to, verified; None if it cannot serve.
+
+        Only a version of this trainer's own store loads (``export.store_root``), and its
+        warm-start checkpoint is looked up there too, never next to the message's path.
+        """
         try:
-            serving = OnnxSequenceModel(message, threads=self.config.threads)
+            serving = OnnxSequenceModel(message, threads=self.config.threads,
+                                        root=self.store.root)
         except ModelRejected as exc:
             log.warning("current model %s cannot be loaded, training as if none: %s",
-                        message.get("version"), exc)
+                        str(message.get("version"))[:40], exc)
             return None
-        checkpoint = Path(str(message["path"])).parent / CHECKPOINTS / f"{serving.version}.pt"
+        checkpoint = self.store.root / CHECKPOINTS / f"{serving.version}.pt"
         return CurrentModel(message, serving, _load_checkpoint(checkpoint))
 
     def train(self, window: TrainingWindow, current: CurrentModel | None) -> TrainingOutcome:

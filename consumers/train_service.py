@@ -6,8 +6,10 @@ or open transaction's events never train a model), finds the serving model as th
 producer. It decides *when* to train; ``Trainer`` decides *what* and *whether to promote*.
 
 After each promotion it also puts one ``adopt-model`` control message on every ``clicks``
-partition (``streamrec.control``): ingest then moves each partition's online embeddings
-into the new model's item space at that point of the partition's order.
+partition (``streamrec.control``), whose value is the very ``models`` value just published:
+ingest then moves each partition's online embeddings into the new model's item space at
+that point of the partition's order. With a control secret set, both are signed
+(``streamrec.signing``), and the serving model is read back only from a signed message.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from kafka import TopicPartition as KafkaTopicPartition
 
 from consumers.train import CurrentModel, Trainer, TrainingOutcome
 from consumers.train_window import TrainingWindow, build_window
-from export.item_table import item_table_checksums
 from streamrec.changelog import read_changelog
 from streamrec import kafka_clients
 from streamrec.config import Settings
-from streamrec.control import adopt_model_requests, send_control
+from streamrec.control import BadControl, ModelAnnouncement, adopt_model_requests, send_control
+from streamrec.signing import MODELS_KIND, sign_headers, verify_signature
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +105,33 @@ class TrainerService:
         return build_window(records, topic, offsets, self.settings.max_event_bytes)
 
     def read_current_message(self) -> dict[str, Any] | None:
-        """The newest ``current`` message on ``models`` (the model consumers serve)."""
+        """The newest valid ``current`` message on ``models`` (the model consumers serve).
+
+        Read like the scorer reads it: a message that does not decode, or is unsigned when
+        a secret is set, is skipped (logged), never taken for the serving model; with a
+        secret the latest publication wins over a replayed older one at a later offset.
+        """
         records = read_changelog(self.settings, self.settings.topics.models,
                                  [0])[0]
-        latest = [r for r in records if r.key == b"current" and r.value is not None]
-        return json.loads(latest[-1].value) if latest else None  # type: ignore[arg-type]
+        secret = self.settings.control_secret
+        found: list[tuple[float, int, ModelAnnouncement]] = []
+        for record in records:
+            if record.key != b"current" or record.value is None:
+                continue
+            if not verify_signature(record.headers, secret, MODELS_KIND, record.key,
+                                    record.value):
+                log.error("skipping an unsigned or forged models message at offset %d",
+                          record.offset)
+                continue
+            try:
+                announced = ModelAnnouncement.decode(record.value)
+            except BadControl as exc:
+                log.error("skipping a malformed models message at offset %d: %s",
+                          record.offset, exc.detail)
+                continue
+            published = announced.published_at if secret and announced.published_at else 0.0
+            found.append((published, record.offset, announced))
+        return max(found, key=lambda f: f[:2])[2].fields if found else None
 
     def producer(self) -> KafkaProducer:
         if self._producer is None:
@@ -118,28 +142,30 @@ class TrainerService:
     def publish(self, message: dict[str, Any]) -> None:
         """Make ``message``'s model ``current`` on ``models``, then have ingest adopt it."""
         producer = self.producer()
-        producer.send(self.settings.topics.models, key=b"current",
-                      value=json.dumps(message, sort_keys=True).encode()).get(timeout=60)
+        value = json.dumps(message, sort_keys=True).encode()
+        headers = sign_headers((), self.settings.control_secret, MODELS_KIND, b"current", value)
+        producer.send(self.settings.topics.models, key=b"current", value=value,
+                      headers=list(headers)).get(timeout=60)
         # The model serves from here on. If announcing fails (or the trainer dies right
         # here), the online embeddings skip this version and adopt the next one: logged,
         # not raised, so the run still records the model it made current.
         try:
-            self.announce_to_ingest(message)
+            self.announce_to_ingest(value)
         except Exception:  # noqa: BLE001 - any failure only costs this adoption
             log.exception("model %s is current but was not announced to ingest",
                           message.get("version"))
         producer.flush(timeout=60)
 
-    def announce_to_ingest(self, message: dict[str, Any]) -> int:
-        """One ``adopt-model`` control message per ``clicks`` partition; returns how many."""
+    def announce_to_ingest(self, models_value: bytes) -> int:
+        """One ``adopt-model`` control message per ``clicks`` partition, carrying the exact
+        ``models`` value; returns how many."""
         topic = self.settings.topics.clicks
         producer = self.producer()
-        requests = adopt_model_requests(
-            str(message["version"]), str(message["path"]), item_table_checksums(message),
-            producer.partitions_for(topic) or (), uri=message.get("uri"))
+        requests = adopt_model_requests(models_value, producer.partitions_for(topic) or (),
+                                        self.settings.control_secret)
         send_control(producer, topic, requests)
-        log.info("model %s announced to ingest on %d partitions of %s", message["version"],
-                 len(requests), topic)
+        log.info("model %s announced to ingest on %d partitions of %s",
+                 ModelAnnouncement.decode(models_value).version, len(requests), topic)
         return len(requests)
 
     def run_once(self, ends: dict[int, int] | None = None) -> TrainingOutcome:

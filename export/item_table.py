@@ -2,16 +2,18 @@
 
 Ingest adopts the item vectors of each new deep model into its online embeddings; it needs
 the item ids and the table, not the graph, so it reads just those two files of the model
-folder (see ``export.store``) and checks each against the sha256 it was given. No torch, no
-ONNX Runtime: the ingest image has neither to spare.
+folder (see ``export.store``), each checked against the sha256 the version's manifest in
+the store gives (``load_published_item_table``). No torch, no ONNX Runtime: the ingest
+image has neither to spare.
 
-``ModelRejected`` lives here so this reader and the full loader (``export.store``) raise
-the same error with the same reason codes.
+The decoders here are the border for those two files: ``decode_item_ids`` and
+``decode_item_table`` raise ``ModelRejected`` and nothing else (no pickle, dtype and shape
+checked, finite values only: one NaN in a table would spread into every user vector that
+adopts it). ``ModelRejected`` lives in ``export.store_root`` and is re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from pathlib import Path
@@ -19,26 +21,54 @@ from typing import Any, Mapping
 
 import numpy as np
 
-MANIFEST = "manifest.json"
-ITEMS_FILE, TABLE_FILE = "items.json", "item_table.npy"
+from export.store_root import (FILE_CAPS, ITEMS_FILE, MANIFEST, TABLE_FILE, ModelRejected,
+                               check_size, read_capped, read_manifest, read_verified,
+                               sha256_bytes, version_folder)
+
+__all__ = ["ITEMS_FILE", "MANIFEST", "TABLE_FILE", "ITEM_TABLE_FILES", "ModelRejected",
+           "sha256_bytes", "decode_item_ids", "decode_item_table", "parse_item_table",
+           "load_item_table", "load_published_item_table", "item_table_checksums"]
+
 ITEM_TABLE_FILES = (ITEMS_FILE, TABLE_FILE)
+MAX_ITEM_ID_CHARS = 1024
+MAX_DIM = 4096
 
 
-class ModelRejected(Exception):
-    """A model that must not serve. ``reason`` is a short code, the message says why.
+def decode_item_ids(raw: bytes, where: str = "") -> list[str]:
+    """The item ids of ``items.json``: a JSON list of distinct, bounded strings."""
+    check_size(len(raw), FILE_CAPS[ITEMS_FILE], ITEMS_FILE, where)
+    try:
+        item_ids = json.loads(raw)
+    except Exception as exc:  # noqa: BLE001 - RecursionError, UnicodeDecodeError, MemoryError
+        raise ModelRejected("bad_manifest", f"{ITEMS_FILE} is not JSON: "
+                            f"{type(exc).__name__}", where) from None
+    if not isinstance(item_ids, list) or not all(
+            isinstance(i, str) and 0 < len(i) <= MAX_ITEM_ID_CHARS for i in item_ids):
+        raise ModelRejected("bad_manifest", f"{ITEMS_FILE} is not a list of item ids", where)
+    if len(set(item_ids)) != len(item_ids):
+        raise ModelRejected("bad_manifest", f"{ITEMS_FILE} repeats an item id", where)
+    return item_ids
 
-    Reasons: ``missing_file``, ``checksum_mismatch``, ``bad_manifest``, ``parity_failure``.
-    """
 
-    def __init__(self, reason: str, detail: str, location: str = "") -> None:
-        super().__init__(f"model rejected ({reason}) {location}: {detail}".replace("  ", " "))
-        self.reason = reason
-        self.detail = detail
-        self.location = location
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def decode_item_table(raw: bytes, n_items: int, where: str = "") -> np.ndarray:
+    """float32 C-contiguous ``[n_items + 1, d]`` (row 0 padding), finite, from ``.npy`` bytes."""
+    check_size(len(raw), FILE_CAPS[TABLE_FILE], TABLE_FILE, where)
+    try:
+        table = np.load(io.BytesIO(raw), allow_pickle=False)
+        if not isinstance(table, np.ndarray):
+            raise ValueError("not a single array")
+        ok_shape = (table.dtype == np.float32 and table.ndim == 2
+                    and table.shape[0] == n_items + 1 and 0 < table.shape[1] <= MAX_DIM)
+        finite = ok_shape and bool(np.isfinite(table).all())
+    except Exception as exc:  # noqa: BLE001 - numpy raises ValueError, EOFError, MemoryError
+        raise ModelRejected("bad_manifest", f"{TABLE_FILE} unreadable: "
+                            f"{type(exc).__name__}: {str(exc)[:200]}", where) from None
+    if not ok_shape:
+        raise ModelRejected("bad_manifest", f"item table {table.dtype}{table.shape} does not "
+                            f"match {n_items} items", where)
+    if not finite:
+        raise ModelRejected("non_finite", f"{TABLE_FILE} holds NaN or infinite values", where)
+    return np.ascontiguousarray(table)
 
 
 def parse_item_table(items_json: bytes, table_npy: bytes,
@@ -47,35 +77,24 @@ def parse_item_table(items_json: bytes, table_npy: bytes,
 
     Parsed from the bytes whose checksum was verified, never from a second read of the file.
     """
-    try:
-        item_ids = json.loads(items_json)
-        table = np.load(io.BytesIO(table_npy), allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise ModelRejected("bad_manifest", f"unreadable model files: {exc!r}", where) from None
-    if (not isinstance(item_ids, list) or table.dtype != np.float32 or table.ndim != 2
-            or table.shape[0] != len(item_ids) + 1):
-        count = len(item_ids) if isinstance(item_ids, list) else "no list of"
-        raise ModelRejected("bad_manifest", f"item table {table.dtype}{table.shape} does not "
-                            f"match {count} items", where)
-    return [str(i) for i in item_ids], np.ascontiguousarray(table)
+    item_ids = decode_item_ids(items_json, where)
+    return item_ids, decode_item_table(table_npy, len(item_ids), where)
 
 
 def load_item_table(folder: str | Path,
                     sha256: Mapping[str, str]) -> tuple[list[str], np.ndarray]:
     """Item ids and their vectors (padding row dropped: row ``i`` is ``item_ids[i]``).
 
-    ``sha256`` must name both item-table files; raises ``ModelRejected`` (``missing_file``,
-    ``checksum_mismatch``, ``bad_manifest``) instead of returning anything unverified.
+    ``folder`` is trusted as given (an operator's path): services call
+    ``load_published_item_table`` instead. ``sha256`` must name both item-table files;
+    raises ``ModelRejected`` instead of returning anything unverified.
     """
     where = str(folder)
     contents: dict[str, bytes] = {}
     for name in ITEM_TABLE_FILES:
         if name not in sha256:
             raise ModelRejected("bad_manifest", f"no sha256 given for {name}", where)
-        try:
-            contents[name] = (Path(folder) / name).read_bytes()
-        except OSError:
-            raise ModelRejected("missing_file", f"{name} is missing", where) from None
+        contents[name] = read_capped(Path(folder), name)
         if sha256_bytes(contents[name]) != sha256[name]:
             raise ModelRejected("checksum_mismatch", f"{name} sha256 "
                                 f"{sha256_bytes(contents[name])[:12]}… != expected "
@@ -84,23 +103,35 @@ def load_item_table(folder: str | Path,
     return item_ids, table[1:]
 
 
-def item_table_checksums(message: Mapping[str, Any]) -> dict[str, str]:
+def load_published_item_table(root: str | Path, version: str, manifest_sha256: str,
+                              claimed_path: str | None = None
+                              ) -> tuple[list[str], np.ndarray]:
+    """Item ids and vectors of ``version`` in the store at ``root``.
+
+    The folder is ``root/version`` (``claimed_path`` must be that same folder), the
+    manifest must have ``manifest_sha256``, and the files the manifest's checksums: the
+    message that names the version decides nothing else.
+    """
+    folder = version_folder(root, version, claimed_path)
+    manifest, _ = read_manifest(folder, manifest_sha256)
+    items, table = (read_verified(folder, manifest, name) for name in ITEM_TABLE_FILES)
+    item_ids, full = parse_item_table(items, table, str(folder))
+    return item_ids, full[1:]
+
+
+def item_table_checksums(message: Mapping[str, Any],
+                         root: str | Path | None = None) -> dict[str, str]:
     """sha256 of the item-table files of the model a ``models`` message names.
 
     Taken from the manifest the message pins (its sha256 is checked), so whoever adopts
-    the table reads exactly the files the scorer verified.
+    the table reads exactly the files the scorer verified. ``root`` None trusts the
+    message's folder (tests, tools); a root confines it to that store.
     """
-    folder = Path(str(message["path"]))
-    try:
-        raw = (folder / MANIFEST).read_bytes()
-    except OSError as exc:
-        raise ModelRejected("missing_file", f"cannot read {MANIFEST}: {exc}", str(folder)) from None
-    if sha256_bytes(raw) != message.get("manifest_sha256"):
-        raise ModelRejected("checksum_mismatch", f"{MANIFEST} sha256 differs from the models "
-                            "message", str(folder))
-    try:
-        files = json.loads(raw)["files"]
-        return {name: str(files[name]) for name in ITEM_TABLE_FILES}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelRejected("bad_manifest", f"{MANIFEST} unreadable: {exc!r}",
-                            str(folder)) from None
+    path = Path(str(message.get("path")))
+    folder = version_folder(path.parent if root is None else root, message.get("version"),
+                            message.get("path"))
+    manifest, _ = read_manifest(folder, str(message.get("manifest_sha256")))
+    files = manifest["files"]
+    if not all(name in files for name in ITEM_TABLE_FILES):
+        raise ModelRejected("bad_manifest", f"{MANIFEST} lists no item table", str(folder))
+    return {name: str(files[name]) for name in ITEM_TABLE_FILES}

@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from export.interface import INPUT_NAME
+from export.onnx_guard import check_inline_weights
 
 ATOL = 1e-4
 
@@ -54,7 +55,13 @@ class ParityFixture:
 
 
 def make_session(onnx_bytes: bytes, threads: int = 2) -> ort.InferenceSession:
-    """A CPU ONNX Runtime session with a fixed intra-op thread count (no oversubscription)."""
+    """A CPU ONNX Runtime session with a fixed intra-op thread count (no oversubscription).
+
+    Built from the bytes given, never from a path (the bytes are the ones whose sha256
+    was checked), and only if every weight is inline: ``ModelRejected("external_data")``
+    otherwise (``export.onnx_guard``).
+    """
+    check_inline_weights(onnx_bytes)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

@@ -128,9 +128,10 @@ class OnnxSequenceModel:
     """
 
     def __init__(self, source: str | Path | bytes | Mapping[str, Any] | VerifiedModel,
-                 threads: int = 2, warmup: int = 3) -> None:
+                 threads: int = 2, warmup: int = 3, root: str | Path | None = None) -> None:
+        # ``root``: the model store a message's version must be in (services pass theirs).
         verified = source if isinstance(source, VerifiedModel) else load_verified(
-            source, threads=threads)
+            source, threads=threads, root=root)
         self.path = verified.path
         self.manifest = verified.manifest
         self.version = verified.version

@@ -12,8 +12,10 @@ A model version is one immutable folder under the store root::
 Folders are written under a temporary name and renamed into place, so a reader never sees a
 half-written version. ``publish_message`` is the value the trainer puts on the ``models``
 topic; ``load_verified`` accepts that message (or a folder path) and raises
-``ModelRejected`` with a reason code on a missing file, a checksum mismatch, a bad manifest
-or a failed parity check, so the caller can keep serving the previous model. No torch here.
+``ModelRejected`` with a reason code on a folder outside the store root, an oversize or
+missing file, a checksum mismatch, a bad manifest, a graph with external data or a failed
+parity check, so the caller can keep serving the previous model. Where a folder may be
+and how its files are read is ``export.store_root``'s rule. No torch here.
 ``export.item_table`` reads only the item ids and table of a version (what ingest adopts)
 with the same checks and errors.
 """
@@ -35,14 +37,17 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from export.item_table import (ITEMS_FILE, MANIFEST, TABLE_FILE, ModelRejected,
-                               parse_item_table, sha256_bytes)
+from export.item_table import parse_item_table
 from export.parity import ATOL, ParityError, ParityFixture, make_session, verify_fixture
+from export.store_root import (ITEMS_FILE, MANIFEST, MODEL_FILE, PARITY_FILE, TABLE_FILE,
+                               ModelRejected, read_manifest, read_verified, sha256_bytes,
+                               version_folder)
+from streamrec.control import BadControl, ModelAnnouncement
 
 log = logging.getLogger(__name__)
 
 FORMAT = "streamrec-sasrec/1"
-MODEL_FILE, PARITY_FILE = "model.onnx", "parity.npz"
+MAX_ATOL = 1e-2  # the exporter checks 1e-4; a manifest asking for more slack is refused
 REQUIRED_FILES = (MODEL_FILE, ITEMS_FILE, TABLE_FILE, PARITY_FILE)
 _VERSION = re.compile(r"^v(\d{6,})$")
 
@@ -146,41 +151,63 @@ class ModelStore:
         return manifest
 
 
-def publish_message(manifest: Mapping[str, Any], root: str | Path) -> dict[str, Any]:
-    """The ``models`` topic value for a published version (JSON-serialisable)."""
+def publish_message(manifest: Mapping[str, Any], root: str | Path,
+                    published_at: float | None = None) -> dict[str, Any]:
+    """The ``models`` topic value for a published version (JSON-serialisable).
+
+    ``published_at`` (epoch seconds, default now) orders announcements: with signatures on,
+    a scorer takes the latest *publication*, so a replayed old message loses to a newer
+    one, while re-publishing an old version (a rollback) is a new publication that wins.
+    """
     path = (Path(root) / str(manifest["version"])).resolve()
     return {"version": manifest["version"], "parent_version": manifest.get("parent_version"),
             "uri": path.as_uri(), "path": str(path),
             "manifest_sha256": sha256_bytes((path / MANIFEST).read_bytes()),
-            "metrics": manifest.get("metrics", {}), "created_at": manifest.get("created_at")}
+            "metrics": manifest.get("metrics", {}), "created_at": manifest.get("created_at"),
+            "published_at": time.time() if published_at is None else published_at}
 
 
-def _locate(source: str | Path | bytes | Mapping[str, Any]) -> tuple[Path, Mapping | None]:
-    """(model folder, message or None) from a path, a message dict, or message JSON."""
-    if isinstance(source, bytes):
-        source = source.decode("utf-8", "replace")
-    if isinstance(source, str) and source.lstrip().startswith("{"):
-        try:
-            source = json.loads(source)
-        except json.JSONDecodeError as exc:
-            raise ModelRejected("bad_manifest", f"models message is not JSON: {exc}") from None
+def _locate(source: str | Path | bytes | Mapping[str, Any], root: str | Path | None
+            ) -> tuple[Path, ModelAnnouncement | None]:
+    """(checked version folder, announcement or None) from a path, a message or its JSON.
+
+    A message names a version of the store at ``root``; ``root`` None takes the folder the
+    message names as trusted (tools and tests: services always pass their store root).
+    """
     if isinstance(source, Mapping):
-        if "path" not in source or "manifest_sha256" not in source:
-            raise ModelRejected("bad_manifest", "models message lacks path/manifest_sha256")
-        return Path(str(source["path"])), source
-    return Path(source), None  # type: ignore[arg-type]  # bytes were decoded above
+        try:
+            source = json.dumps(dict(source)).encode()
+        except (TypeError, ValueError) as exc:
+            raise ModelRejected("bad_message", f"models message: {exc}") from None
+    if isinstance(source, str) and source.lstrip().startswith("{"):
+        source = source.encode("utf-8", "replace")
+    if isinstance(source, bytes):
+        try:
+            message = ModelAnnouncement.decode(source)
+        except BadControl as exc:
+            raise ModelRejected("bad_message", exc.detail) from None
+        base = root if root is not None else Path(message.path or ".").parent
+        return version_folder(base, message.version, message.path), message
+    path = Path(source)
+    return version_folder(path.parent if root is None else root, path.name, path), None
 
 
 def load_verified(source: str | Path | bytes | Mapping[str, Any], *, check_parity: bool = True,
-                  threads: int = 2) -> VerifiedModel:
+                  threads: int = 2, root: str | Path | None = None) -> VerifiedModel:
     """Load a model version and verify it completely, or raise ``ModelRejected``.
 
-    Checks, in order: the manifest exists, parses and (for a message) matches the
-    message's sha256 and version; every listed file exists and matches its sha256; the
-    item list and table agree; and, unless ``check_parity`` is False, ONNX Runtime
-    reproduces the stored torch outputs within the stored tolerance.
+    Checks, in order: the version folder is inside ``root`` (``export.store_root``); the
+    manifest is there, within its size cap, parses and (for a message) matches the
+    message's sha256; every listed file is within its cap and matches its sha256; the item
+    list and table agree and are finite; the graph has no external data; and, unless
+    ``check_parity`` is False, ONNX Runtime reproduces the stored torch outputs within the
+    stored tolerance. Everything is parsed from the verified bytes, never read twice.
     """
-    path, message = _locate(source)
+    try:
+        path, message = _locate(source, root)
+    except ModelRejected as exc:
+        log.warning("rejected model %s: %s (%s)", str(source)[:200], exc.detail, exc.reason)
+        raise
     try:
         return _load(path, message, check_parity, threads)
     except ModelRejected as exc:
@@ -189,54 +216,43 @@ def load_verified(source: str | Path | bytes | Mapping[str, Any], *, check_parit
         raise
 
 
-def _load(path: Path, message: Mapping | None, check_parity: bool,
+def _load(path: Path, message: ModelAnnouncement | None, check_parity: bool,
           threads: int) -> VerifiedModel:
     where = str(path)
-    try:
-        raw = (path / MANIFEST).read_bytes()
-    except OSError as exc:
-        raise ModelRejected("missing_file", f"cannot read {MANIFEST}: {exc}", where) from None
-    if message is not None and sha256_bytes(raw) != message["manifest_sha256"]:
-        raise ModelRejected("checksum_mismatch", f"{MANIFEST} sha256 differs from the "
-                            "models message", where)
-    try:
-        manifest = json.loads(raw)
-        files: dict[str, str] = manifest["files"]
-        version = manifest["version"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelRejected("bad_manifest", f"{MANIFEST} unreadable: {exc!r}", where) from None
+    manifest, _ = read_manifest(path, message.manifest_sha256 if message else None)
+    files = manifest["files"]
     if manifest.get("format") != FORMAT or not all(n in files for n in REQUIRED_FILES):
-        raise ModelRejected("bad_manifest", f"format {manifest.get('format')!r} or file list "
-                            f"{sorted(files)} is not {FORMAT} with {REQUIRED_FILES}", where)
-    if message is not None and message.get("version") not in (None, version):
-        raise ModelRejected("bad_manifest", f"message says version {message.get('version')}, "
-                            f"manifest says {version}", where)
-    contents: dict[str, bytes] = {}
-    for name, expected in files.items():
-        if "/" in name or "\\" in name or name.startswith("."):
-            raise ModelRejected("bad_manifest", f"file name {name!r} leaves the folder", where)
-        try:
-            contents[name] = (path / name).read_bytes()
-        except OSError:
-            raise ModelRejected("missing_file", f"{name} is missing", where) from None
-        if sha256_bytes(contents[name]) != expected:
-            raise ModelRejected("checksum_mismatch", f"{name} sha256 "
-                                f"{sha256_bytes(contents[name])[:12]}… != manifest "
-                                f"{str(expected)[:12]}…", where)
+        raise ModelRejected("bad_manifest", f"format {str(manifest.get('format'))[:40]!r} or "
+                            f"file list {sorted(files)[:10]} is not {FORMAT} with "
+                            f"{REQUIRED_FILES}", where)
+    model = manifest.get("model")
+    if (not isinstance(model, dict) or not isinstance(model.get("max_len"), int)
+            or not 0 < model["max_len"] <= 10_000):
+        raise ModelRejected("bad_manifest", "model.max_len is not a positive integer", where)
+    parity = manifest.get("parity", {})
+    atol = parity.get("atol", ATOL) if isinstance(parity, dict) else None
+    if not isinstance(atol, (int, float)) or not 0 <= atol <= MAX_ATOL:
+        # A tolerance the manifest could raise at will would wave any graph through.
+        raise ModelRejected("bad_manifest", f"parity.atol {str(atol)[:20]} is not a "
+                            f"tolerance in [0, {MAX_ATOL}]", where)
+    contents = {name: read_verified(path, manifest, name) for name in REQUIRED_FILES}
     item_ids, table = parse_item_table(contents[ITEMS_FILE], contents[TABLE_FILE], where)
     try:
         with np.load(io.BytesIO(contents[PARITY_FILE]), allow_pickle=False) as arrays:
             fixture = ParityFixture.from_arrays({k: arrays[k] for k in arrays.files})
-    except (ValueError, OSError, KeyError) as exc:
-        raise ModelRejected("bad_manifest", f"unreadable model files: {exc!r}", where) from None
+    except Exception as exc:  # noqa: BLE001 - numpy and zipfile raise many types
+        raise ModelRejected("bad_manifest", f"unreadable parity fixture: {type(exc).__name__}",
+                            where) from None
     session = None
     if check_parity:
         try:
             session = make_session(contents[MODEL_FILE], threads)
-            verify_fixture(session, fixture, float(manifest.get("parity", {}).get("atol", ATOL)))
+            verify_fixture(session, fixture, atol)
+        except ModelRejected:
+            raise
         except ParityError as exc:
             raise ModelRejected("parity_failure", str(exc), where) from None
         except Exception as exc:  # noqa: BLE001 - ORT raises its own types on a bad graph
             raise ModelRejected("parity_failure", f"ONNX Runtime cannot run the graph: "
-                                f"{type(exc).__name__}: {exc}", where) from None
+                                f"{type(exc).__name__}: {str(exc)[:300]}", where) from None
     return VerifiedModel(path, manifest, contents[MODEL_FILE], item_ids, table, session)

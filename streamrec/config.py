@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from streamrec.connection import SECURITY_FIELDS, KafkaSecurity, read_secret_file
@@ -99,6 +99,14 @@ class Settings:
     snapshot_chunk_bytes: int = 4 * 1024 * 1024
     snapshot_max_chunks: int = 1024
     snapshot_max_bytes: int = 1024 * 1024 * 1024
+    # --- Control-plane trust (issue 9; export.store_root, streamrec.signing) -------------
+    # Models are loaded only from version folders directly under this root (resolved, no
+    # ".." or symlink out): the trainer writes there, the scorer and ingest read there.
+    # `streamrec train --store` overrides it for the trainer; compose mounts /models.
+    model_store: str = "./model-store"
+    # HMAC-SHA256 key of forget, adopt-model and models messages; empty = unsigned (no
+    # check). A secret: never in repr, logs or metrics.
+    control_secret: str = field(default="", repr=False)
 
     @property
     def topics(self) -> TopicNames:

@@ -116,7 +116,8 @@ def _cmd_forget(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     producer = kafka_clients.producer(settings)
     # Sent on clicks, keyed by the user: see streamrec.control.
-    send_control(producer, settings.topics.clicks, [forget_request(args.user_id)], timeout_s=30)
+    send_control(producer, settings.topics.clicks,
+                 [forget_request(args.user_id, settings.control_secret)], timeout_s=30)
     producer.close()
     print(f"forget request for {args.user_id!r} published on {settings.topics.clicks}")
     return 0
@@ -148,18 +149,19 @@ def _cmd_score(args: argparse.Namespace) -> int:
         log.error("deep model rejected; the previous one keeps serving",
                   extra={"version": version, "reason": reason})
 
-    follower = ModelFollower(settings, on_model, on_reject).start()
+    follower = ModelFollower(settings, on_model, on_reject).bind_metrics(registry).start()
     try:
         return _serve("score", args, settings, processor,
                       [settings.topics.user_state, settings.topics.requests], settings.score_group,
-                      restore_to_committed=True, registry=registry)
+                      restore_to_committed=True, registry=registry, also_ready=follower.health)
     finally:
         follower.close()
 
 
 def _serve(service: str, args: argparse.Namespace, settings: Settings, processor: object,
            topics: list[str], group: str, restore_to_committed: bool,
-           registry: MetricsRegistry | None = None) -> int:
+           registry: MetricsRegistry | None = None,
+           also_ready: Callable[[], dict[str, object]] | None = None) -> int:
     from streamrec.logging_setup import configure_logging
     from streamrec.metrics import MetricsRegistry, MetricsServer, service_metrics
     from streamrec.runtime import ProcessorService
@@ -178,7 +180,7 @@ def _serve(service: str, args: argparse.Namespace, settings: Settings, processor
         # group and restored its partitions.
         server = MetricsServer(registry, settings.metrics_port, host=settings.metrics_host,
                                health=lambda: not runner.stopping,
-                               ready=lambda: runner.ready.is_set() and not runner.stopping)
+                               ready=lambda: _readiness(runner, also_ready))
     _install_stop_handlers(runner.stop)
     log.info(f"{service} starting", extra={"bootstrap": settings.bootstrap_servers,
                                            "security": settings.kafka_security.describe(),
@@ -191,6 +193,15 @@ def _serve(service: str, args: argparse.Namespace, settings: Settings, processor
             server.close()
     log.info(f"{service} stopped", extra={"batches": runner.batches_committed})
     return 0
+
+
+def _readiness(runner: object, also_ready: Callable[[], dict[str, object]] | None
+               ) -> dict[str, object]:
+    """Ready once the loop joined its group and restored, and ``also_ready`` (the scorer's
+    model follower) says ``ok``; the body names what is not."""
+    if not (runner.ready.is_set() and not runner.stopping):  # type: ignore[attr-defined]
+        return {"status": "unhealthy", "reason": "not restored or stopping"}
+    return also_ready() if also_ready is not None else {"status": "ok"}
 
 
 def _install_stop_handlers(stop: Callable[[], None]) -> None:

@@ -38,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               "and publish it on models if it is not worse")
     add_kafka_options(p)
     p.add_argument("--once", action="store_true", help="one run, then exit")
-    p.add_argument("--store", default="./model-store",
-                   help="model store folder, shared with the scorers (default ./model-store)")
+    p.add_argument("--store", help="model store folder, shared with the scorers "
+                   "(default $STREAMREC_MODEL_STORE or ./model-store)")
     p.add_argument("--window-events", type=positive_int, default=100_000,
                    help="train on the newest N clicks across partitions (default 100000)")
     p.add_argument("--since", type=positive_float, metavar="EPOCH_S",
@@ -77,10 +77,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from streamrec.kafka_launcher import probe
     from streamrec.logging_setup import configure_logging
 
-    store_root = Path(args.store)
+    settings = settings_from_args(args, model_store=args.store)
+    store_root = Path(settings.model_store)
     if store_root.exists() and not store_root.is_dir():
-        raise ConfigError(f"--store {args.store} exists and is not a folder")
-    settings = settings_from_args(args)
+        raise ConfigError(f"--store {settings.model_store} exists and is not a folder")
     # Seconds, not a 60 s client timeout; refused credentials raise KafkaAccessError.
     unreachable = probe(settings.bootstrap_servers, settings.kafka_security)
     if unreachable is not None:

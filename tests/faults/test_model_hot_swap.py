@@ -40,7 +40,7 @@ def _publish_models(store: ModelStore, n: int) -> list[dict]:
 
 
 def test_models_swap_under_load_without_dropping_or_mixing_versions(kafka_settings, tmp_path):
-    settings = kafka_settings
+    settings = kafka_settings.replace(model_store=str(tmp_path / "store"))
     store = ModelStore(tmp_path / "store")
     good = _publish_models(store, 4)
     corrupted = good.pop()  # published, then tampered with: its checksum no longer matches

@@ -47,7 +47,8 @@ def uninterrupted(settings: Settings, clicks: list[Record]) -> IngestProcessor:
 
 def test_ingest_adopts_a_published_model_and_restarts_to_the_same_states(
         kafka_settings: Settings, tmp_path: Path) -> None:
-    settings = kafka_settings.replace(learn_every=16, snapshot_every=200)
+    settings = kafka_settings.replace(learn_every=16, snapshot_every=200,
+                                      model_store=str(tmp_path / "models"))
     events = list(SyntheticStream(n_users=60, n_items=90, n_events=3_000, seed=11).events())
     before, during, after = events[:1_500], events[1_500:2_200], events[2_200:]
     items = sorted({e.item_id for e in events}) + ["deep-only-item"]

@@ -36,7 +36,7 @@ def run_train_once(settings: Settings, store: Path) -> subprocess.CompletedProce
 
 def test_train_once_publishes_a_model_the_follower_serves(kafka_settings: Settings,
                                                           tmp_path: Path) -> None:
-    settings = kafka_settings
+    settings = kafka_settings.replace(model_store=str(tmp_path / "store"))  # the follower's
     events = SyntheticStream(n_users=300, n_items=200, n_events=N_EVENTS, seed=5).events()
     produce_raw(settings, settings.topics.clicks,
                 ((e.user_id.encode(), encode_click(e)) for e in events))
@@ -69,7 +69,7 @@ def test_train_once_publishes_a_model_the_follower_serves(kafka_settings: Settin
         assert follower.wait_for_version("v000001", timeout=30)
         assert loaded_on == ["model-follower"]  # off the caller's (the hot) path
 
-        bad = tampered_copy(message, tmp_path / "tampered", "v000002")
+        bad = tampered_copy(message, tmp_path / "store", "v000002")
         produce_raw(settings, settings.topics.models, [(b"current", json.dumps(bad).encode())])
         assert follower.wait_for_rejection("v000002", timeout=30)
         assert rejected[0][0] == "v000002" and rejected[0][1].startswith("checksum_mismatch")

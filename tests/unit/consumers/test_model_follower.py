@@ -15,12 +15,13 @@ from unit.consumers.trainer_helpers import tampered_copy
 class Recorder:
     """The server's side: which models were handed over, which were rejected."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path, secret: str = "") -> None:
         self.models: list[tuple[str, dict]] = []
         self.rejected: list[tuple[str, str]] = []
+        self.settings = Settings(model_store=str(root), control_secret=secret)
 
     def follower(self) -> ModelFollower:
-        return ModelFollower(Settings(), lambda model, message: self.models.append(
+        return ModelFollower(self.settings, lambda model, message: self.models.append(
             (model.version, message)), lambda version, reason: self.rejected.append(
             (version, reason)), threads=1, warmup=1)
 
@@ -29,23 +30,24 @@ def encoded(message: dict) -> bytes:
     return json.dumps(message).encode()
 
 
-def test_a_verified_model_is_handed_over_once(model_store) -> None:
-    _, first = model_store
-    recorder = Recorder()
+def test_a_verified_model_is_handed_over_once(store) -> None:
+    root, first = store
+    recorder = Recorder(root)
     follower = recorder.follower()
-    assert follower.handle([encoded(first.message)]) == "v000001"
-    assert follower.handle([encoded(first.message)]) is None  # already serving: skipped
+    assert follower.handle([encoded(first)]) == "v000001"
+    assert follower.handle([encoded(first)]) is None  # already serving: skipped
     assert [v for v, _ in recorder.models] == ["v000001"] and recorder.rejected == []
     assert follower.wait_for_version("v000001", timeout=0.1)
+    assert follower.outcomes == {"served": 1, "already_serving": 1}
 
 
 def test_a_tampered_model_is_rejected_and_the_previous_keeps_serving(
-        model_store, tmp_path: Path, caplog) -> None:
-    _, first = model_store
-    recorder = Recorder()
+        store, caplog) -> None:
+    root, first = store
+    recorder = Recorder(root)
     follower = recorder.follower()
-    follower.handle([encoded(first.message)])
-    bad = tampered_copy(first.message, tmp_path, "v000009")
+    follower.handle([encoded(first)])
+    bad = tampered_copy(first, root, "v000009")
     assert follower.handle([encoded(bad)]) is None
     assert recorder.rejected[0][0] == "v000009"
     assert recorder.rejected[0][1].startswith("checksum_mismatch")
@@ -55,27 +57,27 @@ def test_a_tampered_model_is_rejected_and_the_previous_keeps_serving(
     assert len(recorder.rejected) == 1 and follower.wait_for_rejection("v000009", 0.1)
 
 
-def test_newest_first_falls_back_to_the_newest_good_model(model_store, tmp_path: Path) -> None:
-    _, first = model_store
-    recorder = Recorder()
+def test_newest_first_falls_back_to_the_newest_good_model(store) -> None:
+    root, first = store
+    recorder = Recorder(root)
     follower = recorder.follower()
-    bad = tampered_copy(first.message, tmp_path, "v000002")
+    bad = tampered_copy(first, root, "v000002")
     # A restarted scorer reads the history in one poll: only the newest good one loads.
-    assert follower.handle([encoded(first.message), encoded(bad), b"{oops"]) == "v000001"
+    assert follower.handle([encoded(first), encoded(bad), b"{oops"]) == "v000001"
     assert [v for v, _ in recorder.rejected] == ["unknown", "v000002"]
     assert [v for v, _ in recorder.models] == ["v000001"]
 
 
-def test_a_failing_on_model_counts_as_a_rejection(model_store) -> None:
-    _, first = model_store
+def test_a_failing_on_model_counts_as_a_rejection(store) -> None:
+    root, first = store
     rejected: list[tuple[str, str]] = []
 
     def refuse(model, message) -> None:
         raise RuntimeError("dimension mismatch")
 
-    follower = ModelFollower(Settings(), refuse, lambda v, r: rejected.append((v, r)),
-                             threads=1, warmup=1)
-    assert follower.handle([encoded(first.message)]) is None
+    follower = ModelFollower(Settings(model_store=str(root)), refuse,
+                             lambda v, r: rejected.append((v, r)), threads=1, warmup=1)
+    assert follower.handle([encoded(first)]) is None
     assert follower.current_version is None
     assert rejected == [("v000001", "on_model_failed: RuntimeError: dimension mismatch")]
 

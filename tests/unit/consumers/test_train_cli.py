@@ -37,7 +37,10 @@ def test_bad_arguments_exit_2_with_one_line(args, capsys) -> None:
 def test_defaults() -> None:
     args = build_parser().parse_args(["train"])
     assert (args.once, args.store, args.window_events, args.tolerance, args.epochs) == (
-        False, "./model-store", 100_000, 0.0, 10)
+        False, None, 100_000, 0.0, 10)
+    # No --store: the model_store setting every service shares decides.
+    from streamrec.commands.core import settings_from_args
+    assert settings_from_args(args, model_store=args.store).model_store == "./model-store"
     assert build_parser().parse_args(["train", "--tolerance", "-0.01"]).tolerance == -0.01
 
 

@@ -6,12 +6,13 @@ stand-ins. Import as ``unit.core.model_store_fakes`` (the broker test uses it to
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from export.item_table import TABLE_FILE, item_table_checksums
+from export.item_table import TABLE_FILE
 from export.parity import ParityFixture
 from export.store import ModelStore, publish_message
 from streamrec.control import ControlMessage, adopt_model_requests
@@ -30,8 +31,7 @@ def publish_fake_model(root: Path, item_ids: Sequence[str], dim: int = 12, seed:
 
 def adopt_messages(message: dict[str, Any], partitions: Sequence[int]) -> list[ControlMessage]:
     """The adopt-model control messages the trainer sends for ``message``."""
-    return adopt_model_requests(str(message["version"]), str(message["path"]),
-                                item_table_checksums(message), partitions)
+    return adopt_model_requests(json.dumps(message, sort_keys=True).encode(), partitions)
 
 
 def corrupt_table(message: dict[str, Any]) -> None:

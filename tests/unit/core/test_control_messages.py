@@ -7,7 +7,7 @@ import json
 import pytest
 
 from streamrec.control import (ADOPT_MODEL, CONTROL_HEADER, CONTROL_KEY, FORGET,
-                               AdoptModelRequest, adopt_model_requests, forget_request, kind_of,
+                               AdoptModelRequest, BadControl, adopt_model_requests, forget_request, kind_of,
                                send_control)
 
 
@@ -31,25 +31,39 @@ def test_forget_is_keyed_by_the_user_and_carries_no_value() -> None:
     assert kind_of(message.headers) == FORGET
 
 
-def test_adopt_model_goes_to_every_partition_and_round_trips() -> None:
-    sha = {"items.json": "a" * 64, "item_table.npy": "b" * 64}
-    messages = adopt_model_requests("v000003", "/models/v000003", sha, {3, 1, 0, 2},
-                                    uri="file:///models/v000003")
+ANNOUNCEMENT = json.dumps({"version": "v000003", "path": "/models/v000003",
+                           "manifest_sha256": "a" * 64, "uri": "file:///models/v000003",
+                           "metrics": {"ndcg@10": 0.1}}, sort_keys=True).encode()
+
+
+def test_adopt_model_goes_to_every_partition_and_carries_the_announcement() -> None:
+    messages = adopt_model_requests(ANNOUNCEMENT, {3, 1, 0, 2})
     assert [m.partition for m in messages] == [0, 1, 2, 3]
     assert {m.key for m in messages} == {CONTROL_KEY}
     assert all(kind_of(m.headers) == ADOPT_MODEL for m in messages)
-    assert len({m.value for m in messages}) == 1  # the same request everywhere
+    assert {m.value for m in messages} == {ANNOUNCEMENT}  # the models value, byte for byte
     request = AdoptModelRequest.decode(messages[0].value)
-    assert (request.version, request.path, dict(request.sha256)) == (
-        "v000003", "/models/v000003", sha)
-    assert json.loads(messages[0].value or b"")["uri"] == "file:///models/v000003"
+    assert (request.version, request.path, request.manifest_sha256) == (
+        "v000003", "/models/v000003", "a" * 64)
+    assert request.fields["uri"] == "file:///models/v000003"
 
 
-@pytest.mark.parametrize("value", [None, b"", b"{broken", b"[]", b'{"version": "v1"}',
-                                   b'{"version": "v1", "path": "/m", "sha256": 3}'])
-def test_a_malformed_adopt_request_raises_value_error(value: bytes | None) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("value", [
+    None, b"", b"{broken", b"[]", b'{"version": "v1"}', b"\xff\xfe",
+    b'{"version": "v000001", "manifest_sha256": 3}',
+    b'{"version": "v000001", "manifest_sha256": "%s", "path": 7}' % (b"a" * 64),
+    b'{"version": "../v000001", "manifest_sha256": "%s"}' % (b"a" * 64),
+    b"[" * 1000 + b"]" * 1000, b'{"version": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    b'{"version": "v000001", "manifest_sha256": "%s", "pad": "%s"}' % (b"a" * 64, b"x" * 70000)])
+def test_a_malformed_adopt_request_raises_bad_control_only(value: bytes | None) -> None:
+    with pytest.raises(BadControl) as info:
         AdoptModelRequest.decode(value)
+    assert info.value.reason == "bad_request"
+
+
+def test_a_builder_refuses_to_send_what_ingest_would_refuse() -> None:
+    with pytest.raises(BadControl):
+        adopt_model_requests(b'{"version": "latest"}', [0])
 
 
 def test_ordinary_events_have_no_control_kind() -> None:
@@ -61,7 +75,7 @@ def test_ordinary_events_have_no_control_kind() -> None:
 def test_send_control_sends_with_headers_and_explicit_partitions() -> None:
     producer = RecordingProducer()
     send_control(producer, "clicks", [forget_request("u1")]
-                 + adopt_model_requests("v1", "/m", {}, [0, 1]))
+                 + adopt_model_requests(ANNOUNCEMENT, [0, 1]))
     assert [(s["key"], s["partition"]) for s in producer.sent] == [
         (b"u1", None), (CONTROL_KEY, 0), (CONTROL_KEY, 1)]
     assert producer.sent[0]["headers"] == [(CONTROL_HEADER, FORGET)]

@@ -13,11 +13,13 @@ from unit.learner_checks import learned_state
 
 from consumers.ingest import IngestProcessor
 from consumers.partition_models import SNAPSHOT_KEY, is_snapshot_key
-from export.item_table import load_item_table
+from export.item_table import load_published_item_table
 from online_models.user_state import UserState, decode_state
 from streamrec.config import Settings
 from streamrec.control import (CONTROL_KEY, AdoptModelRequest, ControlMessage,
                                adopt_model_requests)
+
+STORE = "./model-store"
 from streamrec.events import ClickEvent, encode_click
 from streamrec.records import ProcessResult, Record
 
@@ -45,8 +47,10 @@ def stream(adopt_at: int, n: int, model: dict) -> list[Record]:
 
 
 @pytest.fixture()
-def model(tmp_path: Path) -> dict:
-    return publish_fake_model(tmp_path / "models", ITEMS, dim=DEEP_DIM)
+def model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    # Published where the default Settings.model_store (./model-store) finds it.
+    monkeypatch.chdir(tmp_path)
+    return publish_fake_model(tmp_path / "model-store", ITEMS, dim=DEEP_DIM)
 
 
 def same_models(a: IngestProcessor, b: IngestProcessor, partition: int = 0) -> bool:
@@ -96,7 +100,8 @@ def test_the_point_of_adoption_is_fixed_by_the_message_not_by_micro_batches(mode
     assert models is not None
     models.flush()
     request = AdoptModelRequest.decode(records[30].value)
-    models.blend.embeddings.adopt_item_table(*load_item_table(request.path, request.sha256))
+    models.blend.embeddings.adopt_item_table(*load_published_item_table(
+        STORE, request.version, request.manifest_sha256, request.path))
     reference.process(records[31:])
     assert learned_state(ingest.models(0).blend) == learned_state(models.blend)
     # Adopting one event later is a different sequence, and gives different models.
@@ -201,11 +206,11 @@ def test_every_partition_adopts_but_the_table_is_read_once(
 
     reads: list[str] = []
 
-    def counting(folder, sha256):  # type: ignore[no-untyped-def]
-        reads.append(str(folder))
-        return load_item_table(folder, sha256)
+    def counting(root, version, sha256, path):  # type: ignore[no-untyped-def]
+        reads.append(str(path))
+        return load_published_item_table(root, version, sha256, path)
 
-    monkeypatch.setattr(consumers.model_adoption, "load_item_table", counting)
+    monkeypatch.setattr(consumers.model_adoption, "load_published_item_table", counting)
     ingest = IngestProcessor(SETTINGS)
     messages = adopt_messages(model, [2, 0, 1])
     assert [m.partition for m in messages] == [0, 1, 2]
@@ -216,7 +221,8 @@ def test_every_partition_adopts_but_the_table_is_read_once(
 
 
 def test_a_fake_loader_can_stand_in_for_the_store() -> None:
-    message = adopt_model_requests("v000009", "/nowhere", {}, [0])[0]
+    message = adopt_model_requests(b'{"version": "v000009", "path": "/nowhere", '
+                                   b'"manifest_sha256": "%s"}' % (b"0" * 64), [0])[0]
     ingest = IngestProcessor(SETTINGS, load_item_table=lambda request: (
         ["a", "b"], np.ones((2, 3), dtype=np.float32)))
     ingest.process([click(0, "u1", "a"), control(1, message), click(2, "u1", "b")])
