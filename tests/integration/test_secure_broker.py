@@ -13,7 +13,6 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from kafka import KafkaAdminClient, OffsetAndMetadata
@@ -28,23 +27,9 @@ from streamrec.kafka_secure import SecureBroker
 from streamrec.topics import create_topics
 
 
-@pytest.fixture(scope="module")
-def secure_admin(kafka_secure: SecureBroker) -> Iterator[KafkaAdminClient]:
-    admin = kafka_clients.admin(kafka_secure.settings_for("admin"), client_id="streamrec-tests-admin")
-    yield admin
-    admin.close()
-
-
-@pytest.fixture
-def secure_settings(kafka_secure: SecureBroker, secure_admin: KafkaAdminClient) -> Settings:
-    """Fresh topics, groups and transactional ids for this test, ACLs applied as admin."""
-    prefix = f"s{uuid.uuid4().hex[:10]}-"
-    settings = Settings(bootstrap_servers=kafka_secure.bootstrap, topic_prefix=prefix,
-                        partitions=1, ingest_group=f"{prefix}ingest",
-                        score_group=f"{prefix}score", transactional_id_prefix=prefix.rstrip("-"))
-    create_topics(settings, admin=secure_admin)
-    apply_acls(secure_admin, settings)
-    return settings
+# Every helper below reads partition 0 only (the conftest fixture ``secure_settings`` makes
+# this test's topics, groups and transactional ids, and applies the ACLs as admin).
+SECURE_PARTITIONS = 1
 
 
 def produce(broker: SecureBroker, principal: str, topic: str, **extra: object) -> None:
@@ -215,12 +200,12 @@ def test_a_user_without_acls_may_do_nothing(kafka_secure: SecureBroker,
 
 
 def test_every_acl_is_in_place_and_applying_twice_changes_nothing(
-        kafka_secure: SecureBroker, secure_admin: KafkaAdminClient,
+        kafka_secure: SecureBroker, kafka_secure_admin: KafkaAdminClient,
         secure_settings: Settings) -> None:
     from kafka.admin import (ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType,
                              ResourcePatternFilter, ResourceType)
-    apply_acls(secure_admin, secure_settings)
-    found, error = secure_admin.describe_acls(ACLFilter(
+    apply_acls(kafka_secure_admin, secure_settings)
+    found, error = kafka_secure_admin.describe_acls(ACLFilter(
         principal=None, host="*", operation=ACLOperation.ANY,
         permission_type=ACLPermissionType.ANY, resource_pattern=ResourcePatternFilter(
             ResourceType.ANY, None, ACLResourcePatternType.ANY)))
