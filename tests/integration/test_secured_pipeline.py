@@ -23,6 +23,8 @@ from streamrec.messages import Recommendation
 from support import (applied_events, assert_offsets_applied_once, ingest_service, latest_by_key,
                      read_topic, running_service, score_service, trigger_ids)
 
+pytestmark = pytest.mark.kafka
+
 N_EVENTS = 5_000
 
 
@@ -80,5 +82,3 @@ def test_5000_clicks_through_the_secured_pipeline_exactly_once(
         assert not seen_through[message.trigger_id] & {i.item_id for i in message.items}, message
     assert {m.user_id for m in recommendations} == set(clicked)
 
-
-pytestmark = pytest.mark.kafka
