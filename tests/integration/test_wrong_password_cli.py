@@ -67,3 +67,18 @@ def test_a_wrong_password_in_a_properties_file_fails_the_same_way(
     assert done.stderr == (f"streamrec: error: Kafka authentication failed at "
                            f"{kafka_secure.bootstrap} (SASL_SSL, SCRAM-SHA-256, user 'ingest')\n")
     assert seconds < 15 and WRONG not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("sdk", ["ClickPublisher", "RecommendationReader"])
+def test_the_app_sdk_raises_kafka_access_error_at_once(kafka_secure: SecureBroker,
+                                                       sdk: str) -> None:
+    from producers.publisher import ClickPublisher
+    from producers.reader import RecommendationReader
+    from streamrec.connection import KafkaAccessError
+    settings = kafka_secure.settings_for("app", password=WRONG)
+    build = {"ClickPublisher": ClickPublisher.from_settings,
+             "RecommendationReader": RecommendationReader}[sdk]
+    started = time.monotonic()
+    with pytest.raises(KafkaAccessError, match=r"^Kafka authentication failed at .* user 'app'\)$"):
+        build(settings)
+    assert time.monotonic() - started < 6
