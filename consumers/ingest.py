@@ -22,18 +22,22 @@ from typing import Iterable
 from consumers.model_adoption import ItemTableLoader, ModelAdopter
 from consumers.partition_models import SNAPSHOT_KEY, PartitionModels
 from online_models.blend import OnlineBlend
-from online_models.user_state import UserState, decode_state, encode_state
+from online_models.user_state import StateBounds, UserState, decode_state, encode_state
 from streamrec.config import Settings
 from streamrec.control import ADOPT_MODEL, CONTROL_HEADER, FORGET, kind_of
-from streamrec.events import BadEvent, ClickEvent, dead_letter, decode_click
+from streamrec.events import BadEvent, ClickBounds, ClickEvent, dead_letter, decode_click_record
+from streamrec.input_bounds import (
+    RESERVED_USER_PREFIX,
+    BadInput,
+    check_user_id,
+    count_skip,
+    decode_user_key,
+)
 from streamrec.records import Output, ProcessResult, Record
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CONTROL_HEADER", "FORGET", "ADOPT_MODEL", "IngestProcessor"]
-
-# Keys streamrec itself writes to user-state (snapshots) and clicks (control messages).
-RESERVED_USER_PREFIX = "__streamrec_"
+__all__ = ["CONTROL_HEADER", "FORGET", "ADOPT_MODEL", "IngestProcessor", "RESERVED_USER_PREFIX"]
 
 
 class IngestProcessor:
@@ -51,6 +55,10 @@ class IngestProcessor:
         self._states: dict[int, dict[str, UserState]] = {}
         self._models: dict[int, PartitionModels] = {}
         self.rejected_by_reason: Counter[str] = Counter()
+        # user-state records restore could not use, by (topic, reason): counted, not fatal.
+        self.skipped_by_reason: Counter[tuple[str, str]] = Counter()
+        self.click_bounds = ClickBounds.from_settings(settings)
+        self.state_bounds = StateBounds.from_settings(settings)
         self.adopter = ModelAdopter(load_item_table)
 
     @property
@@ -65,16 +73,25 @@ class IngestProcessor:
         models = self._new_models(partition)
         for record in changelog:
             if record.key is None:
+                count_skip(self.skipped_by_reason, record.topic,
+                           BadInput("missing_key", "user-state record without a key"), log)
                 continue
             if record.key == SNAPSHOT_KEY:
                 if models is not None and record.value is not None:
                     models.load(record.value)
                 continue
-            user_id = record.key.decode()
-            if record.value is None:  # tombstone: the user was forgotten
-                users.pop(user_id, None)
+            try:
+                user_id = decode_user_key(record.key, self.settings.max_id_bytes)
+                if record.value is None:  # tombstone: the user was forgotten
+                    users.pop(user_id, None)
+                    continue
+                state = decode_state(record.value, self.state_bounds, record.timestamp_ms)
+                if state.user_id != user_id:
+                    raise BadInput("key_mismatch", "state's user_id is not its key")
+            except BadInput as error:
+                # The user keeps the state restored so far (if any): a bad record is skipped.
+                count_skip(self.skipped_by_reason, record.topic, error, log)
                 continue
-            state = decode_state(record.value)
             state.new_events = []
             users[user_id] = state
         self._states[partition] = users
@@ -93,7 +110,11 @@ class IngestProcessor:
         for record in records:
             kind = kind_of(record.headers)
             if kind == FORGET:
-                models.forget(record.key.decode() if record.key else "")
+                try:
+                    user_id = self._forgotten_user(record)
+                except BadInput:
+                    continue  # dead-lettered by process: it changed nothing then either
+                models.forget(user_id)
                 # The offset of the forget request is where a snapshot taken now stands.
                 models.pending_last_offset = record.offset
                 continue
@@ -104,9 +125,11 @@ class IngestProcessor:
                 self.adopter.adopt(models, record.value)
                 models.pending_last_offset = record.offset
                 continue
+            if kind is not None:
+                continue  # an unknown control kind: dead-lettered by process
             try:
-                event = decode_click(record.value, self.settings.max_event_bytes)
-            except BadEvent:
+                event = decode_click_record(record, self.click_bounds)
+            except BadInput:
                 continue
             models.add(event, record.offset)
 
@@ -151,7 +174,11 @@ class IngestProcessor:
                     snapshots[record.partition] = models.snapshot()
                 continue
             if kind == FORGET:
-                user_id = record.key.decode() if record.key else ""
+                try:
+                    user_id = self._forgotten_user(record)
+                except BadInput as error:
+                    self._reject(result, record, error)
+                    continue
                 touched.pop(user_id, None)
                 for moved in self.forget(user_id, record.partition, record.offset):
                     touched[moved] = (record.partition, self.users(record.partition)[moved])
@@ -161,12 +188,11 @@ class IngestProcessor:
                     snapshots[record.partition] = models.snapshot()
                 continue
             try:
-                event = decode_click(record.value, self.settings.max_event_bytes)
-                _check_key(record, event)
-            except BadEvent as error:
-                result.rejected += 1
-                self.rejected_by_reason[error.reason] += 1
-                result.outputs.append(dead_letter(record, error, self.topics.dlq))
+                if kind is not None:
+                    raise BadEvent("unknown_control", f"control kind {kind!r:.64} is not known")
+                event = decode_click_record(record, self.click_bounds)
+            except BadInput as error:
+                self._reject(result, record, error)
                 continue
             state = self.apply(event, record.partition, record.offset, record.timestamp_ms)
             if state is None:
@@ -202,6 +228,21 @@ class IngestProcessor:
             result.outputs.append(Output(self.changelog_topic, SNAPSHOT_KEY, payload,
                                          partition=partition))
         return result
+
+    def _reject(self, result: ProcessResult, record: Record, error: BadInput) -> None:
+        result.rejected += 1
+        self.rejected_by_reason[error.reason] += 1
+        result.outputs.append(dead_letter(record, error, self.topics.dlq,
+                                          self.settings.max_message_bytes))
+
+    def _forgotten_user(self, record: Record) -> str:
+        """The user a forget request names: its key, a valid user id (else ``BadInput``).
+
+        A reserved id is refused too: its tombstone would erase a partition snapshot.
+        """
+        user_id = decode_user_key(record.key, self.settings.max_id_bytes)
+        check_user_id(user_id, "key", self.settings.max_id_bytes)
+        return user_id
 
     def apply(self, event: ClickEvent, partition: int, offset: int,
               produced_ms: int = 0) -> UserState | None:
@@ -278,17 +319,4 @@ class IngestProcessor:
         return PartitionModels(partition, lambda p: OnlineBlend(
             half_life_s=self.settings.popularity_half_life_s, seed=seed),
             self.settings.learn_every, self.settings.snapshot_every)
-
-
-def _check_key(record: Record, event: ClickEvent) -> None:
-    # The key decides the partition, and the partition owns the user's state: an event
-    # keyed by anything but its user_id would split that state across partitions.
-    if record.key != event.user_id.encode():
-        raise BadEvent("key_mismatch", f"message key {record.key!r} is not the event's user_id "
-                                       f"{event.user_id!r}")
-    if event.user_id.startswith(RESERVED_USER_PREFIX):
-        # user-state keys with this prefix hold partition snapshots and control records:
-        # a user of that name would overwrite them under compaction.
-        raise BadEvent("reserved_user_id", f"user_id {event.user_id!r} starts with the reserved "
-                                           f"prefix {RESERVED_USER_PREFIX!r}")
 
