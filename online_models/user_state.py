@@ -113,6 +113,7 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(UserState)
 _DEFAULT_BOUNDS = StateBounds()
 _MAX_TYPE_COUNTS = 16
+_INT64 = 2**63
 
 
 def encode_state(state: UserState) -> bytes:
@@ -153,6 +154,12 @@ def _check_bounds(state: UserState, bounds: StateBounds, produced_ms: int) -> No
                                             f"(limit {bounds.max_embedding_dim})")
         if not all(map(math.isfinite, state.embedding)):
             raise BadInput("out_of_bounds", "embedding holds a NaN or infinite value")
+    # JSON integers are unbounded in msgspec: a counter of 10**30 would decode, then break
+    # whatever stores it in an int64 (Kafka offsets, numpy, metrics).
+    counters = (state.event_count, state.source_partition, state.source_offset,
+                state.trigger_produced_ms, state.version, *state.type_counts.values())
+    if not all(-_INT64 <= value < _INT64 for value in counters):
+        raise BadInput("out_of_bounds", "a counter is outside the 64-bit range")
     check_event_time(state.last_ts, produced_ms, bounds.max_event_ahead_s, "last_ts")
     for _, ts in state.new_events:
         check_event_time(ts, produced_ms, bounds.max_event_ahead_s, "new_events ts")
