@@ -21,7 +21,8 @@ from streamrec.metrics.registry import (
 # The ``BadEvent.reason`` values of ``streamrec.events``; created up front so a dashboard
 # shows a 0 line instead of "no data" until the first bad event arrives.
 KNOWN_REJECT_REASONS = ("bad_json", "schema", "oversized", "empty", "key_mismatch",
-                        "reserved_user_id")
+                        "reserved_user_id", "too_deep", "bad_id", "bad_key", "missing_key",
+                        "ts_out_of_range", "out_of_bounds", "unknown_control")
 
 
 C = TypeVar("C", CounterChild, GaugeChild)
@@ -66,6 +67,9 @@ class ServiceMetrics:
     commits: CounterChild
     commit_failures: CounterChild
     model_adoptions: BoundFamily[CounterChild]
+    # Input records skipped and counted, not dead-lettered (bad user states), by
+    # (topic, reason). Last with a default: older constructions keep working.
+    inputs_skipped: BoundFamily[CounterChild] | None = None
 
     def rejected(self, reason: str) -> CounterChild:
         return self.events_rejected.labels(reason=reason)
@@ -83,6 +87,14 @@ class ServiceMetrics:
     def set_adoptions(self, outcome: str, total: float) -> None:
         """Like ``set_rejected``, for ingest's adopt-model messages by outcome."""
         child = self.model_adoptions.labels(outcome=outcome)
+        if total > child.value:
+            child.inc(total - child.value)
+
+    def set_skipped(self, topic: str, reason: str, total: float) -> None:
+        """Like ``set_rejected``, for a processor's ``skipped_by_reason[(topic, reason)]``."""
+        if self.inputs_skipped is None:
+            return
+        child = self.inputs_skipped.labels(topic=topic, reason=reason)
         if total > child.value:
             child.inc(total - child.value)
 
@@ -114,6 +126,10 @@ def service_metrics(registry: MetricsRegistry, service: str,
                                  "adopt-model messages handled per partition, by outcome "
                                  "(adopted, already_adopted, or why the model was skipped).",
                                  ("service", "outcome"))
+    skipped = registry.counter("streamrec_inputs_skipped_total",
+                               "Input records skipped and counted instead of applied "
+                               "(a malformed user state, say), by topic and reason.",
+                               ("service", "topic", "reason"))
     lag = registry.gauge("streamrec_consumer_lag",
                          "Records between the committed offset and the log end, per partition.",
                          ("service", "topic", "partition"))
@@ -129,4 +145,5 @@ def service_metrics(registry: MetricsRegistry, service: str,
         commit_failures=count("streamrec_commit_failures_total",
                               "Offset or transaction commits that failed."),
         model_adoptions=BoundFamily(adoptions, service),
+        inputs_skipped=BoundFamily(skipped, service),
     )
