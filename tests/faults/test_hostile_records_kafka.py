@@ -131,8 +131,9 @@ def test_hostile_records_on_every_input_topic_stop_nothing(kafka_settings: Setti
 
     def on_model(model, message) -> None:  # type: ignore[no-untyped-def]
         # As `streamrec score` wires it (none of the models offered here may get this far).
-        processor = scorer.processor
-        processor.swap_deep(DeepCandidateGenerator(model, processor.deep_candidates))  # type: ignore[attr-defined]
+        processor = scorer.processor  # a ScoreProcessor: score_service built it
+        processor.swap_deep(  # type: ignore[attr-defined]
+            DeepCandidateGenerator(model, processor.deep_candidates))  # type: ignore[attr-defined]
 
     follower = ModelFollower(settings, on_model, lambda version, reason: None, threads=1,
                              warmup=1, poll_timeout_ms=100).start()
