@@ -32,6 +32,42 @@ def produce_raw(settings: Settings, topic: str, messages: Iterable[tuple[bytes |
     return count
 
 
+class _NullableHeaders(list):
+    """Headers whose null values the record builder writes as Kafka nulls.
+
+    kafka-python's builder encodes a ``None`` value as a null header, but its future's size
+    bookkeeping calls ``len`` on every value unless the header list is falsy.
+    """
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def produce_unchecked(settings: Settings, topic: str,
+                      records: Iterable[tuple[int, bytes | None, bytes | None, list]]) -> list[int]:
+    """Append ``(partition, key, value, headers)`` records in order, as any Kafka client may
+    write them; return their offsets.
+
+    Some cannot be written with kafka-python's ``send`` (a record with neither key nor
+    value, a header with a null value), so they are appended to the producer's batch
+    directly, below those checks.
+    """
+    producer = kafka_clients.producer(settings, linger_ms=0, max_request_size=2 * 1024 * 1024)
+    try:
+        producer._wait_on_metadata(topic, 30_000)
+        futures = []
+        for partition, key, value, headers in records:
+            future, *_ = producer._accumulator.append(
+                KafkaTopicPartition(topic, partition), int(time.time() * 1000), key, value,
+                _NullableHeaders(headers))
+            producer._sender.wakeup()
+            futures.append(future)
+            producer.flush(timeout=30)  # one batch each: keeps the order and the sizes apart
+        return [future.get(timeout=30).offset for future in futures]
+    finally:
+        producer.close()
+
+
 def read_topic(settings: Settings, topic: str, *, expect: int | None = None,
                until: Callable[[list[Record]], bool] | None = None, timeout_s: float = 90.0,
                idle_s: float = 3.0) -> list[Record]:

@@ -2,7 +2,7 @@
 
 Some of these records cannot be written with kafka-python's ``send`` (a record with neither
 key nor value, a header with a null value); other clients can write them, so they are
-appended to the producer's batch directly, below those checks.
+written with ``support.produce_unchecked``.
 """
 
 from __future__ import annotations
@@ -10,10 +10,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from kafka import TopicPartition as KafkaTopicPartition
 
 from online_models.user_state import decode_state
-from streamrec import kafka_clients
 from streamrec.control import CONTROL_HEADER, FORGET
 from streamrec.events import (
     DLQ_KEY_ABSENT,
@@ -24,40 +22,9 @@ from streamrec.events import (
     encode_click,
     headers_dict,
 )
-from support import ingest_service, latest_by_key, read_topic, running_service
+from support import ingest_service, latest_by_key, produce_unchecked, read_topic, running_service
 
 pytestmark = pytest.mark.kafka
-
-
-class _NullableHeaders(list):
-    """Headers whose null values the record builder writes as Kafka nulls.
-
-    kafka-python's builder encodes a ``None`` value as a null header, but its future's size
-    bookkeeping calls ``len`` on every value unless the header list is falsy.
-    """
-
-    def __bool__(self) -> bool:
-        return False
-
-
-def produce_unchecked(settings, records: list[tuple[bytes | None, bytes | None, list]]) -> None:
-    """Append records to partition 0 of clicks in order, as any Kafka client may write them."""
-    producer = kafka_clients.producer(settings, linger_ms=0, max_request_size=2 * 1024 * 1024)
-    topic = settings.topics.clicks
-    try:
-        producer._wait_on_metadata(topic, 30_000)
-        futures = []
-        for key, value, headers in records:
-            future, *_ = producer._accumulator.append(
-                KafkaTopicPartition(topic, 0), int(time.time() * 1000), key, value,
-                _NullableHeaders(headers))
-            producer._sender.wakeup()
-            futures.append(future)
-            producer.flush(timeout=30)  # one batch each: keeps the order and the sizes apart
-        for future in futures:
-            future.get(timeout=30)
-    finally:
-        producer.close()
 
 
 def test_every_hostile_click_reaches_the_dlq_sendable_and_ingest_keeps_going(kafka_settings):
@@ -80,7 +47,7 @@ def test_every_hostile_click_reaches_the_dlq_sendable_and_ingest_keeps_going(kaf
         (b"u1", b" " * 1_000_000, []),                              # oversized, near 1 MB
         (b"u1", click("b"), []),
     ]
-    produce_unchecked(settings, records)
+    produce_unchecked(settings, settings.topics.clicks, [(0, *record) for record in records])
     written = read_topic(settings, settings.topics.clicks, expect=len(records))
     assert ("trace", None) in written[3].headers and written[2].key is None  # on the wire
     expected = {1: "too_deep", 2: "empty", 3: "bad_json", 4: "bad_key", 5: "ts_out_of_range",
