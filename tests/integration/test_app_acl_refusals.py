@@ -22,7 +22,7 @@ from streamrec import kafka_clients
 from streamrec.config import Settings
 from streamrec.connection import KafkaAccessError
 from streamrec.kafka_secure import SecureBroker, write_client_properties
-from support import read_topic
+from support import read_topic, start_service_process
 
 
 def _refusal_line(broker: SecureBroker, topic: str) -> str:
@@ -90,3 +90,26 @@ def test_reading_user_state_as_app_is_refused_in_one_line(
     assert refused is not None, f"not an authorization error: {caught.value!r}"
     assert str(refused).startswith(_refusal_line(kafka_secure, topic)) and topic in str(refused)
     assert kafka_clients.is_fatal(caught.value)
+
+
+def test_the_scorer_started_as_app_ends_at_once_with_one_line(
+        kafka_secure: SecureBroker, secure_settings: Settings) -> None:
+    """A service run with the app's credentials (reading user-state is the scorer's right,
+    not the app's) is refused and exits: one line, exit 2, no retry loop, no traceback."""
+    as_app = kafka_secure.settings_for("app", secure_settings)
+    started = time.monotonic()
+    process = start_service_process(as_app, "score", "as-app-0")
+    try:
+        output, _ = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 2, output
+    lines = [line for line in output.splitlines() if line.startswith("streamrec: error:")]
+    assert len(lines) == 1, output
+    assert lines[0].startswith("streamrec: error: Kafka authorization failed at "
+                               f"{kafka_secure.bootstrap} (SASL_SSL, SCRAM-SHA-512, user 'app')")
+    assert "Traceback" not in output and kafka_secure.passwords["app"] not in output
+    # Fatal on the first refusal: no session restarts with growing backoff.
+    assert time.monotonic() - started < 60
+    _nothing_in(secure_settings, secure_settings.topics.recommendations)

@@ -54,7 +54,9 @@ def test_forgotten_user_leaves_no_trace_after_restart(kafka_settings):
             models = ingest.processor.models(partition)  # type: ignore[attr-defined]
             assert not models.blend.knows_user(victim)
 
-    records = read_topic(settings, settings.topics.user_state, idle_s=1.0)
+    # Both services have stopped: everything is committed, so a bounded read gets it all
+    # (read_topic with no target reads until its timeout, 90 s by default).
+    records = read_topic(settings, settings.topics.user_state, idle_s=1.0, timeout_s=15)
     latest = latest_by_key(records)
     assert latest[victim.encode()].value is None, "the last word on the user is a tombstone"
     newest_per_partition = {r.partition: snapshot for r, snapshot in published_snapshots(records)}
@@ -62,6 +64,7 @@ def test_forgotten_user_leaves_no_trace_after_restart(kafka_settings):
     for snapshot in newest_per_partition.values():
         assert not snapshot.blend.knows_user(victim)
     tombstone_ms = latest[victim.encode()].timestamp_ms
-    recommendations = read_topic(settings, settings.topics.recommendations, idle_s=1.0)
+    recommendations = read_topic(settings, settings.topics.recommendations, idle_s=1.0,
+                                 timeout_s=15)
     assert any(r.key == victim.encode() for r in recommendations)
     assert not [r for r in recommendations if r.key == victim.encode() and r.timestamp_ms > tombstone_ms]
