@@ -57,6 +57,7 @@ from streamrec.verified_commit import (
     UnverifiedCommit,
     check_delivered,
     check_status,
+    diagnose,
     force_close,
     transaction_status,
 )
@@ -375,10 +376,8 @@ class ProcessorService:
             offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
         try:
             producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
-        except Exception as error:  # noqa: BLE001 - fenced, rebalanced, or broker gone
-            raise UnverifiedCommit(OFFSETS_FAILED,
-                                   f"send_offsets_to_transaction raised {type(error).__name__}") \
-                from error
+        except Exception as error:  # noqa: BLE001 - fenced, rebalanced, a send failed, broker gone
+            raise diagnose(producer, futures, self.send_timeout_s, OFFSETS_FAILED, error)
         if self.before_commit is not None:
             self.before_commit(batch)
         # commit_transaction flushes too, so this adds no round trip: it only makes the wait
@@ -388,8 +387,7 @@ class ProcessorService:
         try:
             producer.commit_transaction()
         except Exception as error:  # noqa: BLE001 - fenced, timed out, broker gone
-            raise UnverifiedCommit(COMMIT_RAISED, f"commit_transaction raised {type(error).__name__}") \
-                from error
+            raise diagnose(producer, futures, self.send_timeout_s, COMMIT_RAISED, error)
         # commit_transaction can return for a transaction the broker aborted: prove it did not.
         check_status(transaction_status(producer), began, "READY")
 

@@ -22,6 +22,8 @@ Anything else raises ``UnverifiedCommit`` with a ``cause`` (the ``cause`` label 
 
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -94,21 +96,30 @@ def check_delivered(producer: Any, futures: Sequence[Any], timeout_s: float) -> 
     """Flush within ``timeout_s`` and require every send's future to have succeeded.
 
     ``futures`` are what ``producer.send`` returned (kafka-python ``FutureRecordMetadata``).
+    kafka-python's flush can also raise early (``UnknownError: Future not done`` once it split
+    a batch the broker found too large), so on a flush error each unresolved future is waited
+    for on its own, within what is left of the bound.
     """
+    deadline = time.monotonic() + timeout_s
+    flushed: BaseException | None = None
     try:
         producer.flush(timeout=timeout_s)
-    except Exception as error:  # noqa: BLE001 - any flush failure leaves sends unresolved
-        raise UnverifiedCommit(SEND_FAILED, f"sends not acknowledged within {timeout_s:g} s "
-                                            f"({type(error).__name__})",
-                               can_abort=False) from error
+    except Exception as error:  # noqa: BLE001 - judged by the futures below
+        flushed = error
     for future in futures:
         if not future.is_done:
-            raise UnverifiedCommit(SEND_FAILED, "a send was not acknowledged after the flush",
-                                   can_abort=False)
+            with contextlib.suppress(Exception):  # a failure is read from the future below
+                future.get(timeout=max(0.0, deadline - time.monotonic()))
+        if not future.is_done:
+            raise UnverifiedCommit(SEND_FAILED, f"sends not acknowledged within {timeout_s:g} s"
+                                   + (f" ({type(flushed).__name__})" if flushed else ""),
+                                   can_abort=False) from flushed
         if not future.succeeded():
             error = future.exception
-            raise UnverifiedCommit(SEND_FAILED, f"a send failed with {type(error).__name__}") \
-                from error
+            # After a flush error batches may still be queued, and an abort would wait for
+            # them without a bound: leave the abort to the next session's init_transactions.
+            raise UnverifiedCommit(SEND_FAILED, f"a send failed with {type(error).__name__}",
+                                   can_abort=flushed is None) from error
 
 
 def force_close(producer: Any) -> None:
@@ -125,3 +136,21 @@ def force_close(producer: Any) -> None:
     if sender is not None and sender.is_alive():
         sender.force_close()
         sender.join(1.0)
+
+
+def diagnose(producer: Any, futures: Sequence[Any], timeout_s: float, cause: str,
+             error: BaseException) -> UnverifiedCommit:
+    """The ``UnverifiedCommit`` for a transactional call that raised ``error``.
+
+    A send failure usually surfaces first as an error of a later call (the client records
+    it as the transaction's error before failing the record's future), so the sends are
+    looked at first: a failed one is the cause. Only on this failure path is the flush an
+    extra wait.
+    """
+    try:
+        check_delivered(producer, futures, timeout_s)
+    except UnverifiedCommit as send_failure:
+        return send_failure
+    failure = UnverifiedCommit(cause, f"{type(error).__name__}: {str(error)[:200]}")
+    failure.__cause__ = error
+    return failure

@@ -47,6 +47,17 @@ EXPECTED = {p: Counter(keys) for p, keys in CLICKS.items()}
 FAULTY_TRANSACTION = 2  # the transaction after the second commit goes wrong (3 records)
 
 
+class SendFuture(Future):
+    """A send's future; ``get`` as kafka-python's ``FutureRecordMetadata`` (never blocks here)."""
+
+    def get(self, timeout=None):  # type: ignore[no-untyped-def]
+        if not self.is_done:
+            raise kafka_errors.KafkaTimeoutError(f"Timeout after waiting for {timeout} secs.")
+        if self.failed():
+            raise self.exception
+        return self.value
+
+
 class Message(NamedTuple):
     topic: str
     partition: int
@@ -203,7 +214,7 @@ class FakeProducer:
 
     def send(self, topic, key=None, value=None, headers=None, partition=None):  # type: ignore[no-untyped-def]
         self.manager._fail_if_not_ready_for_send()
-        future = Future()
+        future = SendFuture()
         self.pending.append((topic, partition, key, value, future))
         return future
 
@@ -334,6 +345,18 @@ def _offsets_raise(producer: FakeProducer, step: str) -> None:
         raise kafka_errors.CommitFailedError("rebalanced")
 
 
+def _send_fails_then_offsets_raise(producer: FakeProducer, step: str) -> None:
+    # kafka-python records the transaction's error before it fails the record's future, so
+    # the failed send surfaces first as a later call raising: the cause is still the send.
+    if step == "offsets":
+        producer.broker.fault_fired = True
+        error = kafka_errors.MessageSizeTooLargeError()
+        producer.manager.transition_to_abortable_error(error)
+        producer.pending[0][-1].failure(error)
+        raise kafka_errors.KafkaError("Cannot execute transactional method because we are in "
+                                      "an error state")
+
+
 def _flush_times_out(producer: FakeProducer, step: str) -> None:
     if step == "flush":
         producer.broker.fault_fired = True
@@ -347,9 +370,11 @@ def _flush_times_out(producer: FakeProducer, step: str) -> None:
     (_commit_returns_while_still_committing, BAD_STATE, False),
     (_commit_raises_fenced, COMMIT_RAISED, False),  # fatal: abort refused
     (_offsets_raise, OFFSETS_FAILED, True),
+    (_send_fails_then_offsets_raise, SEND_FAILED, True),
     (_flush_times_out, SEND_FAILED, False),  # sends unresolved: abort not even tried
 ], ids=["send_failed", "epoch_bumped_in_commit", "abortable_error_after_commit",
-        "not_ready_after_commit", "commit_raised", "offsets_failed", "flush_timed_out"])
+        "not_ready_after_commit", "commit_raised", "offsets_failed", "send_failed_then_offsets_raised",
+        "flush_timed_out"])
 def test_an_unverified_commit_fails_the_session_and_every_click_counts_once(
         monkeypatch, fault, cause, aborted):
     broker = FakeBroker(fault)
