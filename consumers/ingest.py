@@ -23,19 +23,23 @@ from consumers.model_adoption import ItemTableLoader, ModelAdopter
 from consumers.partition_models import PartitionModels, is_snapshot_key
 from consumers.snapshot_chunks import SnapshotLimits, SnapshotReader
 from online_models.blend import OnlineBlend
-from online_models.user_state import UserState, decode_state, encode_state
+from online_models.user_state import StateBounds, UserState, decode_state, encode_state
 from streamrec.config import Settings
 from streamrec.control import (ADOPT_MODEL, CONTROL_HEADER, CONTROL_KINDS, FORGET, BadControl,
                                kind_of, verify_control)
-from streamrec.events import BadEvent, ClickEvent, dead_letter, decode_click
+from streamrec.events import BadEvent, ClickBounds, ClickEvent, dead_letter, decode_click_record
+from streamrec.input_bounds import (
+    RESERVED_USER_PREFIX,
+    BadInput,
+    check_user_id,
+    count_skip,
+    decode_user_key,
+)
 from streamrec.records import Output, ProcessResult, Record
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CONTROL_HEADER", "FORGET", "ADOPT_MODEL", "IngestProcessor"]
-
-# Keys streamrec itself writes to user-state (snapshots) and clicks (control messages).
-RESERVED_USER_PREFIX = "__streamrec_"
+__all__ = ["CONTROL_HEADER", "FORGET", "ADOPT_MODEL", "IngestProcessor", "RESERVED_USER_PREFIX"]
 
 
 class IngestProcessor:
@@ -60,6 +64,8 @@ class IngestProcessor:
         self.snapshot_limits = SnapshotLimits.from_settings(settings)
         self.snapshots = SnapshotReader(self.changelog_topic, self.snapshot_limits,
                                         self.skipped_by_reason)
+        self.click_bounds = ClickBounds.from_settings(settings)
+        self.state_bounds = StateBounds.from_settings(settings)
 
     @property
     def adoptions_by_outcome(self) -> Counter[str]:
@@ -74,6 +80,8 @@ class IngestProcessor:
         self.snapshots.drop(partition)
         for record in changelog:
             if record.key is None:
+                count_skip(self.skipped_by_reason, record.topic,
+                           BadInput("missing_key", "user-state record without a key"), log)
                 continue
             if is_snapshot_key(record.key):
                 # Only a complete, verified set decodes; anything else is a counted skip,
@@ -82,11 +90,18 @@ class IngestProcessor:
                 if models is not None and snapshot is not None:
                     models.load(snapshot)
                 continue
-            user_id = record.key.decode()
-            if record.value is None:  # tombstone: the user was forgotten
-                users.pop(user_id, None)
+            try:
+                user_id = decode_user_key(record.key, self.settings.max_id_bytes)
+                if record.value is None:  # tombstone: the user was forgotten
+                    users.pop(user_id, None)
+                    continue
+                state = decode_state(record.value, self.state_bounds, record.timestamp_ms)
+                if state.user_id != user_id:
+                    raise BadInput("key_mismatch", "state's user_id is not its key")
+            except BadInput as error:
+                # The user keeps the state restored so far (if any): a bad record is skipped.
+                count_skip(self.skipped_by_reason, record.topic, error, log)
                 continue
-            state = decode_state(record.value)
             state.new_events = []
             users[user_id] = state
         self.snapshots.discard(partition)  # the whole log was read: no manifest is coming
@@ -109,7 +124,11 @@ class IngestProcessor:
             if kind in CONTROL_KINDS and not self._signed(record):
                 continue  # process dead-lettered it: it changed nothing then either
             if kind == FORGET:
-                models.forget(record.key.decode() if record.key else "")
+                try:
+                    user_id = self._forgotten_user(record)
+                except BadInput:
+                    continue  # dead-lettered by process: it changed nothing then either
+                models.forget(user_id)
                 # The offset of the forget request is where a snapshot taken now stands.
                 models.pending_last_offset = record.offset
                 continue
@@ -120,9 +139,11 @@ class IngestProcessor:
                 self.adopter.adopt(models, record.value)
                 models.pending_last_offset = record.offset
                 continue
+            if kind is not None:
+                continue  # an unknown control kind: dead-lettered by process
             try:
-                event = decode_click(record.value, self.settings.max_event_bytes)
-            except BadEvent:
+                event = decode_click_record(record, self.click_bounds)
+            except BadInput:
                 continue
             models.add(event, record.offset)
 
@@ -170,7 +191,11 @@ class IngestProcessor:
                     _take_snapshot(models, snapshots)
                 continue
             if kind == FORGET:
-                user_id = record.key.decode() if record.key else ""
+                try:
+                    user_id = self._forgotten_user(record)
+                except BadInput as error:
+                    self._reject(result, record, error)
+                    continue
                 touched.pop(user_id, None)
                 for moved in self.forget(user_id, record.partition, record.offset):
                     touched[moved] = (record.partition, self.users(record.partition)[moved])
@@ -180,12 +205,11 @@ class IngestProcessor:
                     _take_snapshot(models, snapshots)
                 continue
             try:
-                event = decode_click(record.value, self.settings.max_event_bytes)
-                _check_key(record, event)
-            except BadEvent as error:
-                result.rejected += 1
-                self.rejected_by_reason[error.reason] += 1
-                result.outputs.append(dead_letter(record, error, self.topics.dlq))
+                if kind is not None:
+                    raise BadEvent("unknown_control", f"control kind {kind!r:.64} is not known")
+                event = decode_click_record(record, self.click_bounds)
+            except BadInput as error:
+                self._reject(result, record, error)
                 continue
             state = self.apply(event, record.partition, record.offset, record.timestamp_ms)
             if state is None:
@@ -231,12 +255,24 @@ class IngestProcessor:
                            self.settings.control_secret)
         except BadControl as error:
             if result is not None:
-                result.rejected += 1
-                self.rejected_by_reason[error.reason] += 1
-                result.outputs.append(dead_letter(record, BadEvent(error.reason, error.detail),
-                                                  self.topics.dlq))
+                self._reject(result, record, BadInput(error.reason, error.detail))
             return False
         return True
+
+    def _reject(self, result: ProcessResult, record: Record, error: BadInput) -> None:
+        result.rejected += 1
+        self.rejected_by_reason[error.reason] += 1
+        result.outputs.append(dead_letter(record, error, self.topics.dlq,
+                                          self.settings.max_message_bytes))
+
+    def _forgotten_user(self, record: Record) -> str:
+        """The user a forget request names: its key, a valid user id (else ``BadInput``).
+
+        A reserved id is refused too: its tombstone would erase a partition snapshot.
+        """
+        user_id = decode_user_key(record.key, self.settings.max_id_bytes)
+        check_user_id(user_id, "key", self.settings.max_id_bytes)
+        return user_id
 
     def apply(self, event: ClickEvent, partition: int, offset: int,
               produced_ms: int = 0) -> UserState | None:
@@ -326,17 +362,4 @@ def _take_snapshot(models: PartitionModels, snapshots: dict[int, bytes]) -> None
     payload = models.snapshot()
     if payload is not None:
         snapshots[models.partition] = payload
-
-
-def _check_key(record: Record, event: ClickEvent) -> None:
-    # The key decides the partition, and the partition owns the user's state: an event
-    # keyed by anything but its user_id would split that state across partitions.
-    if record.key != event.user_id.encode():
-        raise BadEvent("key_mismatch", f"message key {record.key!r} is not the event's user_id "
-                                       f"{event.user_id!r}")
-    if event.user_id.startswith(RESERVED_USER_PREFIX):
-        # user-state keys with this prefix hold partition snapshots and control records:
-        # a user of that name would overwrite them under compaction.
-        raise BadEvent("reserved_user_id", f"user_id {event.user_id!r} starts with the reserved "
-                                           f"prefix {RESERVED_USER_PREFIX!r}")
 

@@ -21,9 +21,17 @@ from consumers.score_drift import ScoreDriftReporter
 from consumers.snapshot_chunks import SnapshotLimits, SnapshotReader
 from online_models.covisitation import CoVisitation
 from online_models.popularity import PopularityRecency
-from online_models.user_state import UserState, decode_state
+from online_models.user_state import StateBounds, UserState, decode_state
 from streamrec.config import Settings
 from streamrec.events import BadEvent, dead_letter
+from streamrec.input_bounds import (
+    BadInput,
+    check_id,
+    check_user_id,
+    count_skip,
+    decode_user_key,
+    guarded_decode,
+)
 # The message type lives at the contracts floor (app-side readers decode it); re-exported.
 from streamrec.messages import Recommendation, ScoredItem, recommendation_decoder  # noqa: F401
 from streamrec.records import Output, ProcessResult, Record
@@ -59,7 +67,8 @@ class ScoreProcessor:
         # Per partition: the latest snapshot of ingest's online models, and its offset.
         self._models: dict[int, object] = {}
         # Records skipped on input topics, by (topic, reason): read by the runtime as
-        # streamrec_inputs_skipped_total{topic,reason}.
+        # streamrec_inputs_skipped_total{topic,reason}. A user-state record the mirror could
+        # not take leaves the user's previous state; the partition goes on.
         self.skipped_by_reason: Counter[tuple[str, str]] = Counter()
         # Snapshot chunks are collected per partition across batches (and from restore into
         # the first batches: the committed offset can fall inside a set).
@@ -75,6 +84,7 @@ class ScoreProcessor:
         self.covisitation = CoVisitation(window=settings.covisit_window,
                                          recent=settings.covisit_recent)
         self.rejected_by_reason: Counter[str] = Counter()
+        self.state_bounds = StateBounds.from_settings(settings)
         # States ranked without their vector because an item-table adoption was in flight.
         self.stale_embedding_states = 0
         # Online hit-rate of what we publish, and drift messages on ``models`` when it drops.
@@ -154,8 +164,7 @@ class ScoreProcessor:
         deep_lists = self._deep_lists(deep, [state for _, _, state, _, _ in triggers], excludes)
         for (kind, user_id, state, request, record), excluded, deep_list in zip(
                 triggers, excludes, deep_lists):
-            k = (request.k if request is not None and request.k and request.k > 0
-                 else self.settings.top_k)
+            k = self._k_of(request)
             ranked, version = self._final_ranking(user_id, k, excluded, state, deep, deep_list)
             if kind == "event":
                 assert state is not None
@@ -279,6 +288,8 @@ class ScoreProcessor:
     def _apply_state_record(self, record: Record, users: dict[str, UserState],
                             restoring: bool = False) -> UserState | None:
         if record.key is None:
+            count_skip(self.skipped_by_reason, record.topic,
+                       BadInput("missing_key", "user-state record without a key"), log)
             return None
         if is_snapshot_key(record.key):
             # Decoded only when a complete, verified set is named; until the first one the
@@ -287,13 +298,20 @@ class ScoreProcessor:
             if snapshot is not None:
                 self._models[record.partition] = snapshot.blend
             return None
-        user_id = record.key.decode()
+        try:
+            user_id = decode_user_key(record.key, self.settings.max_id_bytes)
+            if record.value is not None:
+                state = decode_state(record.value, self.state_bounds, record.timestamp_ms)
+                if state.user_id != user_id:
+                    raise BadInput("key_mismatch", "state's user_id is not its key")
+        except BadInput as error:
+            count_skip(self.skipped_by_reason, record.topic, error, log)
+            return None
         if record.value is None:  # tombstone: the user was forgotten
             users.pop(user_id, None)
             self.drift.forget(record.partition, user_id)
             self.covisitation.forget_user(user_id)
             return None
-        state = decode_state(record.value)
         self.learn_state(state, covisitation=not restoring)
         previous = users.get(user_id)
         self.drift.state_applied(record.partition, user_id, state, previous)
@@ -306,14 +324,50 @@ class ScoreProcessor:
         return state
 
     def _decode_request(self, record: Record, result: ProcessResult) -> RecommendationRequest | None:
+        """The one decoder of ``requests``; a bad request is dead-lettered with its reason.
+
+        Undecodable values keep the reason ``bad_request``; bounds have their own
+        (``bad_id``, ``reserved_user_id``, ``out_of_bounds``).
+        """
         try:
-            return _request_decoder.decode(record.value or b"")
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            self.rejected_by_reason["bad_request"] += 1
+            return self._checked_request(record)
+        except BadInput as error:
+            self.rejected_by_reason[error.reason] += 1
             result.rejected += 1
-            result.outputs.append(dead_letter(record, BadEvent("bad_request", str(exc)),
-                                              self.topics.dlq))
+            result.outputs.append(dead_letter(record, error, self.topics.dlq,
+                                              self.settings.max_message_bytes))
             return None
+
+    def _checked_request(self, record: Record) -> RecommendationRequest:
+        settings = self.settings
+        if not record.value:
+            raise BadInput("bad_request", "request has no value")
+        if len(record.value) > settings.max_event_bytes:
+            raise BadInput("oversized", f"{len(record.value)} bytes > limit "
+                                        f"{settings.max_event_bytes}")
+        try:
+            request: RecommendationRequest = guarded_decode(_request_decoder, record.value)
+        except BadInput as error:
+            reason = error.reason if error.reason == "too_deep" else "bad_request"
+            raise BadInput(reason, error.detail) from None
+        check_id(request.request_id, "request_id", settings.max_id_bytes)
+        check_user_id(request.user_id, "user_id", settings.max_id_bytes)
+        if len(request.exclude_items) > settings.max_exclude_items:
+            raise BadInput("out_of_bounds", f"{len(request.exclude_items)} exclude_items > "
+                                            f"limit {settings.max_exclude_items}")
+        for item_id in request.exclude_items:
+            check_id(item_id, "exclude_items", settings.max_id_bytes)
+        return request
+
+    def _k_of(self, request: RecommendationRequest | None) -> int:
+        """How many items a trigger gets: the request's ``k`` clamped to ``max_k``.
+
+        Clamped, not refused: a caller asking for too many still gets an answer, and the
+        message stays under the topic's limit (``Settings.validate`` checks ``max_k`` fits).
+        """
+        if request is None or not request.k or request.k <= 0:
+            return self.settings.top_k
+        return min(request.k, self.settings.max_k)
 
     def _publish(self, user_id: str, trigger_id: str, kind: str,
                  ranked: list[tuple[str, float, dict[str, float]]], event_ts: float,

@@ -29,6 +29,7 @@ from streamrec.changelog import read_changelog
 from streamrec import kafka_clients
 from streamrec.config import Settings
 from streamrec.control import BadControl, ModelAnnouncement, adopt_model_requests, send_control
+from streamrec.events import ClickBounds
 from streamrec.signing import MODELS_KIND, sign_headers, verify_signature
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,9 @@ class TrainerService:
                                       stop_offsets={p: e for p, (_, e) in offsets.items()},
                                       start_offsets={p: s for p, (s, _) in offsets.items()})
         records = [r for p in sorted(by_partition) for r in by_partition[p]]
-        return build_window(records, topic, offsets, self.settings.max_event_bytes)
+        # The configured bounds, so the trainer skips exactly what ingest dead-letters.
+        return build_window(records, topic, offsets, self.settings.max_event_bytes,
+                            bounds=ClickBounds.from_settings(self.settings))
 
     def read_current_message(self) -> dict[str, Any] | None:
         """The newest valid ``current`` message on ``models`` (the model consumers serve).

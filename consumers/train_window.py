@@ -21,9 +21,10 @@ from typing import Any, Iterable
 import numpy as np
 
 from export.serving import OnnxSequenceModel
-from streamrec.control import FORGET, kind_of
+from streamrec.control import ADOPT_MODEL, FORGET, kind_of
 from streamrec.evaluation.metrics import hit_rate, ndcg
-from streamrec.events import BadEvent, ClickEvent, decode_click
+from streamrec.events import ClickBounds, ClickEvent, decode_click_record
+from streamrec.input_bounds import BadInput, check_user_id, decode_user_key
 from streamrec.records import Record
 
 
@@ -49,32 +50,49 @@ class TrainingWindow:
                 "forget_requests": self.forget_requests}
 
 
-def _is_forget(record: Record) -> bool:
-    return record.value is None and kind_of(record.headers) == FORGET
+def _forgotten_user(record: Record, max_id_bytes: int) -> str | None:
+    """The user a valid forget request names; None for anything else (as ingest decides)."""
+    if kind_of(record.headers) != FORGET:
+        return None
+    try:
+        user_id = decode_user_key(record.key, max_id_bytes)
+        check_user_id(user_id, "key", max_id_bytes)
+    except BadInput:
+        return None  # ingest dead-letters it and forgets no one
+    return user_id
 
 
 def build_window(records: Iterable[Record], topic: str,
-                 offsets: dict[int, tuple[int, int]], max_event_bytes: int) -> TrainingWindow:
+                 offsets: dict[int, tuple[int, int]], max_event_bytes: int,
+                 bounds: ClickBounds | None = None) -> TrainingWindow:
     """Decode ``records``, drop bad ones and every event a later forget request covers.
 
+    Clicks go through ingest's own decoder (``decode_click_record``, same ``bounds``), so
+    the trainer skips exactly what ingest dead-letters, and counts it in ``bad_events``
+    (control records of an unknown kind and malformed forget requests included).
     A forget travels the user's partition after the user's events, so "later" is a larger
     offset there; across partitions (a user re-keyed) the broker timestamp decides.
     """
+    bounds = bounds if bounds is not None else ClickBounds(max_event_bytes=max_event_bytes)
     records = list(records)
     forgets: dict[str, list[Record]] = {}
     for record in records:
-        if _is_forget(record) and record.key is not None:
-            forgets.setdefault(record.key.decode("utf-8", "replace"), []).append(record)
+        user_id = _forgotten_user(record, bounds.max_id_bytes)
+        if user_id is not None:
+            forgets.setdefault(user_id, []).append(record)
     window = TrainingWindow(topic, [], dict(offsets),
                             forget_requests=sum(len(f) for f in forgets.values()))
     window.latest_forget_ms = max((f.timestamp_ms for fs in forgets.values() for f in fs),
                                   default=-1)
     for record in records:
-        if kind_of(record.headers) is not None:
-            continue  # a control message (forget, adopt-model) is not a training event
+        kind = kind_of(record.headers)
+        if kind == ADOPT_MODEL or (kind == FORGET and _forgotten_user(record, bounds.max_id_bytes)):
+            continue  # a control message is not a training event
         try:
-            event = decode_click(record.value, max_event_bytes)
-        except BadEvent:
+            if kind is not None:
+                raise BadInput("unknown_control", "not a click")  # or a malformed forget
+            event = decode_click_record(record, bounds)
+        except BadInput:
             window.bad_events += 1  # ingest dead-letters it; the trainer just skips it
             continue
         if any(f.offset > record.offset if f.partition == record.partition

@@ -16,7 +16,14 @@ False
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
 import msgspec
+
+from streamrec.input_bounds import BadInput, check_event_time, guarded_decode
 
 STATE_SCHEMA_VERSION = 1
 
@@ -79,13 +86,80 @@ class UserState(msgspec.Struct, kw_only=True):
         return data
 
 
+@dataclass(frozen=True)
+class StateBounds:
+    """What a decoded state may hold; defaults follow ``Settings``' defaults.
+
+    Ingest and the scorer build theirs from the same settings, so a state ingest wrote is
+    always within the scorer's bounds. Id lengths are checked in characters here (cheap on
+    the scorer's hot path); ingest wrote them from clicks checked in UTF-8 bytes.
+    """
+
+    max_recent: int = 50
+    max_seen: int = 5000
+    max_new_events: int = 5550
+    max_id_chars: int = 256
+    max_embedding_dim: int = 1024
+    max_event_ahead_s: float = 86400.0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "StateBounds":
+        return cls(settings.recent_items, settings.max_seen_items,
+                   settings.recent_items + settings.max_seen_items + settings.batch_size,
+                   settings.max_id_bytes, settings.max_embedding_dim, settings.max_event_ahead_s)
+
+
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(UserState)
+_DEFAULT_BOUNDS = StateBounds()
+_MAX_TYPE_COUNTS = 16
+_INT64 = 2**63
 
 
 def encode_state(state: UserState) -> bytes:
     return _encoder.encode(state)
 
 
-def decode_state(payload: bytes) -> UserState:
-    return _decoder.decode(payload)
+def decode_state(payload: bytes | None, bounds: StateBounds = _DEFAULT_BOUNDS,
+                 produced_ms: int = 0) -> UserState:
+    """Decode one ``user-state`` value; ``BadInput`` if malformed or out of bounds.
+
+    ``produced_ms`` is the record's broker timestamp: event times in the state may not be
+    later than it by more than ``bounds.max_event_ahead_s`` (as for clicks).
+    """
+    if not payload:
+        raise BadInput("empty", "state has no value")
+    state: UserState = guarded_decode(_decoder, payload)
+    _check_bounds(state, bounds, produced_ms)
+    return state
+
+
+def _check_bounds(state: UserState, bounds: StateBounds, produced_ms: int) -> None:
+    for name, size, limit in (("recent_items", len(state.recent_items), bounds.max_recent),
+                              ("seen_items", len(state.seen_items), bounds.max_seen),
+                              ("new_events", len(state.new_events), bounds.max_new_events),
+                              ("type_counts", len(state.type_counts), _MAX_TYPE_COUNTS)):
+        if size > limit:
+            raise BadInput("out_of_bounds", f"{name} has {size} entries > limit {limit}")
+    longest = max(map(len, chain((state.user_id, state.last_event_id), state.recent_items,
+                                 state.seen_items, (item for item, _ in state.new_events),
+                                 state.type_counts)))
+    if longest > bounds.max_id_chars:
+        raise BadInput("bad_id", f"an id of {longest} characters > limit {bounds.max_id_chars}")
+    if not state.user_id:
+        raise BadInput("bad_id", "user_id is empty")
+    if state.embedding is not None:
+        if len(state.embedding) > bounds.max_embedding_dim:
+            raise BadInput("out_of_bounds", f"embedding of {len(state.embedding)} values "
+                                            f"(limit {bounds.max_embedding_dim})")
+        if not all(map(math.isfinite, state.embedding)):
+            raise BadInput("out_of_bounds", "embedding holds a NaN or infinite value")
+    # JSON integers are unbounded in msgspec: a counter of 10**30 would decode, then break
+    # whatever stores it in an int64 (Kafka offsets, numpy, metrics).
+    counters = (state.event_count, state.source_partition, state.source_offset,
+                state.trigger_produced_ms, state.version, *state.type_counts.values())
+    if not all(-_INT64 <= value < _INT64 for value in counters):
+        raise BadInput("out_of_bounds", "a counter is outside the 64-bit range")
+    check_event_time(state.last_ts, produced_ms, bounds.max_event_ahead_s, "last_ts")
+    for _, ts in state.new_events:
+        check_event_time(ts, produced_ms, bounds.max_event_ahead_s, "new_events ts")

@@ -61,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_credentials_first(args)
         return int(args.func(args) or 0)
     except (ConfigError, KafkaAccessError, KafkaUnreachableError) as exc:
         _error_line(str(exc))
@@ -73,6 +74,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _error_line(str(access))
         return 2
+
+
+def _check_credentials_first(args: argparse.Namespace) -> None:
+    """A command about to talk to Kafka over SASL logs in once before anything else: refused
+    credentials end it here with one line, before a service starts its metrics server, its
+    model follower or its recovery loop (which would retry a refusal like any failure)."""
+    offline = getattr(args, "stdout", False) or getattr(args, "via_kafka", True) is False
+    if not hasattr(args, "kafka_config") or offline:  # no connection flags, or no broker
+        return
+    from streamrec.kafka_args import kafka_settings
+    from streamrec.kafka_clients import check_credentials
+    check_credentials(kafka_settings(args))
 
 
 def _error_line(message: str) -> None:

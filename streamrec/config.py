@@ -107,6 +107,23 @@ class Settings:
     # HMAC-SHA256 key of forget, adopt-model and models messages; empty = unsigned (no
     # check). A secret: never in repr, logs or metrics.
     control_secret: str = field(default="", repr=False)
+    # -- Bounds on what enters and leaves (issue 9; README "Bounds on input") ---------------
+    # A click's ``ts`` may be at most this far ahead of its record's broker timestamp (the
+    # past is unbounded: replaying a 1997 log is fine); outside: dead letter ts_out_of_range.
+    max_event_ahead_s: float = 86400.0
+    # Ids (event, user, item, request, excluded items, context keys and string values) are
+    # at most this many UTF-8 bytes and free of control characters (else ``bad_id``).
+    max_id_bytes: int = 256
+    max_context_entries: int = 32
+    max_exclude_items: int = 1000
+    # A request's ``k`` above this is clamped to it (not dead-lettered: the caller still
+    # gets an answer, at most ``max_k`` items).
+    max_k: int = 200
+    # The size limit of topics without an override (Kafka's default, 1 MiB): dead letters
+    # and recommendations are built to fit it; ``validate`` checks they can.
+    max_message_bytes: int = 1024 * 1024
+    # The longest online-embedding vector a user state may carry.
+    max_embedding_dim: int = 1024
 
     @property
     def topics(self) -> TopicNames:
@@ -173,6 +190,32 @@ class Settings:
             raise ConfigError("snapshot_max_chunks must be positive and snapshot_max_bytes at "
                               "least snapshot_chunk_bytes")
         self.kafka_security.validate()
+        self._validate_bounds()
+
+    def _validate_bounds(self) -> None:
+        """The input bounds, and that every message we build fits its topic by construction."""
+        for name in ("max_id_bytes", "max_context_entries", "max_exclude_items", "max_k",
+                     "max_message_bytes", "max_embedding_dim"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not self.max_event_ahead_s >= 0.0 or self.max_event_ahead_s == float("inf"):
+            raise ConfigError(f"max_event_ahead_s must be finite and >= 0, "
+                              f"got {self.max_event_ahead_s!r}")
+        if self.top_k > self.max_k:
+            raise ConfigError(f"top_k ({self.top_k}) must not exceed max_k ({self.max_k})")
+        if recommendation_bytes_bound(self) > self.max_message_bytes:
+            raise ConfigError(f"a recommendation of max_k={self.max_k} items with ids of "
+                              f"max_id_bytes={self.max_id_bytes} can take "
+                              f"{recommendation_bytes_bound(self)} bytes > max_message_bytes="
+                              f"{self.max_message_bytes}")
+        if user_state_bytes_bound(self) > USER_STATE_MAX_MESSAGE_BYTES:
+            raise ConfigError(f"a user state (recent_items={self.recent_items}, max_seen_items="
+                              f"{self.max_seen_items}, batch_size={self.batch_size}, ids of "
+                              f"{self.max_id_bytes} bytes) can take {user_state_bytes_bound(self)}"
+                              f" bytes > the user-state topic limit "
+                              f"{USER_STATE_MAX_MESSAGE_BYTES}")
+        if self.max_event_bytes > self.max_message_bytes:
+            raise ConfigError("max_event_bytes must not exceed max_message_bytes")
 
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -199,6 +242,42 @@ def _security_from_env(environ: Mapping[str, str]) -> dict[str, object]:
         else:
             values[name] = raw  # secrets too: never echoed in a message
     return values
+
+
+# The ``max.message.bytes`` ``streamrec.topics`` gives user-state (it also carries model
+# snapshots); the same number, here so that Settings can check a state fits under it.
+USER_STATE_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+# Worst-case JSON bytes of one id of ``max_id_bytes`` UTF-8 bytes: every byte a quote or
+# backslash (escaped to two), plus quotes and separator. Control characters are refused.
+_ID_OVERHEAD = 4
+_FLOAT_BYTES = 26  # the longest float msgspec writes, with separator
+_FIXED_BYTES = 2048  # field names, counters, versions, framing
+
+
+def _id_bytes(settings: Settings) -> int:
+    return 2 * settings.max_id_bytes + _ID_OVERHEAD
+
+
+def recommendation_bytes_bound(settings: Settings) -> int:
+    """Upper bound of one recommendation message: ``max_k`` items, each explained.
+
+    Per item: its id, its score, and at most 8 named components (consumers.ranking); the
+    user and trigger ids come from states, whose ids are bounded in characters (4 bytes
+    each at most), and the model version is a store folder name.
+    """
+    per_item = _id_bytes(settings) + _FLOAT_BYTES + 8 * (32 + _FLOAT_BYTES)
+    return _FIXED_BYTES + 4 * 4 * _id_bytes(settings) + settings.max_k * per_item
+
+
+def user_state_bytes_bound(settings: Settings) -> int:
+    """Upper bound of one user-state message as ingest writes it.
+
+    Recent and seen items, the new events of one batch (id and time), the embedding, the
+    user and event ids, type counts (five types).
+    """
+    ids = settings.recent_items + settings.max_seen_items + settings.batch_size
+    return (_FIXED_BYTES + ids * _id_bytes(settings) + settings.batch_size * _FLOAT_BYTES
+            + settings.max_embedding_dim * _FLOAT_BYTES + 2 * _id_bytes(settings))
 
 
 def _coerce(name: str, raw: str, type_name: object) -> object:

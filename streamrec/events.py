@@ -1,9 +1,9 @@
 """The v1 click event: typed schema, fast validation, and the dead-letter contract.
 
 A click is decoded with msgspec into a frozen ``ClickEvent``; anything that does not fit
-raises ``BadEvent`` with a short machine-readable ``reason`` and a human ``detail``. The
-ingest consumer turns a ``BadEvent`` into a message on ``clicks.dlq`` carrying the
-original bytes, so nothing is silently dropped.
+raises ``BadEvent`` (``streamrec.input_bounds.BadInput``) with a short machine-readable
+``reason`` and a human ``detail``. The ingest consumer turns it into a message on
+``clicks.dlq`` carrying the original bytes, so nothing is silently dropped.
 
 >>> event = decode_click(b'{"event_id":"e1","user_id":"u1","item_id":"i9","type":"click","ts":1.5}')
 >>> event.user_id, event.item_id, event.value
@@ -11,22 +11,33 @@ original bytes, so nothing is silently dropped.
 >>> decode_click(b'{"user_id":"u1"}')
 Traceback (most recent call last):
 ...
-streamrec.events.BadEvent: schema: Object missing required field `event_id`
+streamrec.input_bounds.BadInput: schema: Object missing required field `event_id`
 """
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 import msgspec
 
+from streamrec.input_bounds import (
+    BadInput,
+    check_event_time,
+    check_id,
+    check_user_id,
+    guarded_decode,
+)
 from streamrec.records import Output, Record
 
 SCHEMA_VERSION = 1
 
 EventType = Literal["view", "click", "add_to_cart", "purchase", "rating"]
 Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+# The typed bad-input error of every decoder; the name predates requests and states.
+BadEvent = BadInput
 
 
 class ClickEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,38 +52,68 @@ class ClickEvent(msgspec.Struct, frozen=True, kw_only=True):
     context: dict[str, str | float] = {}
 
 
-class BadEvent(ValueError):
-    """A payload that is not a valid v1 click event.
+@dataclass(frozen=True)
+class ClickBounds:
+    """What a click may be: payload size, id length, context size, event-time window."""
 
-    ``reason`` is one of ``bad_json``, ``schema``, ``oversized``, ``empty``,
-    ``key_mismatch`` (the message key is not the user_id); it is the value
-    of the ``streamrec.error.reason`` header on the dead-letter message.
-    """
+    max_event_bytes: int = 64 * 1024
+    max_id_bytes: int = 256
+    max_context_entries: int = 32
+    max_event_ahead_s: float = 86400.0
 
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+    @classmethod
+    def from_settings(cls, settings: Any) -> "ClickBounds":
+        return cls(settings.max_event_bytes, settings.max_id_bytes,
+                   settings.max_context_entries, settings.max_event_ahead_s)
 
 
 _decoder = msgspec.json.Decoder(ClickEvent)
 _encoder = msgspec.json.Encoder()
 
 
-def decode_click(payload: bytes | None, max_bytes: int = 64 * 1024) -> ClickEvent:
-    """Decode and validate one click; raise ``BadEvent`` on anything malformed."""
+def decode_click(payload: bytes | None, max_bytes: int = 64 * 1024,
+                 bounds: ClickBounds | None = None) -> ClickEvent:
+    """Decode and validate one click's value; raise ``BadEvent`` on anything malformed.
+
+    Checks what the value alone can tell: schema, ids, context size, a finite
+    non-negative ``ts``. ``decode_click_record`` adds what needs the record.
+    """
+    bounds = bounds if bounds is not None else ClickBounds(max_event_bytes=max_bytes)
     if not payload:
         raise BadEvent("empty", "message has no value")
-    if len(payload) > max_bytes:
-        raise BadEvent("oversized", f"{len(payload)} bytes > limit {max_bytes}")
-    try:
-        event = _decoder.decode(payload)
-    except msgspec.ValidationError as exc:
-        raise BadEvent("schema", str(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise BadEvent("bad_json", str(exc)) from None
-    if event.ts != event.ts or event.ts in (float("inf"), float("-inf")):
-        raise BadEvent("schema", "`ts` must be a finite number")
+    if len(payload) > bounds.max_event_bytes:
+        raise BadEvent("oversized", f"{len(payload)} bytes > limit {bounds.max_event_bytes}")
+    event: ClickEvent = guarded_decode(_decoder, payload)
+    for field in ("event_id", "user_id", "item_id"):
+        check_id(getattr(event, field), field, bounds.max_id_bytes)
+    if len(event.context) > bounds.max_context_entries:
+        raise BadEvent("out_of_bounds", f"context has {len(event.context)} entries > limit "
+                                        f"{bounds.max_context_entries}")
+    for name, entry in event.context.items():
+        check_id(name, "context key", bounds.max_id_bytes)
+        if isinstance(entry, str):
+            check_id(entry, "context value", bounds.max_id_bytes)
+    check_event_time(event.ts, 0, bounds.max_event_ahead_s)
+    return event
+
+
+def decode_click_record(record: Record, bounds: ClickBounds) -> ClickEvent:
+    """The one decoder of a click record: value, key, event time against the broker's.
+
+    Ingest (process and rewarm) and the trainer's window all use it, so they accept and
+    refuse exactly the same records.
+    """
+    event = decode_click(record.value, bounds=bounds)
+    check_event_time(event.ts, record.timestamp_ms, bounds.max_event_ahead_s)
+    # The key decides the partition, and the partition owns the user's state: an event
+    # keyed by anything but its user_id would split that state across partitions.
+    if record.key != event.user_id.encode():
+        shown = record.key[:64] if record.key is not None else None
+        raise BadEvent("key_mismatch", f"message key {shown!r} is not the event's user_id "
+                                       f"{event.user_id!r}")
+    # user-state keys with the reserved prefix hold partition snapshots and control
+    # records: a user of that name would overwrite them under compaction.
+    check_user_id(event.user_id, "user_id", bounds.max_id_bytes)
     return event
 
 
@@ -98,22 +139,111 @@ DLQ_DETAIL = "streamrec.error.detail"
 DLQ_TOPIC = "streamrec.source.topic"
 DLQ_PARTITION = "streamrec.source.partition"
 DLQ_OFFSET = "streamrec.source.offset"
+# Set to b"1" when the original record had no key / no value (a tombstone): the dead letter
+# carries empty bytes instead, because a producer cannot send None there safely.
+DLQ_KEY_ABSENT = "streamrec.original.key_absent"
+DLQ_VALUE_ABSENT = "streamrec.original.value_absent"
+# Set to the original length (decimal) when the key or value was cut to fit the topic.
+DLQ_KEY_TRUNCATED = "streamrec.original.key_truncated"
+DLQ_VALUE_TRUNCATED = "streamrec.original.value_truncated"
+# How many original headers were dropped (null value, non-str name, or no room left).
+DLQ_HEADERS_DROPPED = "streamrec.original.headers_dropped"
+
+DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+MAX_DETAIL_CHARS = 1000
+# Kafka's framing around one record in its own batch (61-byte batch header, the record's
+# varints): generous, so the encoded batch stays under ``max.message.bytes``.
+_FRAMING_BYTES = 512
 
 
-def dead_letter(record: Record, error: BadEvent, dlq_topic: str) -> Output:
-    """The dead-letter message for a rejected record: original key and bytes, reason headers."""
-    headers = tuple(record.headers) + (
-        (DLQ_REASON, error.reason.encode()),
-        (DLQ_DETAIL, error.detail[:1000].encode("utf-8", "replace")),
-        (DLQ_TOPIC, record.topic.encode()),
-        (DLQ_PARTITION, str(record.partition).encode()),
-        (DLQ_OFFSET, str(record.offset).encode()),
-    )
-    return Output(topic=dlq_topic, key=record.key, value=record.value, headers=headers)
+def record_size(key: bytes, value: bytes, headers: tuple[tuple[str, bytes], ...]) -> int:
+    """An upper bound of the bytes one record takes on the wire, batch header included."""
+    return (_FRAMING_BYTES + len(key) + len(value)
+            + sum(len(name.encode()) + len(data) + 10 for name, data in headers))
+
+
+def _sendable_headers(headers: Any) -> tuple[list[tuple[str, bytes]], int]:
+    kept, dropped = [], 0
+    try:
+        items = list(headers or ())
+    except TypeError:
+        return [], 1
+    for item in items:
+        try:
+            name, data = item
+            if not isinstance(name, str) or not isinstance(data, (bytes, bytearray)):
+                raise TypeError
+            name.encode("utf-8")  # a lone surrogate cannot be sent as a header name
+        except (TypeError, ValueError):
+            dropped += 1
+            continue
+        kept.append((name, bytes(data)))
+    return kept, dropped
+
+
+def dead_letter(record: Record, error: BadInput, dlq_topic: str,
+                max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Output:
+    """The dead-letter message for a rejected record, always sendable.
+
+    Original key, value and headers, plus reason headers. Headers a producer cannot send
+    (null value, non-str name) are dropped and counted; a missing key or value becomes
+    empty bytes with an ``..._absent`` header; the whole message stays under
+    ``max_bytes`` (the DLQ topic's limit): the value is cut first, then the key, then
+    original headers, each cut said in a header. Otherwise one bad record would make the
+    producer raise and the partition re-read it forever.
+    """
+    ours = [(DLQ_REASON, str(error.reason)[:100].encode("utf-8", "replace")),
+            (DLQ_DETAIL, str(error.detail)[:MAX_DETAIL_CHARS].encode("utf-8", "replace")),
+            (DLQ_TOPIC, str(record.topic).encode("utf-8", "replace")),
+            (DLQ_PARTITION, str(record.partition).encode()),
+            (DLQ_OFFSET, str(record.offset).encode())]
+    key = bytes(record.key) if isinstance(record.key, (bytes, bytearray)) else b""
+    value = bytes(record.value) if isinstance(record.value, (bytes, bytearray)) else b""
+    if record.key is None:
+        ours.append((DLQ_KEY_ABSENT, b"1"))
+    if record.value is None:
+        ours.append((DLQ_VALUE_ABSENT, b"1"))
+    original, dropped = _sendable_headers(record.headers)
+    # Room for the cut markers, decided below, is reserved now (3 headers, 20-digit values).
+    budget = max_bytes - record_size(b"", b"", tuple(ours)) - 3 * 64
+    if len(key) > budget // 4:  # the key only decides the partition: a little is enough
+        ours.append((DLQ_KEY_TRUNCATED, str(len(key)).encode()))
+        key = key[:budget // 4]
+    budget -= len(key)
+    kept = []
+    for name, data in original:
+        cost = len(name.encode()) + len(data) + 10
+        if cost > budget // 2:
+            dropped += 1
+            continue
+        kept.append((name, data))
+        budget -= cost
+    if dropped:
+        ours.append((DLQ_HEADERS_DROPPED, str(dropped).encode()))
+    if len(value) > budget:
+        ours.append((DLQ_VALUE_TRUNCATED, str(len(value)).encode()))
+        value = value[:max(budget, 0)]
+    return Output(topic=dlq_topic, key=key, value=value, headers=tuple(kept + ours))
+
+
+def is_sendable(output: Output, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> bool:
+    """Key and value bytes, every header ``(str, bytes)``, the record under ``max_bytes``."""
+    if not isinstance(output.key, bytes) or not isinstance(output.value, (bytes, type(None))):
+        return False
+    for header in output.headers:
+        if (not isinstance(header, tuple) or len(header) != 2 or not isinstance(header[0], str)
+                or not isinstance(header[1], bytes)):
+            return False
+        try:
+            header[0].encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    return record_size(output.key, output.value or b"", output.headers) <= max_bytes
 
 
 def headers_dict(headers: tuple[tuple[str, bytes], ...] | list) -> dict[str, str]:
-    return {k: (v.decode("utf-8", "replace") if v is not None else "") for k, v in headers}
+    return {str(k): (v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else "")
+            for k, v in headers}
 
 
 def schema_text() -> str:

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Mapping
 
 from streamrec.acls import ADMIN, SERVICE_PRINCIPALS
+from streamrec.config import Settings
+from streamrec.connection import KafkaSecurity
 
 # ``nobody`` authenticates fine but has no ACL at all: tests prove the authorizer denies it.
 PRINCIPALS = (ADMIN, *SERVICE_PRINCIPALS, "nobody")
@@ -46,7 +48,8 @@ class TlsFiles:
 class SecureBroker:
     """How to reach a secured broker: its ``SASL_SSL`` address, CA and one user per principal.
 
-    ``passwords`` never shows in ``repr``; ``client_kwargs`` gives kafka-python's arguments.
+    ``passwords`` never shows in ``repr``; ``settings_for`` gives a principal's ``Settings``
+    (what ``streamrec.kafka_clients`` builds clients from).
     """
 
     bootstrap: str
@@ -60,15 +63,27 @@ class SecureBroker:
     def admin_password(self) -> str:
         return self.passwords[ADMIN]
 
+    def security_for(self, principal: str, password: str | None = None,
+                     mechanism: str | None = None) -> KafkaSecurity:
+        """The connection config authenticating as ``principal`` over SASL_SSL (a wrong
+        ``password`` or another SCRAM ``mechanism`` may be given, for tests)."""
+        return KafkaSecurity("SASL_SSL", mechanism or self.mechanism, principal,
+                             password if password is not None else self.passwords[principal],
+                             ssl_cafile=self.ca_file)
+
+    def settings_for(self, principal: str, base: Settings | None = None, *,
+                     password: str | None = None, mechanism: str | None = None) -> Settings:
+        """``base`` (topic prefix, groups...) pointed at this broker as ``principal``: what
+        ``streamrec.kafka_clients`` builds that principal's clients from."""
+        return (base or Settings()).replace(
+            bootstrap_servers=self.bootstrap,
+            kafka_security=self.security_for(principal, password, mechanism))
+
     def client_kwargs(self, principal: str, password: str | None = None,
                       mechanism: str | None = None) -> dict[str, object]:
         """kafka-python keyword arguments authenticating as ``principal`` over SASL_SSL."""
-        return {"bootstrap_servers": self.bootstrap, "security_protocol": "SASL_SSL",
-                "sasl_mechanism": mechanism or self.mechanism,
-                "sasl_plain_username": principal,
-                "sasl_plain_password": password if password is not None
-                else self.passwords[principal],
-                "ssl_cafile": self.ca_file}
+        return {"bootstrap_servers": self.bootstrap,
+                **self.security_for(principal, password, mechanism).client_kwargs()}
 
 
 def random_passwords(principals: tuple[str, ...] = PRINCIPALS) -> dict[str, str]:

@@ -405,6 +405,8 @@ class ProcessorService:
             m.set_rejected(reason, count)  # type: ignore[attr-defined]
         for outcome, count in getattr(self.processor, "adoptions_by_outcome", {}).items():
             m.set_adoptions(outcome, count)  # type: ignore[attr-defined]
+        for (topic, reason), count in getattr(self.processor, "skipped_by_reason", {}).items():
+            m.set_skipped(topic, reason, count)  # type: ignore[attr-defined]
 
     def _count_commit_failure(self, cause: str) -> None:
         if self.metrics is not None:

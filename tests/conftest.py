@@ -165,3 +165,34 @@ def kafka_secure() -> Iterator[SecureBroker]:
     with launcher:
         assert launcher.secured is not None
         yield launcher.secured
+
+
+@pytest.fixture(scope="session")
+def kafka_secure_admin(kafka_secure: SecureBroker) -> Iterator[KafkaAdminClient]:
+    """One admin client (the super user, over SASL_SSL) for the session."""
+    admin = kafka_clients.admin(kafka_secure.settings_for("admin"), client_id="streamrec-tests")
+    yield admin
+    admin.close()
+
+
+@pytest.fixture
+def secure_settings(request: pytest.FixtureRequest, kafka_secure: SecureBroker,
+                    kafka_secure_admin: KafkaAdminClient) -> Iterator[Settings]:
+    """Admin's settings on the secured broker with a per-test prefix, groups and transactional
+    ids (as ``kafka_settings``), topics created and the least-privilege ACLs applied for them.
+
+    ``kafka_secure.settings_for(principal, secure_settings)``: the same, as another principal.
+    A test module may set ``SECURE_PARTITIONS`` (default 2).
+    """
+    from streamrec.acls import apply_acls
+    prefix = f"s{uuid.uuid4().hex[:12]}-"
+    partitions = getattr(request.module, "SECURE_PARTITIONS", 2)
+    settings = kafka_secure.settings_for("admin", Settings(
+        topic_prefix=prefix, partitions=partitions, ingest_group=f"{prefix}ingest",
+        score_group=f"{prefix}score", transactional_id_prefix=prefix.rstrip("-")))
+    names = create_topics(settings, admin=kafka_secure_admin)
+    # The ACLs name these topics, groups and transactional ids: they follow the settings.
+    apply_acls(kafka_secure_admin, settings)
+    yield settings
+    with contextlib.suppress(Exception):
+        kafka_secure_admin.delete_topics(names)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable, Iterable, Iterator
+from typing import IO, Callable, Iterable, Iterator
 
 from kafka import TopicPartition as KafkaTopicPartition
 
@@ -30,6 +30,42 @@ def produce_raw(settings: Settings, topic: str, messages: Iterable[tuple[bytes |
     producer.flush(timeout=60)
     producer.close()
     return count
+
+
+class _NullableHeaders(list):
+    """Headers whose null values the record builder writes as Kafka nulls.
+
+    kafka-python's builder encodes a ``None`` value as a null header, but its future's size
+    bookkeeping calls ``len`` on every value unless the header list is falsy.
+    """
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def produce_unchecked(settings: Settings, topic: str,
+                      records: Iterable[tuple[int, bytes | None, bytes | None, list]]) -> list[int]:
+    """Append ``(partition, key, value, headers)`` records in order, as any Kafka client may
+    write them; return their offsets.
+
+    Some cannot be written with kafka-python's ``send`` (a record with neither key nor
+    value, a header with a null value), so they are appended to the producer's batch
+    directly, below those checks.
+    """
+    producer = kafka_clients.producer(settings, linger_ms=0, max_request_size=2 * 1024 * 1024)
+    try:
+        producer._wait_on_metadata(topic, 30_000)
+        futures = []
+        for partition, key, value, headers in records:
+            future, *_ = producer._accumulator.append(
+                KafkaTopicPartition(topic, partition), int(time.time() * 1000), key, value,
+                _NullableHeaders(headers))
+            producer._sender.wakeup()
+            futures.append(future)
+            producer.flush(timeout=30)  # one batch each: keeps the order and the sizes apart
+        return [future.get(timeout=30).offset for future in futures]
+    finally:
+        producer.close()
 
 
 def read_topic(settings: Settings, topic: str, *, expect: int | None = None,
@@ -131,16 +167,30 @@ def security_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def service_env(settings: Settings, batch_size: int = 200) -> dict[str, str]:
+    """The environment a child ``streamrec`` process gets: connection, topics, groups."""
+    return dict(os.environ, **security_env(settings), KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
+                STREAMREC_TOPIC_PREFIX=settings.topic_prefix,
+                STREAMREC_INGEST_GROUP=settings.ingest_group,
+                STREAMREC_SCORE_GROUP=settings.score_group,
+                STREAMREC_TRANSACTIONAL_ID_PREFIX=settings.transactional_id_prefix,
+                STREAMREC_PARTITIONS=str(settings.partitions), STREAMREC_BATCH_SIZE=str(batch_size))
+
+
+def start_service_process(settings: Settings, service: str, instance: str, *, batch_size: int = 200,
+                          log_format: str = "text", metrics_port: int = 0,
+                          output: IO[str] | int = subprocess.PIPE) -> subprocess.Popen:
+    """`streamrec ingest|score` as its own process, as an operator would run it
+    (stderr goes with stdout, to ``output``)."""
+    return subprocess.Popen([sys.executable, "-m", "streamrec.cli", service, "--instance-id",
+                             instance, "--log-format", log_format, "--metrics-port", str(metrics_port)],
+                            env=service_env(settings, batch_size),
+                            stdout=output, stderr=subprocess.STDOUT, text=True)
+
+
 def start_ingest_process(settings: Settings, instance: str, batch_size: int = 200) -> subprocess.Popen:
     """`streamrec ingest` as its own process, as an operator would run it."""
-    env = dict(os.environ, **security_env(settings), KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
-               STREAMREC_TOPIC_PREFIX=settings.topic_prefix,
-               STREAMREC_INGEST_GROUP=settings.ingest_group,
-               STREAMREC_TRANSACTIONAL_ID_PREFIX=settings.transactional_id_prefix,
-               STREAMREC_PARTITIONS=str(settings.partitions), STREAMREC_BATCH_SIZE=str(batch_size))
-    return subprocess.Popen([sys.executable, "-m", "streamrec.cli", "ingest", "--instance-id",
-                             instance, "--log-format", "text"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return start_service_process(settings, "ingest", instance, batch_size=batch_size)
 
 
 def reference_states(settings: Settings, events: list) -> dict[str, dict]:

@@ -3,7 +3,8 @@
 ``print`` needs no broker: it writes one ``kafka-acls.sh --add`` line per principal and
 resource, for an operator to review and run with a super user's ``--command-config``.
 ``apply`` creates the same ACLs itself, authenticated as whoever the connection settings
-name (a super user), and waits until the broker enforces them.
+name (``--kafka-config`` of a super user, or the ``STREAMREC_KAFKA_*`` variables), and
+waits until the broker enforces them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import sys
 
 from streamrec.commands.core import settings_from_args
+from streamrec.kafka_args import add_kafka_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,8 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     apply = actions.add_parser("apply", help="create the ACLs on the broker (as a super user)")
     apply.add_argument("--prefix", dest="topic_prefix",
                        help="topic prefix of the deployment (default: $STREAMREC_TOPIC_PREFIX)")
-    apply.add_argument("--bootstrap-servers", help="Kafka bootstrap servers "
-                       "(default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)")
+    # The connection flags of every command: apply authenticates as a super user.
+    add_kafka_options(apply, topic_prefix=False)
     apply.set_defaults(func=_cmd_apply)
 
 
@@ -43,26 +45,24 @@ def _cmd_print(args: argparse.Namespace) -> int:
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
-    from kafka import KafkaAdminClient
     from kafka import errors as kafka_errors
 
+    from streamrec import kafka_clients
     from streamrec.acls import AclApplyError, apply_acls
     settings = settings_from_args(args)
-    # The connection config (TLS/SASL) of Settings, once it has one; plaintext before that.
-    security = getattr(settings, "kafka_security", None)
-    client_kwargs = security.client_kwargs() if security is not None else {}
+    # Refused credentials or an unreachable broker raise the factory's one-line errors,
+    # which the CLI edge prints; what the broker refuses afterwards is worded here.
+    admin = kafka_clients.admin(settings, client_id="streamrec-acls")
     try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
-                                 client_id="streamrec-acls", **client_kwargs)
-        try:
-            rules = apply_acls(admin, settings)
-        finally:
-            admin.close()
+        rules = apply_acls(admin, settings)
     except (AclApplyError, kafka_errors.KafkaError) as exc:
+        refused = kafka_clients.access_error(exc, settings)
         print(f"streamrec: error: applying ACLs on {settings.bootstrap_servers} failed: "
-              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+              + (str(refused) if refused else f"{type(exc).__name__}: {exc}"), file=sys.stderr)
         return 1
+    finally:
+        admin.close()
     principals = sorted({rule.principal for rule in rules})
-    print(f"{len(rules)} ACLs in force on {settings.bootstrap_servers} for "
-          f"{', '.join(principals)}")
+    print(f"{len(rules)} ACLs in force on {settings.bootstrap_servers} "
+          f"({settings.kafka_security.describe()}) for {', '.join(principals)}")
     return 0

@@ -21,7 +21,8 @@ from streamrec.metrics.registry import (
 # The ``BadEvent.reason`` values of ``streamrec.events``; created up front so a dashboard
 # shows a 0 line instead of "no data" until the first bad event arrives.
 KNOWN_REJECT_REASONS = ("bad_json", "schema", "oversized", "empty", "key_mismatch",
-                        "reserved_user_id")
+                        "reserved_user_id", "too_deep", "bad_id", "bad_key", "missing_key",
+                        "ts_out_of_range", "out_of_bounds", "unknown_control")
 # The ``cause`` values of ``streamrec_commit_failures_total`` (``streamrec.verified_commit``,
 # which sits above this floor and so is not imported), created up front like the reasons.
 KNOWN_COMMIT_FAILURE_CAUSES = ("send_failed", "offsets_failed", "commit_raised", "bad_state")
@@ -70,6 +71,9 @@ class ServiceMetrics:
     commits: CounterChild
     commit_failures: BoundFamily[CounterChild]
     model_adoptions: BoundFamily[CounterChild]
+    # Input records skipped and counted, not dead-lettered (bad user states), by
+    # (topic, reason). Last with a default: older constructions keep working.
+    inputs_skipped: BoundFamily[CounterChild] | None = None
 
     def rejected(self, reason: str) -> CounterChild:
         return self.events_rejected.labels(reason=reason)
@@ -87,6 +91,14 @@ class ServiceMetrics:
     def set_adoptions(self, outcome: str, total: float) -> None:
         """Like ``set_rejected``, for ingest's adopt-model messages by outcome."""
         child = self.model_adoptions.labels(outcome=outcome)
+        if total > child.value:
+            child.inc(total - child.value)
+
+    def set_skipped(self, topic: str, reason: str, total: float) -> None:
+        """Like ``set_rejected``, for a processor's ``skipped_by_reason[(topic, reason)]``."""
+        if self.inputs_skipped is None:
+            return
+        child = self.inputs_skipped.labels(topic=topic, reason=reason)
         if total > child.value:
             child.inc(total - child.value)
 
@@ -122,6 +134,10 @@ def service_metrics(registry: MetricsRegistry, service: str,
                                  "adopt-model messages handled per partition, by outcome "
                                  "(adopted, already_adopted, or why the model was skipped).",
                                  ("service", "outcome"))
+    skipped = registry.counter("streamrec_inputs_skipped_total",
+                               "Input records skipped and counted instead of applied "
+                               "(a malformed user state, say), by topic and reason.",
+                               ("service", "topic", "reason"))
     # Same name as before the cause label: sum(streamrec_commit_failures_total) by (service)
     # still means every failed commit.
     commit_failures = registry.counter("streamrec_commit_failures_total",
@@ -144,4 +160,5 @@ def service_metrics(registry: MetricsRegistry, service: str,
         commits=count("streamrec_commits_total", "Successful offset or transaction commits."),
         commit_failures=BoundFamily(commit_failures, service),
         model_adoptions=BoundFamily(adoptions, service),
+        inputs_skipped=BoundFamily(skipped, service),
     )

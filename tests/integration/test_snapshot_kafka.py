@@ -9,7 +9,6 @@ from __future__ import annotations
 import pathlib
 
 import pytest
-from kafka import KafkaProducer
 from snapshots import planted_records, published_snapshots
 from unit.learner_checks import learned_state
 
@@ -19,6 +18,7 @@ from consumers.score import ScoreProcessor, recommendation_decoder
 from consumers.snapshot_chunks import CHUNK_KEY_PREFIX
 from consumers.snapshot_codec import encode_snapshot
 from producers.synthetic import SyntheticStream
+from streamrec import kafka_clients
 from streamrec.changelog import read_changelog
 from streamrec.config import Settings
 from streamrec.events import ClickEvent, encode_click
@@ -33,8 +33,7 @@ def produce_pinned(settings: Settings, topic: str,
                    records: list[tuple[int | None, bytes, bytes | None]]
                    ) -> None:
     """(partition, key, value) as anyone with write access could, no transaction."""
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5,
-                             max_request_size=32 * MiB)
+    producer = kafka_clients.producer(settings, linger_ms=5, max_request_size=32 * MiB)
     for partition, key, value in records:
         producer.send(topic, key=key, value=value, partition=partition)
     producer.flush(timeout=60)
@@ -69,7 +68,7 @@ def test_a_pickle_planted_in_user_state_executes_nothing_on_the_broker(
         assert skipped[(topics.user_state, "snapshot_pickle")] == 3 * settings.partitions
 
     # A restart restores from the valid snapshots written after the pickles.
-    log = read_changelog(settings.bootstrap_servers, topics.user_state,
+    log = read_changelog(settings, topics.user_state,
                          list(range(settings.partitions)))
     restored = IngestProcessor(settings)
     starts = []
@@ -107,7 +106,7 @@ def test_a_snapshot_over_64_mb_is_written_and_restored_bit_identically(
         live = service.processor.models(0)  # type: ignore[attr-defined]
     assert live is not None and live.pending == [] and live.snapshot_offset == n_events - 1
 
-    log = read_changelog(settings.bootstrap_servers, topics.user_state, [0])[0]
+    log = read_changelog(settings, topics.user_state, [0])[0]
     chunks = [r for r in log if r.key is not None and r.key.startswith(CHUNK_KEY_PREFIX)]
     (named, on_topic), = published_snapshots(log)
     payload = b"".join(r.value for r in chunks)  # type: ignore[misc]

@@ -24,7 +24,10 @@ TINY = TrainerConfig(epochs=2, warm_epochs=1, dim=16, max_len=12, n_blocks=1, n_
 def synthetic_window(n_events: int = 3_000, seed: int = 1) -> TrainingWindow:
     events = list(SyntheticStream(n_users=150, n_items=120, n_events=n_events,
                                   seed=seed).events())
-    records = [Record("clicks", 0, i, e.user_id.encode(), encode_click(e), 1000 + i)
+    # Broker timestamps as a producer would give them: after the event time (a record
+    # stamped in 1970 would carry events more than a day ahead of it: ts_out_of_range).
+    start_ms = int(max(e.ts for e in events) * 1000) + 1000
+    records = [Record("clicks", 0, i, e.user_id.encode(), encode_click(e), start_ms + i)
                for i, e in enumerate(events)]
     return build_window(records, "clicks", {0: (0, len(records))}, 64 * 1024)
 
