@@ -368,7 +368,8 @@ class ProcessorService:
                                              headers=list(output.headers) or None,
                                              partition=output.partition))
         except Exception as error:  # noqa: BLE001 - e.g. an earlier send already failed
-            raise UnverifiedCommit(SEND_FAILED, f"send raised {type(error).__name__}") from error
+            # diagnose also settles the sends already made, so the abort does not wait on them.
+            raise diagnose(producer, futures, self.send_timeout_s, SEND_FAILED, error)
         offsets: dict[KafkaTopicPartition, OffsetAndMetadata] = {}
         for record in batch:
             tp = KafkaTopicPartition(record.topic, record.partition)

@@ -213,6 +213,8 @@ class FakeProducer:
         self.manager._transaction_started = True
 
     def send(self, topic, key=None, value=None, headers=None, partition=None):  # type: ignore[no-untyped-def]
+        if self.pending:
+            self.broker.fire(self, "second_send")
         self.manager._fail_if_not_ready_for_send()
         future = SendFuture()
         self.pending.append((topic, partition, key, value, future))
@@ -357,6 +359,14 @@ def _send_fails_then_offsets_raise(producer: FakeProducer, step: str) -> None:
                                       "an error state")
 
 
+def _first_send_fails_so_the_next_raises(producer: FakeProducer, step: str) -> None:
+    if step == "second_send":
+        producer.broker.fault_fired = True
+        error = kafka_errors.MessageSizeTooLargeError()
+        producer.manager.transition_to_abortable_error(error)
+        producer.pending[0][-1].failure(error)
+
+
 def _flush_times_out(producer: FakeProducer, step: str) -> None:
     if step == "flush":
         producer.broker.fault_fired = True
@@ -371,10 +381,11 @@ def _flush_times_out(producer: FakeProducer, step: str) -> None:
     (_commit_raises_fenced, COMMIT_RAISED, False),  # fatal: abort refused
     (_offsets_raise, OFFSETS_FAILED, True),
     (_send_fails_then_offsets_raise, SEND_FAILED, True),
+    (_first_send_fails_so_the_next_raises, SEND_FAILED, True),
     (_flush_times_out, SEND_FAILED, False),  # sends unresolved: abort not even tried
 ], ids=["send_failed", "epoch_bumped_in_commit", "abortable_error_after_commit",
         "not_ready_after_commit", "commit_raised", "offsets_failed", "send_failed_then_offsets_raised",
-        "flush_timed_out"])
+        "send_failed_then_send_raised", "flush_timed_out"])
 def test_an_unverified_commit_fails_the_session_and_every_click_counts_once(
         monkeypatch, fault, cause, aborted):
     broker = FakeBroker(fault)
