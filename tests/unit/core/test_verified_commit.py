@@ -232,6 +232,13 @@ class FakeProducer:
             if not future.is_done:
                 future.success(None)
 
+    def fail_first_send(self) -> None:
+        """The broker refuses the first send: kafka-python records the error, then fails it."""
+        self.broker.fault_fired = True
+        error = kafka_errors.MessageSizeTooLargeError()
+        self.manager.transition_to_abortable_error(error)
+        self.pending[0][-1].failure(error)
+
     def bump_epoch(self) -> None:
         """kafka-python's KIP-360 recovery: the broker aborts the transaction, state -> READY."""
         self.manager._transition_to(TransactionState.BUMPING_PRODUCER_EPOCH)
@@ -351,20 +358,14 @@ def _send_fails_then_offsets_raise(producer: FakeProducer, step: str) -> None:
     # kafka-python records the transaction's error before it fails the record's future, so
     # the failed send surfaces first as a later call raising: the cause is still the send.
     if step == "offsets":
-        producer.broker.fault_fired = True
-        error = kafka_errors.MessageSizeTooLargeError()
-        producer.manager.transition_to_abortable_error(error)
-        producer.pending[0][-1].failure(error)
+        producer.fail_first_send()
         raise kafka_errors.KafkaError("Cannot execute transactional method because we are in "
                                       "an error state")
 
 
 def _first_send_fails_so_the_next_raises(producer: FakeProducer, step: str) -> None:
     if step == "second_send":
-        producer.broker.fault_fired = True
-        error = kafka_errors.MessageSizeTooLargeError()
-        producer.manager.transition_to_abortable_error(error)
-        producer.pending[0][-1].failure(error)
+        producer.fail_first_send()
 
 
 def _flush_times_out(producer: FakeProducer, step: str) -> None:
