@@ -10,7 +10,15 @@ batch (the only place it is written down):
 3. ``send_offsets_to_transaction`` with the next offset to read for every partition in
    the batch, tagged with the consumer's group metadata so a zombie from an older group
    generation is fenced.
-4. ``commit_transaction`` — outputs and input offsets become durable atomically.
+4. flush, and require every send of step 2 to have succeeded and the client to still be in
+   the transaction it began (same producer epoch, no recorded error);
+5. ``commit_transaction`` — outputs and input offsets become durable atomically — and then
+   require the client to be back in a clean ``READY`` state with the same epoch.
+
+Steps 4 and 5 exist because kafka-python can return from ``commit_transaction`` for a
+transaction the broker aborted (``streamrec.verified_commit``): a batch counts as committed
+only once that is proven, and anything else raises ``UnverifiedCommit``, counted in
+``commit_failures_total`` by cause.
 
 If any step fails the transaction is aborted and the session is torn down: in-memory state
 may be ahead of what is committed, so it is dropped and restored from the changelog by the
@@ -41,8 +49,24 @@ from streamrec.config import Settings
 from streamrec.poison_pill import PoisonPillPolicy, process_in_isolation, raised_at
 from streamrec.records import Output, ProcessResult, Record
 from streamrec.recovery_budget import RecoveryBudget
+from streamrec.verified_commit import (
+    BAD_STATE,
+    COMMIT_RAISED,
+    OFFSETS_FAILED,
+    SEND_FAILED,
+    UnverifiedCommit,
+    check_delivered,
+    check_status,
+    diagnose,
+    force_close,
+    transaction_status,
+)
 
 log = logging.getLogger(__name__)
+
+# The broker aborts a transaction left open longer than this; a batch's sends that are not
+# acknowledged within it cannot be committed anyway, so it also bounds the wait for them.
+TRANSACTION_TIMEOUT_MS = 15_000
 
 
 class Processor(Protocol):
@@ -96,7 +120,8 @@ class ProcessorService:
                  metrics: object | None = None, max_recoveries: int = 10,
                  before_commit: Callable[[list[Record]], None] | None = None,
                  poison_pill: PoisonPillPolicy | None = None, backoff_s: float = 1.0,
-                 max_backoff_s: float = 30.0) -> None:
+                 max_backoff_s: float = 30.0,
+                 send_timeout_s: float = TRANSACTION_TIMEOUT_MS / 1000) -> None:
         self.processor = processor
         self.settings = settings
         self.input_topics = input_topics
@@ -109,6 +134,8 @@ class ProcessorService:
         self.max_recoveries = max_recoveries
         self.recovery = RecoveryBudget(max_recoveries, backoff_s, max_backoff_s)
         self.poison_pill = poison_pill if poison_pill is not None else PoisonPillPolicy()
+        # How long a batch's sends may take to be acknowledged before the batch is failed.
+        self.send_timeout_s = send_timeout_s
         # Test hook for fault injection: called inside the transaction, before commit.
         self.before_commit = before_commit
         self._stop = threading.Event()
@@ -162,14 +189,17 @@ class ProcessorService:
             # A stable id per instance: a restarted instance fences its own zombie and
             # aborts the transaction it left open, instead of waiting for the timeout.
             transactional_id=f"{self.settings.transactional_id_prefix}-{self.group_id}-{self.instance_id}",
-            transaction_timeout_ms=15_000, linger_ms=5, batch_size=256 * 1024,
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, linger_ms=5, batch_size=256 * 1024,
             max_request_size=32 * 1024 * 1024)
         try:
             producer.init_transactions()
             self._connected = True
             self._loop(consumer, producer, rebalance)
-        except Exception:
-            self._abort_quietly(producer)
+        except Exception as error:
+            # With sends still unresolved an abort would wait for them without a bound; the
+            # next session's init_transactions (same transactional id) aborts it instead.
+            if not (isinstance(error, UnverifiedCommit) and not error.can_abort):
+                self._abort_quietly(producer)
             # The in-memory state may be ahead of what was committed: forget all of it.
             self.processor.drop(sorted(rebalance.to_restore | {tp.partition for tp in consumer.assignment()}))
             raise
@@ -308,27 +338,59 @@ class ProcessorService:
 
     def _commit(self, consumer: KafkaConsumer, producer: KafkaProducer, batch: list[Record],
                 result: ProcessResult, started: float) -> None:
-        # Steps 2-4 of the commit order in the module docstring.
-        producer.begin_transaction()
-        for output in result.outputs:
-            producer.send(output.topic, key=output.key, value=output.value,
-                          headers=list(output.headers) or None, partition=output.partition)
+        try:
+            self._commit_verified(consumer, producer, batch, result)
+        except UnverifiedCommit as failure:
+            # Not committed, whatever the client said: the caller fails the session, which
+            # drops the in-memory state and resumes from the committed offsets.
+            self._count_commit_failure(failure.cause)
+            log.warning("a batch's transaction was not committed",
+                        extra={"cause": failure.cause, "records": len(batch),
+                               "partitions": sorted({record.partition for record in batch})})
+            raise
+        self.batches_committed += 1
+        self.recovery.progressed()  # a committed batch ends any streak of failed sessions
+        self._observe(result, len(batch), time.perf_counter() - started)
+
+    def _commit_verified(self, consumer: KafkaConsumer, producer: KafkaProducer,
+                         batch: list[Record], result: ProcessResult) -> None:
+        """Steps 2-5 of the commit order in the module docstring; raises ``UnverifiedCommit``."""
+        try:
+            producer.begin_transaction()
+        except Exception as error:  # noqa: BLE001 - the client is not READY for a new transaction
+            raise UnverifiedCommit(BAD_STATE, f"begin_transaction raised {type(error).__name__}") \
+                from error
+        began = transaction_status(producer)
+        futures = []
+        try:
+            for output in result.outputs:
+                futures.append(producer.send(output.topic, key=output.key, value=output.value,
+                                             headers=list(output.headers) or None,
+                                             partition=output.partition))
+        except Exception as error:  # noqa: BLE001 - e.g. an earlier send already failed
+            # diagnose also settles the sends already made, so the abort does not wait on them.
+            raise diagnose(producer, futures, self.send_timeout_s, SEND_FAILED, error)
         offsets: dict[KafkaTopicPartition, OffsetAndMetadata] = {}
         for record in batch:
             tp = KafkaTopicPartition(record.topic, record.partition)
             # The committed offset is the *next* offset to read.
             offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
-        producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
+        try:
+            producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
+        except Exception as error:  # noqa: BLE001 - fenced, rebalanced, a send failed, broker gone
+            raise diagnose(producer, futures, self.send_timeout_s, OFFSETS_FAILED, error)
         if self.before_commit is not None:
             self.before_commit(batch)
+        # commit_transaction flushes too, so this adds no round trip: it only makes the wait
+        # bounded and looks at every send's result, which commit_transaction does not.
+        check_delivered(producer, futures, self.send_timeout_s)
+        check_status(transaction_status(producer), began, "IN_TRANSACTION")
         try:
             producer.commit_transaction()
-        except Exception:
-            self._count("commit_failures")
-            raise
-        self.batches_committed += 1
-        self.recovery.progressed()  # a committed batch ends any streak of failed sessions
-        self._observe(result, len(batch), time.perf_counter() - started)
+        except Exception as error:  # noqa: BLE001 - fenced, timed out, broker gone
+            raise diagnose(producer, futures, self.send_timeout_s, COMMIT_RAISED, error)
+        # commit_transaction can return for a transaction the broker aborted: prove it did not.
+        check_status(transaction_status(producer), began, "READY")
 
     # -- metrics and teardown ---------------------------------------------------------------------
     def _observe(self, result: ProcessResult, n_in: int, seconds: float) -> None:
@@ -347,9 +409,9 @@ class ProcessorService:
         for (topic, reason), count in getattr(self.processor, "skipped_by_reason", {}).items():
             m.set_skipped(topic, reason, count)  # type: ignore[attr-defined]
 
-    def _count(self, name: str) -> None:
+    def _count_commit_failure(self, cause: str) -> None:
         if self.metrics is not None:
-            getattr(self.metrics, name).inc()
+            self.metrics.commit_failed(cause)  # type: ignore[attr-defined]
 
     def _report_lag(self, consumer: KafkaConsumer) -> None:
         if self.metrics is None:
@@ -372,5 +434,11 @@ class ProcessorService:
         # the group so partitions move to a live member without waiting for a timeout.
         try:
             producer.close(timeout=10)
+        except Exception as error:  # noqa: BLE001 - sends of a failed batch still unresolved
+            # kafka-python's close raises when its flush times out and leaves the sender
+            # running; stop it, or the zombie may fence the next session (see force_close).
+            log.warning("closing the producer timed out; forcing it closed",
+                        extra={"error_type": type(error).__name__})
+            force_close(producer)
         finally:
             consumer.close()

@@ -23,6 +23,9 @@ from streamrec.metrics.registry import (
 KNOWN_REJECT_REASONS = ("bad_json", "schema", "oversized", "empty", "key_mismatch",
                         "reserved_user_id", "too_deep", "bad_id", "bad_key", "missing_key",
                         "ts_out_of_range", "out_of_bounds", "unknown_control")
+# The ``cause`` values of ``streamrec_commit_failures_total`` (``streamrec.verified_commit``,
+# which sits above this floor and so is not imported), created up front like the reasons.
+KNOWN_COMMIT_FAILURE_CAUSES = ("send_failed", "offsets_failed", "commit_raised", "bad_state")
 
 
 C = TypeVar("C", CounterChild, GaugeChild)
@@ -52,9 +55,10 @@ class BoundFamily(Generic[C]):
 class ServiceMetrics:
     """Children pre-bound to one service, ready for the hot path.
 
-    ``events_rejected`` (labels ``reason``), ``model_adoptions`` (labels ``outcome``) and
-    ``consumer_lag`` (labels ``topic``, ``partition``) are families: bind a child once per
-    reason / outcome / partition and keep it.
+    ``events_rejected`` (labels ``reason``), ``model_adoptions`` (labels ``outcome``),
+    ``commit_failures`` (labels ``cause``) and ``consumer_lag`` (labels ``topic``,
+    ``partition``) are families: bind a child once per reason / outcome / cause / partition
+    and keep it.
     """
 
     service: str
@@ -65,7 +69,7 @@ class ServiceMetrics:
     consumer_lag: BoundFamily[GaugeChild]
     batches: CounterChild
     commits: CounterChild
-    commit_failures: CounterChild
+    commit_failures: BoundFamily[CounterChild]
     model_adoptions: BoundFamily[CounterChild]
     # Input records skipped and counted, not dead-lettered (bad user states), by
     # (topic, reason). Last with a default: older constructions keep working.
@@ -97,6 +101,10 @@ class ServiceMetrics:
         child = self.inputs_skipped.labels(topic=topic, reason=reason)
         if total > child.value:
             child.inc(total - child.value)
+
+    def commit_failed(self, cause: str) -> None:
+        """Count one batch whose transaction was not committed, by ``cause``."""
+        self.commit_failures.labels(cause=cause).inc()
 
     def lag(self, topic: str, partition: int) -> GaugeChild:
         return self.consumer_lag.labels(topic=topic, partition=partition)
@@ -130,6 +138,14 @@ def service_metrics(registry: MetricsRegistry, service: str,
                                "Input records skipped and counted instead of applied "
                                "(a malformed user state, say), by topic and reason.",
                                ("service", "topic", "reason"))
+    # Same name as before the cause label: sum(streamrec_commit_failures_total) by (service)
+    # still means every failed commit.
+    commit_failures = registry.counter("streamrec_commit_failures_total",
+                                       "Transactions not committed (the batch is retried "
+                                       "from the committed state), by cause.",
+                                       ("service", "cause"))
+    for cause in KNOWN_COMMIT_FAILURE_CAUSES:
+        commit_failures.labels(service=service, cause=cause)
     lag = registry.gauge("streamrec_consumer_lag",
                          "Records between the committed offset and the log end, per partition.",
                          ("service", "topic", "partition"))
@@ -142,8 +158,7 @@ def service_metrics(registry: MetricsRegistry, service: str,
         consumer_lag=BoundFamily(lag, service),
         batches=count("streamrec_batches_total", "Batches processed."),
         commits=count("streamrec_commits_total", "Successful offset or transaction commits."),
-        commit_failures=count("streamrec_commit_failures_total",
-                              "Offset or transaction commits that failed."),
+        commit_failures=BoundFamily(commit_failures, service),
         model_adoptions=BoundFamily(adoptions, service),
         inputs_skipped=BoundFamily(skipped, service),
     )
