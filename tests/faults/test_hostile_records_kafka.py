@@ -142,6 +142,20 @@ def test_hostile_records_on_every_input_topic_stop_nothing(kafka_settings: Setti
         with running_service(ingest_service(settings)) as ingest, running_service(scorer):
             produce_raw(settings, topics.clicks, [(e.user_id.encode(), encode_click(e))
                                                   for e in wave1])
+            # The scorer reads user-state and requests side by side: the big-k request must
+            # find wave 1 in its mirror (its user's state, popularity), or on a cold broker
+            # it is answered before any state arrived, from an empty catalogue.
+            wave1_users = {e.user_id for e in wave1}
+            mirror = scorer.processor  # a ScoreProcessor: score_service built it
+
+            def scorer_has_wave1() -> bool:
+                return all(mirror.state_of(user) is not None  # type: ignore[attr-defined]
+                           for user in wave1_users)
+
+            deadline = time.monotonic() + 60
+            while not scorer_has_wave1() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert scorer_has_wave1(), "wave 1 never reached the scorer"
             # State, request and model records first: ingest's own snapshots (written after
             # each adopt-model) then land after the planted ones.
             state_offsets = produce_unchecked(settings, topics.user_state, state_records)
