@@ -211,11 +211,13 @@ class ModelFollower:
                     self._connect()
                 batches = self._consumer.poll(timeout_ms=self.poll_timeout_ms)  # type: ignore[union-attr]
             except Exception as exc:  # noqa: BLE001 - a broker hiccup must not end following
+                # Close the broken consumer first: whoever reads the failure count (readiness,
+                # tests) then sees the failure fully handled.
+                self._close_consumer()
                 self.consecutive_poll_failures += 1
                 self._fail(f"poll_{type(exc).__name__}")
                 log.exception("polling the models topic failed (%d in a row); rebuilding the "
                               "consumer in %.1f s", self.consecutive_poll_failures, backoff)
-                self._close_consumer()
                 self._stop.wait(backoff)
                 backoff = min(2 * backoff, MAX_BACKOFF_S)
                 continue
