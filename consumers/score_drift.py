@@ -33,7 +33,7 @@ class ScoreDriftReporter:
     def __init__(self, settings: Settings, clock: Callable[[], float]) -> None:
         self.tracker = OnlineHitRateTracker(delta=settings.drift_delta)
         self.models_topic = settings.topics.models
-        self.scorer_group = settings.score_group
+        self.scorer_group = settings.score_group_id
         self._secret = settings.control_secret
         self._clock = clock
         self._drop: HitRateDrift | None = None  # the newest drop not yet published

@@ -6,10 +6,11 @@ Each service authenticates as its own principal and may touch only what its code
 - ``app``: the application around streamrec. Publishes ``clicks`` (also ``forget`` requests,
   which travel on clicks) and ``requests``; reads ``recommendations`` by partition
   assignment, without a consumer group, so it gets no group ACL.
-- ``ingest``: consumes ``clicks`` in ``ingest_group``; writes ``user-state`` and the DLQ in
-  transactions whose ids start with ``{transactional_id_prefix}-{ingest_group}-``
+- ``ingest``: consumes ``clicks`` in ``ingest_group_id`` (the topic prefix, then
+  ``ingest_group``); writes ``user-state`` and the DLQ in
+  transactions whose ids start with ``{transactional_id_prefix}-{ingest_group_id}-``
   (``streamrec.runtime``); reads ``user-state`` back to restore its partitions.
-- ``score``: consumes ``user-state`` and ``requests`` in ``score_group``; writes
+- ``score``: consumes ``user-state`` and ``requests`` in ``score_group_id``; writes
   ``recommendations``, the DLQ and drift messages on ``models`` in its own transactions;
   follows ``models`` (no group).
 - ``train``: reads ``clicks`` and ``models`` by assignment (no group); publishes models on
@@ -81,16 +82,16 @@ def acl_bindings(settings: Settings) -> list[AclRule]:
     topic("ingest", t.clicks, "read")
     topic("ingest", t.user_state, "read", "write")  # read: restore after a rebalance
     topic("ingest", t.dlq, "write")
-    consumer_group("ingest", settings.ingest_group)
-    transactions("ingest", settings.ingest_group)
+    consumer_group("ingest", settings.ingest_group_id)
+    transactions("ingest", settings.ingest_group_id)
 
     topic("score", t.user_state, "read")
     topic("score", t.requests, "read")
     topic("score", t.models, "read", "write")  # write: drift messages for the trainer
     topic("score", t.recommendations, "write")
     topic("score", t.dlq, "write")
-    consumer_group("score", settings.score_group)
-    transactions("score", settings.score_group)
+    consumer_group("score", settings.score_group_id)
+    transactions("score", settings.score_group_id)
 
     topic("train", t.clicks, "read", "write")  # write: adopt-model announcements to ingest
     topic("train", t.models, "read", "write")

@@ -83,9 +83,23 @@ class Settings:
     seed: int = 0
     poll_timeout_ms: int = 200
     metrics_port: int = 0  # 0 = no HTTP endpoint
+    # Consumer groups and the start of every transactional id. The topic prefix is put in
+    # front of the groups (``ingest_group_id``, ``score_group_id``) and so of every
+    # transactional id: two pipelines with different prefixes on one cluster never share a
+    # group or fence each other's producers.
     ingest_group: str = "streamrec-ingest"
     score_group: str = "streamrec-score"
     transactional_id_prefix: str = "streamrec"
+    # -- group membership and health (streamrec.runtime, streamrec.service_health) ---------
+    # A member silent this long is dropped from its group and its partitions move. With
+    # ``--instance-id`` (static membership) a restarted instance takes its partitions back
+    # without a rebalance if it returns within this time; a stopped one keeps them idle
+    # until it expires, so keep it short where instances are scaled down often.
+    session_timeout_s: float = 45.0
+    # /readyz turns unhealthy when nothing was committed for this long while there was work
+    # (lag, or a batch in flight), or when the broker has not answered for this long.
+    stall_after_s: float = 60.0
+    broker_silence_s: float = 30.0
     # -- metrics endpoint (streamrec.metrics.MetricsServer) --------------------------------
     # Bind address of /metrics, /healthz and /readyz when metrics_port is set. 0.0.0.0 (all
     # interfaces) is what a container needs: Prometheus, the orchestrator and the host's
@@ -128,6 +142,16 @@ class Settings:
     @property
     def topics(self) -> TopicNames:
         return TopicNames.with_prefix(self.topic_prefix)
+
+    @property
+    def ingest_group_id(self) -> str:
+        """Ingest's consumer group: ``ingest_group`` behind the topic prefix."""
+        return self.topic_prefix + self.ingest_group
+
+    @property
+    def score_group_id(self) -> str:
+        """The scorer's consumer group: ``score_group`` behind the topic prefix."""
+        return self.topic_prefix + self.score_group
 
     def replace(self, **changes: object) -> "Settings":
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -176,6 +200,15 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        # The broker refuses sessions outside group.{min,max}.session.timeout.ms (6 s, 30 min
+        # by default); the heartbeat goes every third of it, at most every 3 s.
+        if not 6.0 <= self.session_timeout_s <= 1800.0:
+            raise ConfigError(f"session_timeout_s must be in [6, 1800], got "
+                              f"{self.session_timeout_s!r}")
+        for name in ("stall_after_s", "broker_silence_s"):
+            if not 0.0 < getattr(self, name) < float("inf"):
+                raise ConfigError(f"{name} must be a positive number of seconds, got "
+                                  f"{getattr(self, name)!r}")
         if self.popularity_half_life_s <= 0:
             raise ConfigError("popularity_half_life_s must be positive")
         if not 0.0 < self.drift_delta < 1.0:

@@ -39,16 +39,18 @@ import threading
 import time
 from typing import Callable, Protocol
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from streamrec import kafka_clients
+from streamrec.assignment import PartitionOwnership
 from streamrec.changelog import read_changelog
 from streamrec.config import Settings
 from streamrec.poison_pill import PoisonPillPolicy, process_in_isolation, raised_at
 from streamrec.records import Output, ProcessResult, Record
 from streamrec.recovery_budget import RecoveryBudget
+from streamrec.service_health import ServiceProgress
 from streamrec.verified_commit import (
     BAD_STATE,
     COMMIT_RAISED,
@@ -83,36 +85,15 @@ class Processor(Protocol):
     def dead_letter(self, record: Record, reason: str, detail: str) -> Output | None: ...
 
 
-class _Rebalance(ConsumerRebalanceListener):
-    """Records assignment changes; the processing thread acts on them after ``poll``.
-
-    The callbacks run inside ``poll`` on the client's loop, so they must not block: the
-    restore (which reads a whole changelog partition) happens in the loop instead.
-    """
-
-    def __init__(self) -> None:
-        self.to_restore: set[int] = set()
-        self.to_drop: set[int] = set()
-
-    def on_partitions_revoked(self, revoked):  # type: ignore[no-untyped-def]
-        # Every polled batch is committed before the next poll, so nothing is pending here.
-        self.to_drop.update(tp.partition for tp in revoked)
-
-    def on_partitions_assigned(self, assigned):  # type: ignore[no-untyped-def]
-        self.to_restore.update(tp.partition for tp in assigned)
-        self.to_drop.difference_update(tp.partition for tp in assigned)
-
-    def on_partitions_lost(self, lost):  # type: ignore[no-untyped-def]
-        # Lost (not revoked): another member may own them already; drop without committing.
-        self.to_drop.update(tp.partition for tp in lost)
-
-
 class ProcessorService:
     """Runs one processor against Kafka until ``stop()``; recovers from failed sessions.
 
     ``max_recoveries`` failed sessions *in a row* are recovered from (backing off from
     ``backoff_s`` up to ``max_backoff_s``); a committed batch starts the count over.
     ``poison_pill`` says how often one record may raise before it is dead-lettered.
+    ``static_membership`` joins the group as ``instance_id`` (``group.instance.id``): a
+    restarted instance takes its partitions back without a rebalance, within
+    ``settings.session_timeout_s``. ``progress`` is what ``/readyz`` judges.
     """
 
     def __init__(self, processor: Processor, settings: Settings, *, input_topics: list[str],
@@ -121,7 +102,8 @@ class ProcessorService:
                  before_commit: Callable[[list[Record]], None] | None = None,
                  poison_pill: PoisonPillPolicy | None = None, backoff_s: float = 1.0,
                  max_backoff_s: float = 30.0,
-                 send_timeout_s: float = TRANSACTION_TIMEOUT_MS / 1000) -> None:
+                 send_timeout_s: float = TRANSACTION_TIMEOUT_MS / 1000,
+                 static_membership: bool = False, keep_state_on_rebalance: bool = True) -> None:
         self.processor = processor
         self.settings = settings
         self.input_topics = input_topics
@@ -142,6 +124,16 @@ class ProcessorService:
         self.ready = threading.Event()
         self.batches_committed = 0
         self.records_dead_lettered = 0
+        self.static_membership = static_membership
+        self.keep_state_on_rebalance = keep_state_on_rebalance
+        self.progress = ServiceProgress(settings.stall_after_s, settings.broker_silence_s)
+        since_commit = getattr(metrics, "seconds_since_commit", None)
+        if since_commit is not None:
+            since_commit.set_function(self.progress.seconds_since_commit)
+        # Restore work, for the rebalance measurements: partitions restored, records re-read.
+        self.partitions_restored = 0
+        self.records_restored = 0
+        self._ownership = PartitionOwnership(input_topics)
         # Set once a session has reached the broker (its producer joined the transaction
         # coordinator): a first session that never gets there is misconfigured, not unlucky.
         self._connected = False
@@ -152,6 +144,11 @@ class ProcessorService:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def partitions_held(self) -> list[int]:
+        """The partitions whose state this service holds now (restored and owned)."""
+        return sorted(self._ownership.held)
 
     def run(self) -> None:
         while not self._stop.is_set():
@@ -173,7 +170,10 @@ class ProcessorService:
 
     # -- one session: a consumer, a transactional producer, and in-memory state -----------------
     def _run_session(self) -> None:
-        rebalance = _Rebalance()
+        # A new session holds nothing: the previous one's state was dropped when it failed.
+        ownership = self._ownership = PartitionOwnership(self.input_topics,
+                                                         keep=self.keep_state_on_rebalance)
+        session_ms = int(self.settings.session_timeout_s * 1000)
         consumer = kafka_clients.consumer(
             self.settings, group_id=self.group_id,
             client_id=f"{self.group_id}-{self.instance_id}",
@@ -182,8 +182,12 @@ class ProcessorService:
             isolation_level="read_committed",
             max_poll_records=self.settings.batch_size,
             # Model snapshots on user-state can be several MB.
-            max_partition_fetch_bytes=32 * 1024 * 1024)
-        consumer.subscribe(self.input_topics, listener=rebalance)
+            max_partition_fetch_bytes=32 * 1024 * 1024,
+            session_timeout_ms=session_ms, heartbeat_interval_ms=min(3000, session_ms // 3),
+            # Static membership: the broker keeps this member's partitions for it across a
+            # restart (until the session times out) instead of rebalancing twice.
+            group_instance_id=self.instance_id if self.static_membership else None)
+        consumer.subscribe(self.input_topics, listener=ownership)
         producer = kafka_clients.producer(
             self.settings,
             # A stable id per instance: a restarted instance fences its own zombie and
@@ -194,23 +198,26 @@ class ProcessorService:
         try:
             producer.init_transactions()
             self._connected = True
-            self._loop(consumer, producer, rebalance)
+            self.progress.session_began(consumer)
+            self._loop(consumer, producer, ownership)
         except Exception as error:
             # With sends still unresolved an abort would wait for them without a bound; the
             # next session's init_transactions (same transactional id) aborts it instead.
             if not (isinstance(error, UnverifiedCommit) and not error.can_abort):
                 self._abort_quietly(producer)
             # The in-memory state may be ahead of what was committed: forget all of it.
-            self.processor.drop(sorted(rebalance.to_restore | {tp.partition for tp in consumer.assignment()}))
+            self.processor.drop(sorted(ownership.held | {tp.partition for tp in consumer.assignment()}))
             raise
         finally:
             self._close(consumer, producer)
 
-    def _loop(self, consumer: KafkaConsumer, producer: KafkaProducer, rebalance: _Rebalance) -> None:
+    def _loop(self, consumer: KafkaConsumer, producer: KafkaProducer,
+              ownership: PartitionOwnership) -> None:
         while not self._stop.is_set():
             polled = consumer.poll(timeout_ms=self.settings.poll_timeout_ms,
                                    max_records=self.settings.batch_size)
-            self._apply_rebalance(consumer, rebalance)
+            if ownership.changed:
+                self._apply_rebalance(consumer, ownership)
             if consumer.assignment():
                 # Ready = joined the group and restored what it owns (an instance with no
                 # partitions, e.g. more instances than partitions, stays a standby).
@@ -221,24 +228,29 @@ class ProcessorService:
                 for messages in polled.values() for m in messages
             ]
             if not batch:
+                self._report_lag(consumer)
                 continue
             self._process_and_commit(consumer, producer, batch)
             self._report_lag(consumer)
 
-    def _apply_rebalance(self, consumer: KafkaConsumer, rebalance: _Rebalance) -> None:
-        if rebalance.to_drop:
-            self.processor.drop(sorted(rebalance.to_drop))
+    def _apply_rebalance(self, consumer: KafkaConsumer, ownership: PartitionOwnership) -> None:
+        """Drop what is no longer ours, restore what is new; keep what stayed (see assignment)."""
+        def committed(topic: str, partition: int) -> int | None:
+            return consumer.committed(KafkaTopicPartition(topic, partition))
+
+        change = ownership.reconcile(consumer.assignment(), committed)
+        if change.drop:
+            self.processor.drop(change.drop)
             if self.metrics is not None:
                 for topic in self.input_topics:
-                    for p in rebalance.to_drop:
+                    for p in change.drop:
                         # A partition we no longer own must not report a frozen lag.
                         self.metrics.forget_partition(topic, p)  # type: ignore[attr-defined]
-            rebalance.to_drop.clear()
-        if not rebalance.to_restore:
-            return
-        partitions = sorted(rebalance.to_restore)
-        rebalance.to_restore.clear()
-        self._restore(consumer, partitions)
+        if change.drop or change.restore:
+            log.info("rebalanced", extra={"dropped": change.drop, "restoring": change.restore,
+                                          "kept": change.kept})
+        if change.restore:
+            self._restore(consumer, change.restore)
 
     def _restore(self, consumer: KafkaConsumer, partitions: list[int]) -> None:
         """Rebuild these partitions' state from the changelog (committed state), then rewarm."""
@@ -253,6 +265,11 @@ class ProcessorService:
                                     self.processor.changelog_topic, partitions, stops)
         restored = sum(self.processor.restore(p, records) for p, records in changelogs.items())
         replayed = self._rewarm(consumer, partitions)
+        for p in partitions:
+            self._ownership.restored(p, {topic: consumer.committed(KafkaTopicPartition(topic, p))
+                                         for topic in self.input_topics})
+        self.partitions_restored += len(partitions)
+        self.records_restored += sum(map(len, changelogs.values())) + replayed
         log.info("restored state", extra={"partitions": partitions, "keys": restored,
                                           "replayed_inputs": replayed,
                                           "seconds": round(time.monotonic() - started, 3)})
@@ -298,6 +315,7 @@ class ProcessorService:
     def _process_and_commit(self, consumer: KafkaConsumer, producer: KafkaProducer,
                             batch: list[Record]) -> None:
         started = time.perf_counter()
+        self.progress.batch_began()
         try:
             result = self.processor.process(batch)
         except Exception as error:  # noqa: BLE001 - processors are pure: a bug or a poisoned record
@@ -323,6 +341,7 @@ class ProcessorService:
         def restore(partitions: list[int]) -> None:
             # As for a new assignment: forget the (maybe half-applied) state, rebuild it.
             self.processor.drop(partitions)
+            self._ownership.forget(partitions)
             self._restore(consumer, partitions)
 
         def commit(records: list[Record], result: ProcessResult) -> None:
@@ -344,11 +363,14 @@ class ProcessorService:
             # Not committed, whatever the client said: the caller fails the session, which
             # drops the in-memory state and resumes from the committed offsets.
             self._count_commit_failure(failure.cause)
+            self.progress.batch_ended(committed=False)
             log.warning("a batch's transaction was not committed",
                         extra={"cause": failure.cause, "records": len(batch),
                                "partitions": sorted({record.partition for record in batch})})
             raise
         self.batches_committed += 1
+        self._ownership.committed({(r.topic, r.partition): r.offset + 1 for r in batch})
+        self.progress.batch_ended(committed=True)
         self.recovery.progressed()  # a committed batch ends any streak of failed sessions
         self._observe(result, len(batch), time.perf_counter() - started)
 
@@ -414,13 +436,15 @@ class ProcessorService:
             self.metrics.commit_failed(cause)  # type: ignore[attr-defined]
 
     def _report_lag(self, consumer: KafkaConsumer) -> None:
-        if self.metrics is None:
-            return
+        total = 0
         for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
+            highwater = consumer.highwater(tp)  # from the last fetch response: no round trip
             if highwater is not None:
                 lag = max(0, highwater - consumer.position(tp))
-                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)  # type: ignore[attr-defined]
+                total += lag
+                if self.metrics is not None:
+                    self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)  # type: ignore[attr-defined]
+        self.progress.observed_lag(total)
 
     @staticmethod
     def _abort_quietly(producer: KafkaProducer) -> None:

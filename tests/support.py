@@ -145,13 +145,13 @@ def running_service(service: ProcessorService) -> Iterator[ProcessorService]:
 
 def ingest_service(settings: Settings, instance: str = "test-0", **kwargs: object) -> ProcessorService:
     return ProcessorService(IngestProcessor(settings), settings, input_topics=[settings.topics.clicks],
-                            group_id=settings.ingest_group, instance_id=instance, **kwargs)  # type: ignore[arg-type]
+                            group_id=settings.ingest_group_id, instance_id=instance, **kwargs)  # type: ignore[arg-type]
 
 
 def score_service(settings: Settings, instance: str = "test-0", **kwargs: object) -> ProcessorService:
     return ProcessorService(ScoreProcessor(settings), settings,
                             input_topics=[settings.topics.user_state, settings.topics.requests],
-                            group_id=settings.score_group, instance_id=instance,
+                            group_id=settings.score_group_id, instance_id=instance,
                             restore_to_committed=True, **kwargs)  # type: ignore[arg-type]
 
 
@@ -174,7 +174,8 @@ def service_env(settings: Settings, batch_size: int = 200) -> dict[str, str]:
                 STREAMREC_INGEST_GROUP=settings.ingest_group,
                 STREAMREC_SCORE_GROUP=settings.score_group,
                 STREAMREC_TRANSACTIONAL_ID_PREFIX=settings.transactional_id_prefix,
-                STREAMREC_PARTITIONS=str(settings.partitions), STREAMREC_BATCH_SIZE=str(batch_size))
+                STREAMREC_PARTITIONS=str(settings.partitions), STREAMREC_BATCH_SIZE=str(batch_size),
+                STREAMREC_SESSION_TIMEOUT_S=str(settings.session_timeout_s))
 
 
 def start_service_process(settings: Settings, service: str, instance: str, *, batch_size: int = 200,

@@ -65,7 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p = subparsers.add_parser(name, help=help_text)
         add_kafka_options(p)
         p.add_argument("--instance-id", help="stable id of this instance (default: hostname); "
-                       "a restarted instance with the same id fences its predecessor")
+                       "a restarted instance with the same id fences its predecessor and, "
+                       "as a static group member, takes its partitions back without a "
+                       "rebalance (within STREAMREC_SESSION_TIMEOUT_S, default 45)")
         p.add_argument("--batch-size", type=positive_int, help="max records per batch (default 500)")
         p.add_argument("--metrics-port", type=int, help="port of /metrics and /healthz (0 = off)")
         p.add_argument("--metrics-host", help="bind address of the metrics endpoint "
@@ -127,7 +129,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     from consumers.ingest import IngestProcessor
     settings = settings_from_args(args)
     return _serve("ingest", args, settings, IngestProcessor(settings),
-                  [settings.topics.clicks], settings.ingest_group, restore_to_committed=False)
+                  [settings.topics.clicks], settings.ingest_group_id, restore_to_committed=False)
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
@@ -152,7 +154,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     follower = ModelFollower(settings, on_model, on_reject).bind_metrics(registry).start()
     try:
         return _serve("score", args, settings, processor,
-                      [settings.topics.user_state, settings.topics.requests], settings.score_group,
+                      [settings.topics.user_state, settings.topics.requests], settings.score_group_id,
                       restore_to_committed=True, registry=registry, also_ready=follower.health)
     finally:
         follower.close()
@@ -173,7 +175,11 @@ def _serve(service: str, args: argparse.Namespace, settings: Settings, processor
     instance_id = args.instance_id or os.environ.get("HOSTNAME") or socket.gethostname()
     runner = ProcessorService(processor, settings, input_topics=topics, group_id=group,  # type: ignore[arg-type]
                               instance_id=instance_id, metrics=metrics,
-                              restore_to_committed=restore_to_committed)
+                              restore_to_committed=restore_to_committed,
+                              # An explicit id is a stable identity (a StatefulSet pod, a
+                              # systemd unit): join as a static member. A hostname default
+                              # may be a throwaway container, which would hold partitions idle.
+                              static_membership=args.instance_id is not None)
     server = None
     if settings.metrics_port:
         # Alive while the loop runs (restoring included); ready once it has joined the
@@ -197,11 +203,15 @@ def _serve(service: str, args: argparse.Namespace, settings: Settings, processor
 
 def _readiness(runner: object, also_ready: Callable[[], dict[str, object]] | None
                ) -> dict[str, object]:
-    """Ready once the loop joined its group and restored, and ``also_ready`` (the scorer's
-    model follower) says ``ok``; the body names what is not."""
+    """Ready once the loop joined its group and restored, while it makes progress and hears
+    from the broker (``streamrec.service_health``), and ``also_ready`` (the scorer's model
+    follower) says ``ok``; the body names what is not."""
     if not (runner.ready.is_set() and not runner.stopping):  # type: ignore[attr-defined]
         return {"status": "unhealthy", "reason": "not restored or stopping"}
-    return also_ready() if also_ready is not None else {"status": "ok"}
+    progress = runner.progress.verdict()  # type: ignore[attr-defined]
+    if progress["status"] != "ok" or also_ready is None:
+        return progress
+    return {**progress, **also_ready()}
 
 
 def _install_stop_handlers(stop: Callable[[], None]) -> None:

@@ -137,10 +137,10 @@ def in_process_services(settings: Settings) -> Iterator[list[BaseException]]:
     topics = settings.topics
     services = [
         ProcessorService(IngestProcessor(settings), settings, input_topics=[topics.clicks],
-                         group_id=f"{settings.ingest_group}-replay-{run}", instance_id="replay"),
+                         group_id=f"{settings.ingest_group_id}-replay-{run}", instance_id="replay"),
         ProcessorService(ScoreProcessor(settings), settings,
                          input_topics=[topics.user_state, topics.requests],
-                         group_id=f"{settings.score_group}-replay-{run}", instance_id="replay",
+                         group_id=f"{settings.score_group_id}-replay-{run}", instance_id="replay",
                          restore_to_committed=True),
     ]
     errors: list[BaseException] = []

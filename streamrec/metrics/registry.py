@@ -21,7 +21,7 @@ import math
 import re
 import threading
 import time
-from typing import Iterator, Sequence, Union
+from typing import Callable, Iterator, Sequence, Union
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # 0.1 ms to 10 s: a decode is sub-millisecond, a batch commit can take seconds.
@@ -74,7 +74,23 @@ class CounterChild(_ValueChild):
 
 
 class GaugeChild(_ValueChild):
-    """One gauge series: a value that goes up and down (lag, queue depth)."""
+    """One gauge series: a value that goes up and down (lag, queue depth).
+
+    ``set_function`` makes it read a callable at every scrape instead, for a value that
+    changes by itself (seconds since something happened).
+    """
+
+    _function: Callable[[], float] | None = None
+
+    @property
+    def value(self) -> float:
+        return float(self._function()) if self._function is not None else self._value
+
+    def set_function(self, function: Callable[[], float]) -> None:
+        self._function = function
+
+    def _samples(self, name: str, labels: list[tuple[str, str]]) -> Iterator[str]:
+        yield f"{name}{_label_text(labels)} {_fmt(self.value)}"
 
     def set(self, value: float) -> None:
         self._value = float(value)  # a single store is atomic; no lock needed

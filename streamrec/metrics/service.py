@@ -74,6 +74,8 @@ class ServiceMetrics:
     # Input records skipped and counted, not dead-lettered (bad user states), by
     # (topic, reason). Last with a default: older constructions keep working.
     inputs_skipped: BoundFamily[CounterChild] | None = None
+    # Seconds since the loop last committed a batch (read at scrape time).
+    seconds_since_commit: GaugeChild | None = None
 
     def rejected(self, reason: str) -> CounterChild:
         return self.events_rejected.labels(reason=reason)
@@ -149,6 +151,9 @@ def service_metrics(registry: MetricsRegistry, service: str,
     lag = registry.gauge("streamrec_consumer_lag",
                          "Records between the committed offset and the log end, per partition.",
                          ("service", "topic", "partition"))
+    since_commit = registry.gauge("streamrec_seconds_since_last_commit",
+                                  "Seconds since the last committed batch (since start before "
+                                  "the first); grows while the service makes no progress.", svc)
     return ServiceMetrics(
         service=service,
         events_in=count("streamrec_events_in_total", "Events consumed from input topics."),
@@ -161,4 +166,5 @@ def service_metrics(registry: MetricsRegistry, service: str,
         commit_failures=BoundFamily(commit_failures, service),
         model_adoptions=BoundFamily(adoptions, service),
         inputs_skipped=BoundFamily(skipped, service),
+        seconds_since_commit=since_commit.labels(service=service),
     )

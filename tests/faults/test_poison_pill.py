@@ -74,7 +74,7 @@ def test_a_poisoned_click_is_dead_lettered_and_every_other_click_applied_exactly
 
     def new_service(processor: PoisonedIngest) -> ProcessorService:
         return ProcessorService(processor, settings, input_topics=[settings.topics.clicks],
-                                group_id=settings.ingest_group, instance_id="poison-0")
+                                group_id=settings.ingest_group_id, instance_id="poison-0")
 
     processor = PoisonedIngest(settings)
     service = new_service(processor)
@@ -168,7 +168,7 @@ def test_the_scorer_dead_letters_a_poisoned_request_and_skips_a_poisoned_state(k
     scorer = PoisonedScore(settings)
     service = ProcessorService(scorer, settings,
                                input_topics=[settings.topics.user_state, settings.topics.requests],
-                               group_id=settings.score_group, instance_id="poison-score",
+                               group_id=settings.score_group_id, instance_id="poison-score",
                                restore_to_committed=True)
     with running_service(ingest_service(settings)), running_service(service):
         states = read_topic(settings, settings.topics.user_state,

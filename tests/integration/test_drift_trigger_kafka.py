@@ -32,7 +32,7 @@ def publish_drift(producer: KafkaProducer, settings: Settings, *, commit: bool =
                   direction: str = "drop", detected_at_s: float | None = None) -> None:
     detected_ms = int((time.time() if detected_at_s is None else detected_at_s) * 1000)
     value = encode_drift(HitRateDrift(direction, 0.3, 0.08, 1024, 96, 1120),
-                         detected_at_ms=detected_ms, scorer_group=settings.score_group,
+                         detected_at_ms=detected_ms, scorer_group=settings.score_group_id,
                          partitions=[0, 1])
     producer.begin_transaction()
     # .get(): the record reaches the broker (an abort before that would just drop it).

@@ -135,7 +135,7 @@ def test_ingest_consumes_clicks_and_commits_state_in_a_transaction(
         kafka_secure: SecureBroker, secure_settings: Settings) -> None:
     t = secure_settings.topics
     produce(kafka_secure, "app", t.clicks)
-    transactional_round(kafka_secure, "ingest", secure_settings, secure_settings.ingest_group,
+    transactional_round(kafka_secure, "ingest", secure_settings, secure_settings.ingest_group_id,
                         t.clicks, [t.user_state, t.dlq])
     assert read_all(kafka_secure, "ingest", t.user_state) == [b"from ingest"]  # restore path
 
@@ -146,12 +146,12 @@ def test_ingest_is_refused_what_the_scorer_owns(kafka_secure: SecureBroker,
     refused(produce, kafka_secure, "ingest", t.recommendations)
     refused(produce, kafka_secure, "ingest", t.models)
     produce(kafka_secure, "app", t.requests)
-    error = refused(read_all, kafka_secure, "ingest", t.requests, secure_settings.score_group)
+    error = refused(read_all, kafka_secure, "ingest", t.requests, secure_settings.score_group_id)
     assert isinstance(error, (kafka_errors.GroupAuthorizationFailedError,
                               kafka_errors.TopicAuthorizationFailedError))
     # Another service's transactional ids are fenced off too.
     producer = kafka_clients.producer(kafka_secure.settings_for("ingest"), transactional_id=(
-        f"{transactional_id_prefix(secure_settings, secure_settings.score_group)}i1"))
+        f"{transactional_id_prefix(secure_settings, secure_settings.score_group_id)}i1"))
     try:
         error = refused(producer.init_transactions)
         assert isinstance(error, kafka_errors.TransactionalIdAuthorizationFailedError)
@@ -163,7 +163,7 @@ def test_score_consumes_state_and_requests_and_commits_in_a_transaction(
         kafka_secure: SecureBroker, secure_settings: Settings) -> None:
     t = secure_settings.topics
     produce(kafka_secure, "app", t.requests)
-    transactional_round(kafka_secure, "score", secure_settings, secure_settings.score_group,
+    transactional_round(kafka_secure, "score", secure_settings, secure_settings.score_group_id,
                         t.requests, [t.recommendations, t.dlq, t.models])
     produce(kafka_secure, "ingest", t.user_state)
     assert read_all(kafka_secure, "score", t.user_state) == [b"v"]

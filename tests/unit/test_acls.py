@@ -60,13 +60,14 @@ def test_groups_and_transactional_ids_follow_settings() -> None:
     others = {(r.principal, r.resource_type, r.resource_name, r.pattern_type, r.operation)
               for r in acl_bindings(SETTINGS) if r.resource_type != TOPIC}
     assert others == {
-        ("ingest", GROUP, "eu-ingest", "literal", "read"),
-        ("score", GROUP, "eu-score", "literal", "read"),
-        # streamrec.runtime: transactional_id = f"{prefix}-{group}-{instance}"
-        ("ingest", TRANSACTIONAL_ID, "eu-eu-ingest-", PREFIXED, "write"),
-        ("ingest", TRANSACTIONAL_ID, "eu-eu-ingest-", PREFIXED, "describe"),
-        ("score", TRANSACTIONAL_ID, "eu-eu-score-", PREFIXED, "write"),
-        ("score", TRANSACTIONAL_ID, "eu-eu-score-", PREFIXED, "describe"),
+        # Groups sit behind the topic prefix, so pipelines with other prefixes never share one.
+        ("ingest", GROUP, "prod-eu-ingest", "literal", "read"),
+        ("score", GROUP, "prod-eu-score", "literal", "read"),
+        # streamrec.runtime: transactional_id = f"{prefix}-{group_id}-{instance}"
+        ("ingest", TRANSACTIONAL_ID, "eu-prod-eu-ingest-", PREFIXED, "write"),
+        ("ingest", TRANSACTIONAL_ID, "eu-prod-eu-ingest-", PREFIXED, "describe"),
+        ("score", TRANSACTIONAL_ID, "eu-prod-eu-score-", PREFIXED, "write"),
+        ("score", TRANSACTIONAL_ID, "eu-prod-eu-score-", PREFIXED, "describe"),
     }
 
 
