@@ -8,6 +8,15 @@ a fresh temp dir and starts ``kafka.Kafka`` on free local ports. A state file in
     BOOTSTRAP=$(streamrec kafka start)   # prints only the bootstrap address on stdout
     streamrec kafka stop
 
+Fault tests can crash the broker and bring it back: ``kill()`` SIGKILLs it (no controlled
+shutdown) and keeps its data dir; ``restart()`` runs it again on the same data dir, ports and
+config, so clients reconnect to the address they had::
+
+    with KafkaLauncher(record_state=False, die_with_parent=True) as bootstrap:
+        ...
+        launcher.kill()                # the broker is gone; clients see connection errors
+        launcher.restart(down_s=30)    # back after 30 s, same bootstrap, same topics
+
 ``secure=True`` (``streamrec kafka start --secure``) adds a ``SASL_SSL`` listener with SCRAM
 users and ACLs enforced (``streamrec.kafka_secure``); ``launcher.secured`` then says how to
 reach it, passwords included (never logged).
@@ -17,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fcntl
 import os
 import shutil
@@ -29,25 +39,29 @@ from pathlib import Path
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Callable, Mapping
 
-from streamrec.connection import KafkaSecurity
+from streamrec.kafka_broker_process import (KafkaLaunchError, LogMark, die_with_parent,
+                                            failure_report, kill_group, probe,
+                                            wait_until_bindable)
 from streamrec.kafka_broker_config import (KAFKA_VERSION, LOG4J2, LOG4J_VERSION, POM, STATE_FILE,
                                            BrokerState, pick_free_ports, pid_alive,
-                                           random_cluster_id, render_server_properties, tail)
+                                           random_cluster_id, render_server_properties)
 from streamrec.kafka_secure import (SecureBroker, add_scram_arguments, make_tls_files,
-                                    random_passwords, redact, secure_properties, tls_files,
-                                    write_client_properties)
+                                    random_passwords, redact, secure_properties, tls_files)
 
 DEFAULT_HOME = Path(__file__).resolve().parent.parent / ".kafka"  # git-ignored
 
+# ``probe`` and ``KafkaLaunchError`` live in kafka_broker_process; callers import them here.
+__all__ = ["DEFAULT_HOME", "KafkaLaunchError", "KafkaLauncher", "probe", "register"]
 
-class KafkaLaunchError(RuntimeError):
-    """The broker could not be resolved, formatted or started; the message says why."""
 
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """What stays the same across restarts of one broker: its data dir, ports and users."""
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: the kernel SIGTERMs it when its parent dies."""
-    import ctypes
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    data: Path
+    ports: tuple[int, ...]  # broker listener, controller, and the SASL_SSL one if secure
+    bootstrap: str
+    secured: SecureBroker | None
 
 
 class KafkaLauncher:
@@ -56,6 +70,7 @@ class KafkaLauncher:
     ``record_state=False`` keeps the broker private to this process (test fixtures), so it
     never clashes with one a developer started with ``streamrec kafka start``;
     ``die_with_parent=True`` (Linux) stops it even if this process is killed outright.
+    ``kill()`` and ``restart()`` crash and revive the broker it started (never another's).
     """
 
     def __init__(self, home: Path | str = DEFAULT_HOME, *, version: str = KAFKA_VERSION,
@@ -76,6 +91,7 @@ class KafkaLauncher:
         self._log = log if log is not None else sys.stderr
         self._proc: subprocess.Popen[bytes] | None = None
         self._state: BrokerState | None = None
+        self._layout: _Layout | None = None  # set from start() until stop() drops the data
         self.libs_dir = self.home / f"kafka-{version}" / "libs"
         self.state_path = self.home / STATE_FILE
 
@@ -115,8 +131,9 @@ class KafkaLauncher:
 
     def start(self) -> str:
         """Start a fresh broker and return its bootstrap address once it answers requests."""
-        if self._proc is not None:
-            raise KafkaLaunchError("this launcher already started a broker")
+        if self._proc is not None or self._layout is not None:
+            raise KafkaLaunchError("this launcher already started a broker (restart() it, "
+                                   "or stop() it first)")
         if shutil.which("java") is None:
             raise KafkaLaunchError("Java is not on PATH; Kafka needs Java 17+")
         started = time.monotonic()
@@ -135,9 +152,24 @@ class KafkaLauncher:
         return bootstrap
 
     def _start_once(self, started: float) -> str:
+        layout = self._prepare()
+        self._layout = layout
+        try:
+            self._launch(layout, started)
+        except KafkaLaunchError:
+            self.stop(keep_data=True)  # keep the logs the error message points to
+            self._layout = None  # a broker that never ran is not restartable
+            raise
+        except BaseException:  # _PortTaken or Ctrl-C: nothing worth keeping
+            self.stop()
+            raise
+        return layout.bootstrap
+
+    def _prepare(self) -> _Layout:
+        """A fresh data dir on free ports: config written, storage formatted, TLS files made."""
         data = Path(tempfile.mkdtemp(prefix="streamrec-kafka-"))  # mode 0700: keys live here
-        broker_port, controller_port, *secure_port = pick_free_ports(3 if self.secure else 2,
-                                                                     self.host)
+        ports = tuple(pick_free_ports(3 if self.secure else 2, self.host))
+        broker_port, controller_port, *secure_port = ports
         extra, passwords = dict(self.extra_properties), {}
         tls = tls_files(data / "tls")
         if self.secure:
@@ -147,17 +179,15 @@ class KafkaLauncher:
         config.write_text(render_server_properties(data, broker_port, controller_port, self.host,
                                                    extra, secure_port[0] if secure_port else None))
         (data / "log4j2.properties").write_text(LOG4J2.format(log=data / "server.log"))
-        java = ["java", f"-Xmx{self.heap}", "-cp", f"{self.libs_dir}/*",
-                f"-Dlog4j2.configurationFile={data / 'log4j2.properties'}"]
         with ThreadPoolExecutor(1) as pool:
             # keytool runs while storage formats: the broker reads the keystore only at start.
             certs: Future[object] | None = (pool.submit(make_tls_files, tls, self.host)
                                             if self.secure else None)
             # The one-shot formatter starts faster with the quick JIT only. SCRAM users are
             # written into the bootstrap metadata here: KRaft has no other way before start.
-            fmt = subprocess.run([*java, "-XX:TieredStopAtLevel=1", "kafka.tools.StorageTool",
-                                  "format", "-t", random_cluster_id(), "-c", str(config),
-                                  *add_scram_arguments(passwords)],
+            fmt = subprocess.run([*self._java(data), "-XX:TieredStopAtLevel=1",
+                                  "kafka.tools.StorageTool", "format", "-t", random_cluster_id(),
+                                  "-c", str(config), *add_scram_arguments(passwords)],
                                  stdin=subprocess.DEVNULL, capture_output=True, text=True)
             try:
                 if certs is not None:
@@ -169,80 +199,149 @@ class KafkaLauncher:
             shutil.rmtree(data, ignore_errors=True)  # the message carries all it had to say
             raise KafkaLaunchError("formatting storage failed:\n"
                                    + redact(fmt.stdout + fmt.stderr, passwords))
-        preexec: Callable[[], None] | None = (
-            _die_with_parent if self.die_with_parent and sys.platform.startswith("linux") else None)
-        with open(data / "stdout.log", "wb") as out:
-            # Own session: a terminal's Ctrl-C does not reach it, and stop() kills the group.
-            self._proc = subprocess.Popen([*java, "kafka.Kafka", str(config)],
-                                          stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                          start_new_session=True, preexec_fn=preexec)
         bootstrap = f"{self.host}:{broker_port}"
-        if secure_port:
-            self.secured = SecureBroker(f"{self.host}:{secure_port[0]}", str(tls.ca_pem),
-                                        passwords, plaintext_bootstrap=bootstrap,
-                                        data_dir=str(data))
-        self._state = BrokerState(self._proc.pid, bootstrap, str(data), time.time(),
-                                  self.secured.bootstrap if self.secured else "")
+        secured = (SecureBroker(f"{self.host}:{secure_port[0]}", str(tls.ca_pem), passwords,
+                                plaintext_bootstrap=bootstrap, data_dir=str(data))
+                   if secure_port else None)
+        return _Layout(data, ports, bootstrap, secured)
+
+    def _java(self, data: Path) -> list[str]:
+        return ["java", f"-Xmx{self.heap}", "-cp", f"{self.libs_dir}/*",
+                f"-Dlog4j2.configurationFile={data / 'log4j2.properties'}"]
+
+    def _launch(self, layout: _Layout, started: float) -> None:
+        """Run ``kafka.Kafka`` on the layout's data dir and wait until it answers."""
+        preexec: Callable[[], None] | None = (
+            die_with_parent if self.die_with_parent and sys.platform.startswith("linux") else None)
+        mark = LogMark.now(layout.data)  # a restart appends: judge only this launch's lines
+        with open(layout.data / "stdout.log", "ab") as out:
+            # Own session: a terminal's Ctrl-C does not reach it, and stop() kills the group.
+            self._proc = subprocess.Popen(
+                [*self._java(layout.data), "kafka.Kafka", str(layout.data / "server.properties")],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                preexec_fn=preexec)
+        self.secured = layout.secured
+        self._state = BrokerState(self._proc.pid, layout.bootstrap, str(layout.data), time.time(),
+                                  layout.secured.bootstrap if layout.secured else "")
         if self.record_state:
             self.home.mkdir(parents=True, exist_ok=True)
             self._state.write(self.state_path)
-        try:
-            self._wait_ready(bootstrap, data, started)
-        except KafkaLaunchError:
-            self.stop(keep_data=True)  # keep the logs the error message points to
-            raise
-        except BaseException:  # _PortTaken or Ctrl-C: nothing worth keeping
-            self.stop()
-            raise
-        return bootstrap
+        self._wait_ready(layout.bootstrap, mark, started)
 
-    def _wait_ready(self, bootstrap: str, data: Path, started: float) -> None:
+    def _wait_ready(self, bootstrap: str, mark: LogMark, started: float) -> None:
         last_error: Exception | None = None
         while time.monotonic() < started + self.timeout_s:
             assert self._proc is not None
             if self._proc.poll() is not None:  # a dead JVM will never answer: fail now
-                logs = tail(data / "server.log", 200) + tail(data / "stdout.log", 200)
-                if "Address already in use" in logs:
+                if "Address already in use" in mark.since():
                     raise _PortTaken()
                 code = self._proc.returncode
-                raise KafkaLaunchError(_failure(f"broker exited with {code}", data))
+                raise KafkaLaunchError(failure_report(f"broker exited with {code}", mark.data))
             last_error = probe(bootstrap)
             if last_error is None:
                 return
             time.sleep(0.2)
-        raise KafkaLaunchError(_failure(f"broker did not answer within {self.timeout_s:.0f} s "
-                                        f"(last error: {last_error!r})", data))
+        raise KafkaLaunchError(failure_report(f"broker did not answer within {self.timeout_s:.0f} s "
+                                        f"(last error: {last_error!r})", mark.data))
+
+    def kill(self) -> bool:
+        """SIGKILL this launcher's broker and its process group, as a crash would: no
+        controlled shutdown, nothing flushed beyond what the OS already has.
+
+        Returns once the process is gone (True if it was running). Its data dir, ports and
+        config are kept, so ``restart()`` brings the same broker back.
+        """
+        if self._proc is None:
+            return False
+        was_running, state = self._proc.poll() is None, self._state
+        kill_group(self._proc, signal.SIGKILL)
+        self._proc, self._state, self.secured = None, None, None
+        self._forget_state_file(state)
+        return was_running
+
+    def restart(self, down_s: float = 0.0, bind_timeout_s: float = 60.0) -> str:
+        """Bring this launcher's broker back on the same data dir, ports and config.
+
+        A running broker is SIGKILLed first (``kill()``); the broker then stays down for
+        ``down_s`` seconds. Works after ``kill()`` and after ``stop(keep_data=True)``.
+        Ports a dead broker's connections still hold are waited for up to
+        ``bind_timeout_s`` (the JVM binds with ``SO_REUSEADDR``, so ``TIME_WAIT`` does not
+        count); a failed bind is retried within the same bound, then ``KafkaLaunchError``.
+        Returns the bootstrap address (the same as before) once the broker answers.
+        With ``die_with_parent`` the calling thread must outlive the broker (see
+        ``die_with_parent``).
+        """
+        layout = self._layout
+        if layout is None or not layout.data.is_dir():
+            raise KafkaLaunchError("nothing to restart: this launcher has no stopped broker "
+                                   "with its data kept")
+        self.kill()
+        time.sleep(max(0.0, down_s))
+        deadline = time.monotonic() + bind_timeout_s
+        while True:
+            wait_until_bindable(self.host, list(layout.ports), deadline, bind_timeout_s)
+            started = time.monotonic()
+            try:
+                self._launch(layout, started)
+                break
+            except _PortTaken:
+                self.kill()  # the JVM exited; reap it and try the same ports again
+                if time.monotonic() >= deadline:
+                    raise KafkaLaunchError(failure_report(
+                        f"the broker could not bind {layout.ports} again within "
+                        f"{bind_timeout_s:g} s", layout.data)) from None
+                time.sleep(0.5)
+            except BaseException:
+                self.kill()  # the data stays: the error message points to its logs
+                raise
+        self._say(f"Kafka {self.version} back at {layout.bootstrap} in "
+                  f"{time.monotonic() - started:.1f} s (data {layout.data})")
+        return layout.bootstrap
 
     def status(self) -> BrokerState | None:
         """The running broker (this launcher's, else the state file's), or None."""
-        state = self._state or BrokerState.read(self.state_path)
+        if self._layout is not None:  # our own broker: never another one's state file
+            alive = self._proc is not None and self._proc.poll() is None
+            return self._state if alive else None
+        state = BrokerState.read(self.state_path)
         return state if state is not None and pid_alive(state.pid) else None
 
     def stop(self, keep_data: bool = False, grace_s: float = 20.0) -> bool:
-        """SIGTERM the broker's process group, SIGKILL after ``grace_s``; True if one ran."""
-        state = self._state or BrokerState.read(self.state_path)
-        if state is None:
-            return False
+        """SIGTERM the broker's process group, SIGKILL after ``grace_s``; True if one ran.
+
+        ``keep_data=True`` keeps the data dir: ``restart()`` can bring the broker back.
+        """
+        layout = self._layout
+        # A launcher that started a broker only ever stops that one; else the state file's.
+        state = self._state if layout is not None else BrokerState.read(self.state_path)
         proc = self._proc
+        was_running = False
+        if state is not None:
+            def running() -> bool:  # our own child: poll() also reaps it, no zombie lingers
+                return proc.poll() is None if proc is not None else pid_alive(state.pid)
 
-        def running() -> bool:  # our own child: poll() also reaps it, so no zombie lingers
-            return proc.poll() is None if proc is not None else pid_alive(state.pid)
-
-        was_running = running()
-        for sig in (signal.SIGTERM, signal.SIGKILL):  # TERM first: controlled shutdown
-            if not running():
-                break
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(state.pid, sig)
-            deadline = time.monotonic() + (grace_s if sig == signal.SIGTERM else 5.0)
-            while time.monotonic() < deadline and running():
-                time.sleep(0.1)
+            was_running = running()
+            for sig in (signal.SIGTERM, signal.SIGKILL):  # TERM first: controlled shutdown
+                if not running():
+                    break
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(state.pid, sig)
+                deadline = time.monotonic() + (grace_s if sig == signal.SIGTERM else 5.0)
+                while time.monotonic() < deadline and running():
+                    time.sleep(0.1)
+        data_dir = state.data_dir if state is not None else (
+            str(layout.data) if layout is not None else None)
         if not keep_data:
-            shutil.rmtree(state.data_dir, ignore_errors=True)
-        if BrokerState.read(self.state_path) == state:  # never remove another broker's record
-            self.state_path.unlink(missing_ok=True)
+            if data_dir is not None:
+                shutil.rmtree(data_dir, ignore_errors=True)
+            self._layout = None
         self._proc, self._state, self.secured = None, None, None
+        self._forget_state_file(state)
         return was_running
+
+    def _forget_state_file(self, state: BrokerState | None) -> None:
+        if state is not None and BrokerState.read(self.state_path) == state:
+            self.state_path.unlink(missing_ok=True)  # never remove another broker's record
 
     def __enter__(self) -> str:
         return self.start()
@@ -251,93 +350,11 @@ class KafkaLauncher:
         self.stop()
 
 
-def probe(bootstrap: str, security: KafkaSecurity | None = None) -> Exception | None:
-    """None if a broker at ``bootstrap`` answers a metadata request, else the error.
-
-    ``security`` is the connection config (default: plaintext, the local broker); refused
-    credentials raise ``KafkaAccessError`` at once: waiting would not make them right.
-    """
-    from kafka.errors import KafkaConfigurationError  # late: the pure helpers need no client
-
-    from streamrec import kafka_clients
-    from streamrec.config import Settings
-    settings = Settings(bootstrap_servers=bootstrap, kafka_security=security or KafkaSecurity())
-    try:
-        admin = kafka_clients.admin(settings, request_timeout_ms=5000, bootstrap_timeout_ms=2000)
-        try:
-            admin.list_topics()  # a metadata answer: listener up and broker unfenced
-            return None
-        finally:
-            admin.close()
-    except (KafkaConfigurationError, kafka_clients.KafkaAccessError):
-        raise  # our bug or refused credentials, not a slow broker: retrying would hide it
-    except Exception as exc:  # noqa: BLE001 - any other failure means "not yet"
-        return exc
-
-
 class _PortTaken(Exception):
     """Kafka could not bind a port we picked: worth one more try with fresh ports."""
 
 
-def _failure(reason: str, data: Path) -> str:
-    return (f"{reason}; data dir kept at {data}\n--- last lines of server.log ---\n"
-            f"{tail(data / 'server.log')}\n--- last lines of stdout.log ---\n"
-            f"{tail(data / 'stdout.log')}")
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``streamrec kafka start|stop|status``."""
-    kafka = subparsers.add_parser("kafka", help="run a local Apache Kafka from its jars")
-    actions = kafka.add_subparsers(dest="kafka_command", metavar="ACTION", required=True)
-    for name, text in (("start", "start a broker; print only its bootstrap address"),
-                       ("stop", "stop the broker that `kafka start` started"),
-                       ("status", "exit 0 if that broker runs, 1 if not")):
-        action = actions.add_parser(name, help=text)
-        action.add_argument("--home", type=Path, default=None,
-                            help="jar cache and state folder (env STREAMREC_KAFKA_HOME, "
-                                 "default <repo>/.kafka)")
-        if name == "start":
-            action.add_argument("--timeout", type=float, default=90.0,
-                                help="seconds to wait for the broker to answer (default 90)")
-            action.add_argument("--secure", action="store_true",
-                                help="add a SASL_SSL listener (SCRAM users, ACLs enforced) and "
-                                     "print its address; client configs go in the data dir")
-        action.set_defaults(func=run_kafka_command)
-
-
-def run_kafka_command(args: argparse.Namespace) -> int:
-    """The CLI edge: the only place that reads ``STREAMREC_KAFKA_HOME``."""
-    home = args.home or os.environ.get("STREAMREC_KAFKA_HOME") or DEFAULT_HOME
-    secure = getattr(args, "secure", False)
-    launcher = KafkaLauncher(home, timeout_s=getattr(args, "timeout", 90.0), secure=secure)
-    state = launcher.status()
-    if args.kafka_command == "status":
-        extra = f", SASL_SSL at {state.secure_bootstrap}" if state and state.secure_bootstrap else ""
-        print(f"running at {state.bootstrap}{extra} (pid {state.pid})" if state else "not running")
-        return 0 if state else 1
-    if args.kafka_command == "stop":
-        print("Kafka stopped" if launcher.stop() else "no Kafka was running", file=sys.stderr)
-        return 0
-    if state is not None:  # idempotent, so a script may call start twice
-        print(f"Kafka already running at {state.bootstrap} (pid {state.pid})", file=sys.stderr)
-        if secure and not state.secure_bootstrap:
-            print("streamrec: error: that broker is not secured; `streamrec kafka stop` first",
-                  file=sys.stderr)
-            return 1
-    else:
-        try:
-            launcher.start()
-        except KafkaLaunchError as exc:
-            print(f"streamrec: error: {exc}", file=sys.stderr)
-            return 1
-        state = launcher.status()
-        assert state is not None
-        if launcher.secured is not None:
-            folder = Path(state.data_dir) / "clients"
-            write_client_properties(launcher.secured, folder)
-            # The passwords stay in those 0600 files: never on a terminal or in a log.
-            print(f"SASL_SSL client configs (SCRAM-SHA-512, one per principal; admin is a super "
-                  f"user) in {folder}/<principal>.properties; CA at {launcher.secured.ca_file}",
-                  file=sys.stderr)
-    print(state.secure_bootstrap if secure else state.bootstrap)
-    return 0
+    """Add ``streamrec kafka start|stop|status`` (written in ``streamrec.kafka_command``)."""
+    from streamrec.kafka_command import add_kafka_command  # late: it imports this module
+    add_kafka_command(subparsers)

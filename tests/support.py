@@ -270,3 +270,78 @@ def trigger_ids(records: list[Record]) -> set[str]:
             triggers.add(state.last_event_id)
         last[record.key] = key  # type: ignore[index]
     return triggers
+
+
+# -- helpers for tests on a private broker they may crash (tests/faults/test_broker_kill.py) ----
+
+def settings_with_topics(bootstrap: str, **overrides: object) -> Settings:
+    """Settings on ``bootstrap`` with a fresh topic prefix, groups and transactional ids (as
+    the ``kafka_settings`` fixture), every topic created: for tests on a private broker."""
+    import uuid
+
+    from streamrec.topics import create_topics
+
+    prefix = f"t{uuid.uuid4().hex[:12]}-"
+    settings = Settings(bootstrap_servers=bootstrap, topic_prefix=prefix,
+                        ingest_group=f"{prefix}ingest", score_group=f"{prefix}score",
+                        transactional_id_prefix=prefix.rstrip("-"), **overrides)  # type: ignore[arg-type]
+    create_topics(settings)
+    return settings
+
+
+def start_traced_service_process(settings: Settings, service: str, instance: str, *,
+                                 output: IO[str], metrics_port: int = 0,
+                                 batch_size: int = 200) -> subprocess.Popen:
+    """`streamrec ingest|score` as ``start_service_process`` runs it, except that SIGUSR1
+    makes it write every thread's stack to ``output`` (``faulthandler``): a test whose
+    service never recovers can show where it hangs before it kills it."""
+    launch = ("import faulthandler, runpy, signal, sys; "
+              "faulthandler.register(signal.SIGUSR1, all_threads=True); "
+              "sys.argv[0] = 'streamrec'; "
+              "runpy.run_module('streamrec.cli', run_name='__main__', alter_sys=True)")
+    return subprocess.Popen([sys.executable, "-c", launch, service, "--instance-id", instance,
+                             "--log-format", "text", "--metrics-port", str(metrics_port)],
+                            env=service_env(settings, batch_size),
+                            stdout=output, stderr=subprocess.STDOUT, text=True)
+
+
+class CommitWatch:
+    """Scrapes a service's ``/metrics`` a few times a second, in a thread, and keeps when its
+    ``streamrec_commits_total`` grew: when did it commit its first batch after some moment?
+
+    A scrape that fails (the service is busy or restarting its session) is skipped.
+    """
+
+    def __init__(self, port: int, interval_s: float = 0.25) -> None:
+        self.port = port
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, float]] = []  # (time.monotonic(), commits so far)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"watch-{port}")
+        self._thread.start()
+
+    def _run(self) -> None:
+        import urllib.request
+
+        while not self._stop.wait(self.interval_s):
+            try:
+                url = f"http://127.0.0.1:{self.port}/metrics"
+                with urllib.request.urlopen(url, timeout=2) as page:
+                    text = page.read().decode()
+            except OSError:
+                continue
+            commits = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                          if line.startswith("streamrec_commits_total"))
+            self.samples.append((time.monotonic(), commits))
+
+    def commits(self) -> float:
+        return self.samples[-1][1] if self.samples else 0.0
+
+    def first_commit_after(self, moment: float) -> float | None:
+        """Seconds from ``moment`` to the first scrape that saw more commits than at it."""
+        before = max((c for t, c in self.samples if t <= moment), default=0.0)
+        return next((t - moment for t, c in self.samples if t > moment and c > before), None)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
