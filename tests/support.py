@@ -175,7 +175,9 @@ def service_env(settings: Settings, batch_size: int = 200) -> dict[str, str]:
                 STREAMREC_SCORE_GROUP=settings.score_group,
                 STREAMREC_TRANSACTIONAL_ID_PREFIX=settings.transactional_id_prefix,
                 STREAMREC_PARTITIONS=str(settings.partitions), STREAMREC_BATCH_SIZE=str(batch_size),
-                STREAMREC_SESSION_TIMEOUT_S=str(settings.session_timeout_s))
+                STREAMREC_SESSION_TIMEOUT_S=str(settings.session_timeout_s),
+                STREAMREC_STALL_AFTER_S=str(settings.stall_after_s),
+                STREAMREC_BROKER_SILENCE_S=str(settings.broker_silence_s))
 
 
 def start_service_process(settings: Settings, service: str, instance: str, *, batch_size: int = 200,
