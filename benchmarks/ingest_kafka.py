@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 import threading
+from collections import Counter
 import time
 import uuid
 from pathlib import Path
@@ -30,15 +31,18 @@ from producers.publisher import ClickPublisher  # noqa: E402
 from producers.synthetic import SyntheticStream  # noqa: E402
 from streamrec.config import Settings  # noqa: E402
 from streamrec.events import BadEvent, decode_click  # noqa: E402
+from streamrec.processor import ProcessorDefaults  # noqa: E402
 from streamrec.records import Output, ProcessResult, Record  # noqa: E402
 from streamrec.runtime import ProcessorService  # noqa: E402
 from streamrec.topics import create_topics  # noqa: E402
 
 
-class PassThroughProcessor:
+class PassThroughProcessor(ProcessorDefaults):
     """Decode every click and re-produce it as is: Kafka I/O with minimal work."""
 
     def __init__(self, settings: Settings) -> None:
+        self.rejected_by_reason: Counter[str] = Counter()
+        self.skipped_by_reason: Counter[tuple[str, str]] = Counter()
         self.changelog_topic = settings.topics.user_state
         self.output_topic = settings.topics.recommendations
         self.max_bytes = settings.max_event_bytes
@@ -48,6 +52,9 @@ class PassThroughProcessor:
 
     def drop(self, partitions: list[int]) -> None:
         pass
+
+    def dead_letter(self, record: Record, reason: str, detail: str) -> Output | None:
+        return None  # a benchmark input is never poisoned
 
     def process(self, batch: list[Record]) -> ProcessResult:
         result = ProcessResult()

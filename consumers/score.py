@@ -34,6 +34,7 @@ from streamrec.input_bounds import (
 )
 # The message type lives at the contracts floor (app-side readers decode it); re-exported.
 from streamrec.messages import Recommendation, ScoredItem, recommendation_decoder  # noqa: F401
+from streamrec.processor import ProcessorDefaults
 from streamrec.records import Output, ProcessResult, Record
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ _request_decoder = msgspec.json.Decoder(RecommendationRequest)
 _encoder = msgspec.json.Encoder()
 
 
-class ScoreProcessor:
+class ScoreProcessor(ProcessorDefaults):
     """Pure scoring logic over user-state and request records."""
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:

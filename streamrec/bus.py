@@ -3,7 +3,8 @@
 Partitioning uses Kafka's own murmur2 key hash, so a user lands on the same partition
 number here as on a real broker, and processors see exactly the records they would see
 from a consumer. ``InProcessRunner`` plays the consumer loop: poll, process, produce,
-advance the committed position.
+advance the committed position, with the Kafka runtime's lifecycle
+(``streamrec.bus_runner``).
 """
 
 from __future__ import annotations
@@ -55,36 +56,3 @@ class InProcessBus:
     def records(self, topic: str) -> list[Record]:
         """Every record of a topic, partition by partition (for inspection in tests)."""
         return [r for part in self.topic(topic) for r in part]
-
-
-class InProcessRunner:
-    """The consumer loop over the bus for one processor and its input topics."""
-
-    def __init__(self, bus: InProcessBus, processor, input_topics: list[str],  # type: ignore[no-untyped-def]
-                 batch_size: int = 500) -> None:
-        self.bus = bus
-        self.processor = processor
-        self.input_topics = input_topics
-        self.batch_size = batch_size
-        self.positions: dict[tuple[str, int], int] = {}
-
-    def step(self, timestamp_ms: int = 0) -> int:
-        """Process at most one batch per partition; return how many records were read."""
-        batch: list[Record] = []
-        for topic in self.input_topics:
-            for partition in range(len(self.bus.topic(topic))):
-                position = self.positions.get((topic, partition), 0)
-                records = self.bus.read(topic, partition, position, self.batch_size)
-                if records:
-                    batch.extend(records)
-                    self.positions[(topic, partition)] = position + len(records)
-        if batch:
-            for output in self.processor.process(batch).outputs:
-                self.bus.produce(output, timestamp_ms)
-        return len(batch)
-
-    def drain(self, timestamp_ms: int = 0) -> int:
-        total = 0
-        while (n := self.step(timestamp_ms)) > 0:
-            total += n
-        return total

@@ -17,7 +17,8 @@ from consumers.ingest import IngestProcessor
 from consumers.partition_models import is_snapshot_key
 from consumers.score import ScoreProcessor, recommendation_decoder
 from online_models.base import Ranking
-from streamrec.bus import InProcessBus, InProcessRunner, partition_for
+from streamrec.bus import InProcessBus, partition_for
+from streamrec.bus_runner import InProcessRunner
 from streamrec.config import Settings
 from streamrec.events import ClickEvent, encode_click
 from streamrec.progress import Progress
@@ -106,7 +107,7 @@ def run_demo(settings: Settings, *, users: int = 2_000, items: int = 1_000, even
     topics = settings.topics
     ingest = InProcessRunner(bus, IngestProcessor(settings), [topics.clicks], settings.batch_size)
     score = InProcessRunner(bus, ScoreProcessor(settings), [topics.user_state, topics.requests],
-                            settings.batch_size)
+                            settings.batch_size, restore_to_committed=True)
     latest: dict[str, set[str]] = {}
     seen: dict[str, set[str]] = {}
     read_positions: dict[int, int] = {}  # recommendations read so far, per partition

@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Protocol
+from typing import Callable
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
@@ -48,7 +48,8 @@ from streamrec.assignment import PartitionOwnership
 from streamrec.changelog import read_changelog
 from streamrec.config import Settings
 from streamrec.poison_pill import PoisonPillPolicy, process_in_isolation, raised_at
-from streamrec.records import Output, ProcessResult, Record
+from streamrec.processor import Processor
+from streamrec.records import ProcessResult, Record
 from streamrec.recovery_budget import RecoveryBudget
 from streamrec.service_health import ServiceProgress
 from streamrec.verified_commit import (
@@ -69,20 +70,6 @@ log = logging.getLogger(__name__)
 # The broker aborts a transaction left open longer than this; a batch's sends that are not
 # acknowledged within it cannot be committed anyway, so it also bounds the wait for them.
 TRANSACTION_TIMEOUT_MS = 15_000
-
-
-class Processor(Protocol):
-    changelog_topic: str
-
-    def restore(self, partition: int, changelog: list[Record]) -> int: ...
-
-    def drop(self, partitions: list[int]) -> None: ...
-
-    def process(self, batch: list[Record]) -> ProcessResult: ...
-
-    # The message that dead-letters a record whose processing kept raising, or None for an
-    # input without a dead-letter topic (the processor counts the skip).
-    def dead_letter(self, record: Record, reason: str, detail: str) -> Output | None: ...
 
 
 class ProcessorService:
@@ -281,9 +268,7 @@ class ProcessorService:
         the inputs since the snapshot were committed (their user states are restored) but
         the models must see them again, in the same order, to be exactly where they were.
         """
-        rewarm_from = getattr(self.processor, "rewarm_from", None)
-        if rewarm_from is None:
-            return 0
+        rewarm_from = self.processor.rewarm_from
         topic = self.input_topics[0]
         starts: dict[int, int] = {}
         stops: dict[int, int] = {}
@@ -306,7 +291,7 @@ class ProcessorService:
         # failing every restore of its partition, which would stop the partition for good.
         for record in records:
             try:
-                self.processor.rewarm(partition, [record])  # type: ignore[attr-defined]
+                self.processor.rewarm(partition, [record])
             except Exception as error:  # noqa: BLE001 - see above
                 log.warning("rewarming a committed input raised; skipped",
                             extra={"topic": record.topic, "partition": record.partition,
@@ -424,11 +409,11 @@ class ProcessorService:
         m.batches.inc()  # type: ignore[attr-defined]
         m.commits.inc()  # type: ignore[attr-defined]
         m.processing_latency.observe(seconds)  # type: ignore[attr-defined]
-        for reason, count in getattr(self.processor, "rejected_by_reason", {}).items():
+        for reason, count in self.processor.rejected_by_reason.items():
             m.set_rejected(reason, count)  # type: ignore[attr-defined]
-        for outcome, count in getattr(self.processor, "adoptions_by_outcome", {}).items():
+        for outcome, count in self.processor.adoptions_by_outcome.items():
             m.set_adoptions(outcome, count)  # type: ignore[attr-defined]
-        for (topic, reason), count in getattr(self.processor, "skipped_by_reason", {}).items():
+        for (topic, reason), count in self.processor.skipped_by_reason.items():
             m.set_skipped(topic, reason, count)  # type: ignore[attr-defined]
 
     def _count_commit_failure(self, cause: str) -> None:

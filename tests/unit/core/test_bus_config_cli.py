@@ -3,7 +3,8 @@ import io
 import pytest
 
 from consumers.ingest import IngestProcessor
-from streamrec.bus import InProcessBus, InProcessRunner, partition_for
+from streamrec.bus import InProcessBus, partition_for
+from streamrec.bus_runner import InProcessRunner
 from streamrec.cli import main
 from streamrec.config import ConfigError, Settings
 from streamrec.events import ClickEvent, encode_click

@@ -26,6 +26,7 @@ from streamrec import runtime as runtime_module
 from streamrec.config import Settings
 from streamrec.metrics.registry import MetricsRegistry
 from streamrec.metrics.service import KNOWN_COMMIT_FAILURE_CAUSES, service_metrics
+from streamrec.processor import ProcessorDefaults
 from streamrec.records import Output, ProcessResult, Record
 from streamrec.runtime import ProcessorService
 from streamrec.verified_commit import (
@@ -68,10 +69,12 @@ class Message(NamedTuple):
     headers: tuple = ()
 
 
-class CountingProcessor:
+class CountingProcessor(ProcessorDefaults):
     """Clicks per user and partition; every change is emitted as the user's new count."""
 
     changelog_topic = STATE
+    rejected_by_reason: Counter[str] = Counter()
+    skipped_by_reason: Counter[tuple[str, str]] = Counter()
 
     def __init__(self) -> None:
         self.state: dict[int, Counter[bytes]] = {}

@@ -1,0 +1,69 @@
+"""The one interface every transport drives a processor through.
+
+The Kafka runtime (``streamrec.runtime``) and the in-process bus (``streamrec.bus``) call
+exactly these members, nothing found by ``getattr``: a processor that runs on one runs on the
+other, with the same lifecycle. ``restore`` and ``drop`` scope state by partition;
+``rewarm_from``/``rewarm`` re-feed committed inputs to models that are snapshotted less often
+than every batch; the three counters are running tallies the transport turns into metrics.
+
+``ProcessorDefaults`` gives a processor without models or adoptions the neutral answers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable, Mapping, Protocol, runtime_checkable
+
+from streamrec.records import Output, ProcessResult, Record
+
+
+@runtime_checkable
+class Processor(Protocol):
+    # The compacted topic this processor's state is restored from.
+    changelog_topic: str
+
+    def restore(self, partition: int, changelog: list[Record]) -> int:
+        """Rebuild one partition's state from its changelog; return how many keys."""
+        ...
+
+    def drop(self, partitions: list[int]) -> None:
+        """Forget these partitions' state exactly (revoked, lost, or a failed session)."""
+        ...
+
+    def process(self, batch: list[Record]) -> ProcessResult: ...
+
+    def dead_letter(self, record: Record, reason: str, detail: str) -> Output | None:
+        """The message that dead-letters a record whose processing kept raising, or None
+        for an input without a dead-letter topic (the processor counts the skip)."""
+        ...
+
+    def rewarm_from(self, partition: int) -> int | None:
+        """First committed input offset the partition's models must learn again (None: none)."""
+        ...
+
+    def rewarm(self, partition: int, records: Iterable[Record]) -> None: ...
+
+    # Running tallies: dead letters by reason, skipped inputs by (topic, reason), adopt-model
+    # messages by outcome.
+    @property
+    def rejected_by_reason(self) -> Mapping[str, int]: ...
+
+    @property
+    def skipped_by_reason(self) -> Mapping[tuple[str, str], int]: ...
+
+    @property
+    def adoptions_by_outcome(self) -> Mapping[str, int]: ...
+
+
+class ProcessorDefaults:
+    """Neutral answers for a processor without re-warmed models or model adoptions."""
+
+    def rewarm_from(self, partition: int) -> int | None:
+        return None
+
+    def rewarm(self, partition: int, records: Iterable[Record]) -> None:
+        raise RuntimeError("rewarm called, but rewarm_from never asks for it")
+
+    @property
+    def adoptions_by_outcome(self) -> Mapping[str, int]:
+        return Counter()
