@@ -85,6 +85,9 @@ def producer_config(**overrides: Any) -> dict[str, Any]:
         "batch_size": 256 * 1024,
         "compression_type": "lz4" if has_lz4() else None,  # lz4 is optional, never required
         "max_in_flight_requests_per_connection": 5,  # the most idempotence allows
+        # kafka-python backs reconnects off up to 30 s (Java: 1 s), so a producer would
+        # resume up to 30 s after a broker came back, eating into the delivery timeout.
+        "reconnect_backoff_max_ms": 1000,
     }
     config.update(overrides)
     if config.get("acks") in (0, 1, "0", "1"):
