@@ -5,7 +5,8 @@ wait without a bound by default, and in kafka-python 3.0.12 an idempotent produc
 for good (see ``stuck_reason``), so a future may never resolve. ``DeliveryLedger`` counts
 outcomes from the futures' callbacks and waits for them against a deadline of its own; the
 publisher gives up at that deadline and reports ``published = delivered + failed +
-unacknowledged`` exactly.
+unacknowledged`` exactly. What this knows of kafka-python lives here too: the timeouts
+derived from the delivery timeout, the wedge, and how to stop a producer that is stuck.
 
 >>> from kafka.future import Future
 >>> ledger = DeliveryLedger()
@@ -19,17 +20,21 @@ unacknowledged`` exactly.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from streamrec.verified_commit import force_close  # the one place that stops a sender
+
 DEFAULT_DELIVERY_TIMEOUT_S = 120.0  # Kafka's delivery.timeout.ms
 MAX_DELIVERY_TIMEOUT_S = 86_400.0  # a day: past that, "retry" has become "hang"
 # Past the delivery timeout, the time kafka-python's IO thread gets to expire the last
 # batches and run their callbacks before the publisher stops waiting for it.
 GIVE_UP_GRACE_S = 5.0
+CLOSE_TIMEOUT_S = 10.0  # closing a producer with nothing in flight takes milliseconds
 # How often a wait looks at the producer for a wedge, at most (a callback wakes it sooner).
 _CHECK_EVERY_S = 0.5
 
@@ -56,6 +61,12 @@ def check_delivery_timeout(value: object, linger_ms: int) -> float:
         raise ValueError(f"delivery_timeout_s must be above linger ({linger_ms} ms) and at "
                          f"most {MAX_DELIVERY_TIMEOUT_S:g} s, got {value!r}")
     return float(value)
+
+
+def check_wait_timeout(timeout: float | None) -> None:
+    """A ``flush``/``close`` timeout is None or a finite number of seconds >= 0."""
+    if timeout is not None and not (timeout >= 0 and math.isfinite(timeout)):
+        raise ValueError(f"timeout must be a non-negative number of seconds, got {timeout!r}")
 
 
 @dataclass(frozen=True)
@@ -189,6 +200,24 @@ def stuck_reason(producer: Any) -> str | None:
         return ("the producer lost its producer id after a delivery timeout and "
                 "kafka-python 3.0.12 never asks for a new one")
     return None
+
+
+def stop_producer(producer: Any, graceful: bool) -> None:
+    """Close a kafka-python producer without ever waiting long.
+
+    ``close(timeout)`` raises when its flush times out and leaves the sender thread running,
+    retrying; so on that failure, or when ``graceful`` is False (events still pending, given
+    up on), the sender is stopped through ``force_close``, which fails what it still holds.
+    """
+    if graceful:
+        try:
+            producer.close(timeout=CLOSE_TIMEOUT_S)
+            return
+        except Exception:  # noqa: BLE001 - its flush timed out: stop it the hard way
+            pass
+    force_close(producer)
+    with contextlib.suppress(Exception):
+        producer.close(timeout=0)  # drops its atexit hook, which would flush again
 
 
 def describe_error(error: BaseException | None, limit: int = 300) -> str:

@@ -11,13 +11,10 @@ next ``publish``, ``flush`` or ``close``: nothing fails silently. A cluster that
 credentials or the principal's ACLs raises ``KafkaAccessError`` instead (one line naming
 the broker and the mechanism): retrying cannot help.
 
-Nothing waits forever either. Kafka retries every event for ``delivery_timeout_s`` (120 s,
-Kafka's default) after it was published, so a broker outage shorter than that loses
-nothing. ``flush`` and ``close`` wait at most that long after the last publish (plus
-``GIVE_UP_GRACE_S``); then the producer is stopped and ``PublishError`` says how many
-events were not delivered, in one line: ``published == delivered + failed +
-unacknowledged``, also kept as attributes. ``publish`` blocks only while
-``max_unacknowledged`` events are in flight, within the same bound.
+Nothing waits forever either. Kafka retries an event for ``delivery_timeout_s`` (120 s) after
+it is published, so a shorter broker outage loses nothing; no wait lasts past that (plus
+``GIVE_UP_GRACE_S``) after the last publish, and then ``PublishError`` says in one line how
+many events were not delivered (``published == delivered + failed + unacknowledged``).
 
 Example (needs a broker)::
 
@@ -32,8 +29,6 @@ Example (needs a broker)::
 
 from __future__ import annotations
 
-import contextlib
-import math
 import time
 from types import TracebackType
 from typing import Any, NoReturn
@@ -42,20 +37,19 @@ from kafka.codec import has_lz4
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from producers.delivery import (DEFAULT_DELIVERY_TIMEOUT_S, GIVE_UP_GRACE_S, DeliveryCounts,
-                                DeliveryLedger, check_delivery_timeout, delivery_config,
-                                describe_error, not_delivered_message, stuck_reason)
+                                DeliveryLedger, check_delivery_timeout, check_wait_timeout,
+                                delivery_config, describe_error, not_delivered_message,
+                                stop_producer, stuck_reason)
 from streamrec import kafka_clients
 from streamrec.config import Settings
 from streamrec.connection import KafkaAccessError, KafkaSecurity, KafkaUnreachableError
 from streamrec.events import ClickEvent, encode_click
-from streamrec.verified_commit import force_close
 
 
 __all__ = ["ClickPublisher", "DeliveryCounts", "KafkaAccessError", "PublishError",
            "delivery_config", "producer_config"]
 
 DEFAULT_MAX_UNACKNOWLEDGED = 100_000  # ~30 MB of events and futures held for retries
-CLOSE_TIMEOUT_S = 10.0  # closing a producer with nothing in flight takes milliseconds
 
 
 class PublishError(RuntimeError):
@@ -109,8 +103,7 @@ class ClickPublisher:
     topic
         Destination topic, usually ``settings.topics.clicks``.
     security
-        TLS/SASL connection config (default: plaintext); ``from_settings`` takes both from
-        a ``Settings``.
+        TLS/SASL connection config (default: plaintext); see also ``from_settings``.
     delivery_timeout_s
         How long Kafka retries an event through an outage before it counts as failed
         (default 120 s, Kafka's); also the bound on every other wait (``delivery_config``).
@@ -135,8 +128,7 @@ class ClickPublisher:
                              "bounds its own waits by it")
         linger_ms = int(producer_overrides.get("linger_ms", producer_config()["linger_ms"]))
         self.delivery_timeout_s = check_delivery_timeout(delivery_timeout_s, linger_ms)
-        if isinstance(max_unacknowledged, bool) or not isinstance(max_unacknowledged, int) \
-                or max_unacknowledged < 1:
+        if type(max_unacknowledged) is not int or max_unacknowledged < 1:
             raise ValueError(f"max_unacknowledged must be a positive int, got {max_unacknowledged!r}")
         self.max_unacknowledged = max_unacknowledged
         self._ledger = DeliveryLedger(self.max_kept_errors)
@@ -201,6 +193,11 @@ class ClickPublisher:
         stops the producer and raises with the counts. A shorter ``timeout`` raises with the
         events still in flight and leaves the publisher open.
         """
+        check_wait_timeout(timeout)
+        if self._closed:  # nothing more will arrive: report what did not
+            if self._ledger.counts().not_delivered:
+                self._raise_errors()
+            return
         outcome = self._wait_for_all(timeout)
         if outcome == "timeout":
             self._raise_errors(f"the {timeout:g} s flush timeout ran out")
@@ -215,6 +212,7 @@ class ClickPublisher:
         Never waits past the bound ``flush`` has (or ``timeout``, if shorter): what is
         still in flight then is counted as not delivered and the producer is stopped.
         """
+        check_wait_timeout(timeout)
         if self._closed:
             return
         self._closed = True
@@ -227,13 +225,13 @@ class ClickPublisher:
                               f"the {timeout:g} s close timeout ran out",
                               raise_error=outcome != "interrupted")
         counts = self._ledger.finish()
-        self._shut_down(graceful=True)
+        stop_producer(self._producer, graceful=True)
         if counts.failed:
             self._raise_errors()
 
     def metrics(self) -> dict[str, Any]:
         """kafka-python's producer metrics (batch sizes, record rates, errors)."""
-        return self._producer.metrics()
+        return self._producer.metrics()  # type: ignore[no-any-return]
 
     def __enter__(self) -> "ClickPublisher":
         return self
@@ -254,14 +252,12 @@ class ClickPublisher:
         return (time.monotonic() if last is None else last) + self.delivery_timeout_s \
             + self.give_up_grace_s
 
-    def _stuck(self) -> str | None:
+    def _stuck(self) -> str | None:  # see stuck_reason: a producer that will never recover
         return stuck_reason(self._producer)
 
     def _wait_for_all(self, timeout: float | None) -> str | None:
         """None once nothing is in flight, ``"timeout"`` if the caller's bound came first,
         else why waiting longer is pointless."""
-        if timeout is not None and not (timeout >= 0 and math.isfinite(timeout)):
-            raise ValueError(f"timeout must be a non-negative number of seconds, got {timeout!r}")
         give_up_at = self._give_up_at()
         deadline = give_up_at if timeout is None else min(give_up_at, time.monotonic() + timeout)
         outcome = self._ledger.wait(lambda c: c.unacknowledged == 0, deadline, self._stuck)
@@ -289,22 +285,9 @@ class ClickPublisher:
         """Stop waiting: freeze the counts, stop the producer, raise with the counts."""
         self._closed = True
         self._ledger.finish(KafkaTimeoutError(reason))
-        self._shut_down(graceful=False)
+        stop_producer(self._producer, graceful=False)
         if raise_error:
             self._raise_errors(reason)
-
-    def _shut_down(self, graceful: bool) -> None:
-        if graceful:
-            try:
-                self._producer.close(timeout=CLOSE_TIMEOUT_S)
-                return
-            except Exception:  # noqa: BLE001 - its flush timed out: stop it the hard way
-                pass
-        # kafka-python's close(timeout) raises when its flush times out and leaves the
-        # sender thread retrying; stop that thread, failing what it still holds.
-        force_close(self._producer)
-        with contextlib.suppress(Exception):
-            self._producer.close(timeout=0)  # drops its atexit hook, which would flush again
 
     def _raise_errors(self, unacknowledged_reason: str | None = None) -> NoReturn:
         counts, errors = self._ledger.counts(), self._ledger.errors

@@ -274,3 +274,26 @@ def test_a_producer_that_cannot_be_built_is_a_publish_error_with_zero_counts(
                                            r": refused$") as caught:
         ClickPublisher("127.0.0.1:9", "clicks")
     assert caught.value.counts.published == 0 and caught.value.counts.final
+
+
+def test_a_bad_close_timeout_leaves_the_publisher_open(fake: list) -> None:
+    publisher, producer = new_publisher(fake, delivery_timeout_s=60)
+    publish(publisher, 1)
+    with pytest.raises(ValueError, match="timeout"):
+        publisher.close(timeout=-1)
+    assert not producer.force_closed
+    producer.futures[0].success(None)
+    publisher.close()
+    assert publisher.delivered == 1
+
+
+def test_flush_after_a_give_up_reports_at_once(fake: list) -> None:
+    publisher, _ = new_publisher(fake, delivery_timeout_s=0.3)
+    publish(publisher, 1)
+    with pytest.raises(PublishError):
+        publisher.flush()
+    publisher.delivery_timeout_s = 600  # a second wait would now take ten minutes
+    started = time.monotonic()
+    with pytest.raises(PublishError, match=r"^1 of 1 .*1 unacknowledged"):
+        publisher.flush()
+    assert time.monotonic() - started < BOUND_S
