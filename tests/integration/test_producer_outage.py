@@ -148,7 +148,7 @@ def test_produce_exits_1_with_the_exact_count_when_its_broker_dies(
         own_broker: OwnBroker) -> None:
     bootstrap = own_broker.bootstrap
     topic = new_topic(bootstrap)
-    total, delivery_timeout_s = 20_000, 5
+    total, delivery_timeout_s = 20_000, 3
     # Paced (about 5 s of wall time at least) so the kill lands mid-run on any machine.
     produce = subprocess.Popen(
         [sys.executable, "-m", "streamrec.cli", "produce", "synthetic", "--users", "50",
