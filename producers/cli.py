@@ -3,24 +3,34 @@
 This is the edge where flags and ``STREAMREC_*`` variables become a ``Settings``; the
 readers, generator, publisher and pacer below only receive values. ``--stdout`` writes
 JSONL instead of publishing, to inspect a stream or pipe it elsewhere without a broker.
+
+A run that cannot deliver every event exits 1 with one line on stderr saying how many of
+the run's events were not delivered and how many were; it never waits longer than
+``--delivery-timeout`` (plus a few seconds) after the last event it published.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from streamrec.argtypes import non_negative_int, positive_int, speed
+from streamrec.argtypes import non_negative_int, positive_float, positive_int, speed
+from producers.delivery import (DEFAULT_DELIVERY_TIMEOUT_S, MAX_DELIVERY_TIMEOUT_S,
+                                DeliveryCounts, describe_error)
 from producers.logs import FORMATS, LogFormatError, ReadStats, read_log, sniff_format
 from producers.publisher import ClickPublisher, PublishError
 from producers.replay import replay
 from producers.synthetic import SyntheticStream
 from streamrec.events import encode_click
 from streamrec.kafka_args import add_kafka_options, kafka_settings
+from streamrec.logging_setup import redact
 from streamrec.progress import Progress
+
+MIN_DELIVERY_TIMEOUT_S = 1.0  # below a second a healthy broker's own hiccups would fail events
 
 
 def _rate(text: str) -> float:
@@ -30,6 +40,15 @@ def _rate(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"rate must be in [0, 1), got {text!r}")
+    return value
+
+
+def _delivery_timeout(text: str) -> float:
+    value = positive_float(text)
+    if not MIN_DELIVERY_TIMEOUT_S <= value <= MAX_DELIVERY_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(
+            f"must be between {MIN_DELIVERY_TIMEOUT_S:g} and "
+            f"{MAX_DELIVERY_TIMEOUT_S:g} seconds, got {text!r}")
     return value
 
 
@@ -44,6 +63,11 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed", type=speed, default=None, metavar="max|N",
                         help="'max' (default) or event time x N, e.g. 60 = one hour per minute")
     parser.add_argument("--topic", help="destination topic (default: the clicks topic)")
+    parser.add_argument("--delivery-timeout", type=_delivery_timeout,
+                        default=DEFAULT_DELIVERY_TIMEOUT_S, metavar="SECONDS",
+                        dest="delivery_timeout_s",
+                        help="how long Kafka retries an event through an outage before it "
+                             f"counts as not delivered (default {DEFAULT_DELIVERY_TIMEOUT_S:g})")
     add_kafka_options(parser)
     parser.add_argument("--stdout", action="store_true",
                         help="write JSONL to stdout instead of publishing to Kafka")
@@ -133,9 +157,17 @@ def _run(args: argparse.Namespace, items: Iterable[Any], total: int, *, label: s
 
     settings = kafka_settings(args, topic_prefix=args.topic_prefix)
     topic = args.topic or settings.topics.clicks
+    # kafka-python logs every failed batch and reconnect; with no handler configured Python
+    # would print them all on stderr and bury the one line below. Handlers set up by whoever
+    # embeds this still get them.
+    kafka_log = logging.getLogger("kafka")
+    if not any(isinstance(h, logging.NullHandler) for h in kafka_log.handlers):
+        kafka_log.addHandler(logging.NullHandler())
     started = time.monotonic()
+    publisher: ClickPublisher | None = None
     try:
-        with ClickPublisher.from_settings(settings, topic) as publisher:
+        with ClickPublisher.from_settings(settings, topic,
+                                          delivery_timeout_s=args.delivery_timeout_s) as publisher:
             sink: Callable[[Any], object]
             if raw:
                 sink = lambda payload: publisher.publish_raw(payload[0], payload[1])  # noqa: E731
@@ -144,11 +176,29 @@ def _run(args: argparse.Namespace, items: Iterable[Any], total: int, *, label: s
             result = replay(items, sink, args.speed, progress=progress, **extra)
             publisher.flush()  # count as sent only what the broker acknowledged
     except PublishError as exc:
-        sys.stderr.write(f"streamrec: error: {exc}\n")
+        # After the with-block the publisher has closed: its counts are final, while the
+        # error may have been raised mid-run with events still in flight.
+        counts = publisher.counts() if publisher is not None else exc.counts
+        sys.stderr.write(_not_delivered_line(counts, total, topic, settings.bootstrap_servers,
+                                             exc) + "\n")
         return 1
     _summary(result.count, time.monotonic() - started,
              f"topic {topic!r} at {settings.bootstrap_servers}")
     return 0
+
+
+def _not_delivered_line(counts: DeliveryCounts, total: int, topic: str, bootstrap: str,
+                        error: PublishError) -> str:
+    """``streamrec produce: N of TOTAL events not delivered ...``: exact, in one line."""
+    parts = [f"{counts.delivered} delivered", f"{counts.failed} failed"]
+    if counts.unacknowledged:
+        parts.append(f"{counts.unacknowledged} unacknowledged")
+    if total > counts.published:
+        parts.append(f"{total - counts.published} never sent")
+    first = counts.first_error or (error.errors[0] if error.errors else error)
+    return redact(f"streamrec produce: {total - counts.delivered} of {total} events not "
+                  f"delivered to topic {topic!r} at {bootstrap} ({', '.join(parts)}); "
+                  f"first error: {describe_error(first)}")
 
 
 def _summary(count: int, elapsed_s: float, destination: str) -> None:

@@ -23,3 +23,8 @@ def test_overrides_that_break_idempotence_are_refused(override: dict) -> None:
 
 def test_harmless_overrides_pass() -> None:
     assert producer_config(linger_ms=1, client_id="app")["linger_ms"] == 1
+
+
+def test_reconnects_come_quickly_after_an_outage() -> None:
+    # kafka-python's 30 s reconnect backoff would eat into the delivery timeout.
+    assert producer_config()["reconnect_backoff_max_ms"] <= 1000
