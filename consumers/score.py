@@ -56,6 +56,13 @@ _request_decoder = msgspec.json.Decoder(RecommendationRequest)
 _encoder = msgspec.json.Encoder()
 
 
+def encode_request(request_id: str, user_id: str, k: int | None = None,
+                   exclude_items: list[str] | None = None) -> bytes:
+    """A request message for ``requests``, as an app sends one."""
+    return _encoder.encode(RecommendationRequest(request_id=request_id, user_id=user_id, k=k,
+                                                 exclude_items=exclude_items or []))
+
+
 class ScoreProcessor(ProcessorDefaults):
     """Pure scoring logic over user-state and request records."""
 

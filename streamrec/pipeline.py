@@ -14,50 +14,58 @@ from dataclasses import dataclass
 from typing import IO, Any, Collection
 
 from consumers.ingest import IngestProcessor
-from consumers.partition_models import is_snapshot_key
-from consumers.score import ScoreProcessor, recommendation_decoder
+from consumers.score import ScoreProcessor, encode_request, recommendation_decoder
 from online_models.base import Ranking
 from streamrec.bus import InProcessBus, partition_for
 from streamrec.bus_runner import InProcessRunner
 from streamrec.config import Settings
 from streamrec.events import ClickEvent, encode_click
 from streamrec.progress import Progress
-from streamrec.records import Output, Record
+from streamrec.records import Output
 
 
 class OnlineSystem:
-    """The ingest + score processors as one ``Recommender`` for in-process replay.
+    """Ingest and score on the in-process bus, as one ``Recommender`` for replay.
 
-    With ``deep`` (a ``DeepSequentialRecommender``: the trainer's replay counterpart, which
-    retrains on event time on the past only), every model it releases is handed to the
-    scorer exactly as the Kafka scorer's model follower does (``swap_deep``), so replay
-    ranks through the production fusion of online and deep candidates: the full system.
+    The production path with the transport swapped: a click is produced on ``clicks``, the
+    ingest runner turns it into ``user-state`` records (states and model snapshots), the
+    scorer runner reads them and publishes on ``recommendations``, exactly as on Kafka
+    (``streamrec.bus_runner``: same processors, same lifecycle, polls of at most
+    ``batch_size``). The scorer knows ingest's models only from the snapshots on
+    ``user-state``, never from shared objects. ``recommend`` answers with what an app would
+    hold: the latest recommendation published for the user; for a user without one (or a
+    ``k`` larger than published) it asks the way an app does, with a request on
+    ``requests``, and reads the answer.
+
+    With ``deep`` (a ``DeepSequentialRecommender``, the trainer's replay counterpart that
+    retrains on event time on the past only), each model it releases is served by the
+    scorer as the Kafka scorer's model follower does (``swap_deep``).
     """
 
     def __init__(self, settings: Settings, deep: Any = None) -> None:
         self.settings = settings
-        self.ingest = IngestProcessor(settings)
+        topics = settings.topics
+        self.bus = InProcessBus(settings.partitions)
+        self.ingest_processor = IngestProcessor(settings)
         self.score = ScoreProcessor(settings, clock=lambda: 0.0)
+        self.ingest = InProcessRunner(self.bus, self.ingest_processor, [topics.clicks],
+                                      settings.batch_size)
+        self.scorer = InProcessRunner(self.bus, self.score, [topics.user_state, topics.requests],
+                                      settings.batch_size, restore_to_committed=True)
         self.deep = deep
         self._served: object | None = None  # the deep model the scorer holds
-        self._offsets: dict[int, int] = {}
+        self._latest: dict[str, list[tuple[str, float]]] = {}
+        self._read: dict[int, int] = {}  # recommendations read so far, per partition
+        self._requests = 0
 
     def learn_one(self, event: ClickEvent) -> None:
-        partition = partition_for(event.user_id.encode(), self.settings.partitions)
-        offset = self._offsets.get(partition, 0)
-        self._offsets[partition] = offset + 1
-        record = Record(self.settings.topics.clicks, partition, offset, event.user_id.encode(),
-                        encode_click(event))
-        outputs = self.ingest.process([record]).outputs
-        models = self.ingest.models(partition)
-        if models is not None:
-            # In one process the scorer ranks with ingest's live models, not a snapshot.
-            self.score.use_models(partition, models.blend)
-        # What the scorer would receive next on user-state (snapshots are for other
-        # processes: the live models are shared above).
-        self.score.process([Record(o.topic, partition, offset, o.key, o.value) for o in outputs
-                            if not is_snapshot_key(o.key) and o.topic == self.settings.topics.user_state],
-                           publish=False)
+        key = event.user_id.encode()
+        # The record time of a replayed click is its event time: the ts bound then holds.
+        self.bus.produce(Output(self.settings.topics.clicks, key, encode_click(event)),
+                         int(event.ts * 1000))
+        self.ingest.drain()
+        self.scorer.drain()
+        self._read_recommendations()
         if self.deep is not None:
             self.deep.learn_one(event)  # retrains when due, on the events so far only
             if self.deep.serving is not None and self.deep.serving is not self._served:
@@ -67,7 +75,28 @@ class OnlineSystem:
                                                             self.score.deep_candidates))
 
     def recommend(self, user_id: str, k: int, exclude: Collection[str] = ()) -> Ranking:
-        return [(item, score) for item, score, _ in self.score.rank(user_id, k, exclude)]
+        latest = self._latest.get(user_id)
+        if latest is None or (k > len(latest) and len(latest) >= self.settings.top_k):
+            latest = self._request(user_id, k)
+        return [(item, score) for item, score in latest if item not in exclude][:k]
+
+    def _request(self, user_id: str, k: int) -> list[tuple[str, float]]:
+        self._requests += 1
+        request = encode_request(f"replay-{self._requests}", user_id, k)
+        self.bus.produce(Output(self.settings.topics.requests, user_id.encode(), request))
+        self.scorer.drain()
+        self._read_recommendations()
+        return self._latest.get(user_id, [])
+
+    def _read_recommendations(self) -> None:
+        for partition, log in enumerate(self.bus.topic(self.settings.topics.recommendations)):
+            start = self._read.get(partition, 0)
+            for record in log[start:]:
+                if record.value is None:
+                    continue
+                message = recommendation_decoder.decode(record.value)
+                self._latest[message.user_id] = [(i.item_id, i.score) for i in message.items]
+            self._read[partition] = len(log)
 
 
 def build_online_system(settings: Settings | None = None, deep: Any = None) -> OnlineSystem:
