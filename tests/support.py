@@ -315,6 +315,7 @@ class CommitWatch:
         self.port = port
         self.interval_s = interval_s
         self.samples: list[tuple[float, float]] = []  # (time.monotonic(), commits so far)
+        self.last_page = ""  # the latest /metrics page, for the counters a test reports
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"watch-{port}")
         self._thread.start()
@@ -332,6 +333,7 @@ class CommitWatch:
             commits = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                           if line.startswith("streamrec_commits_total"))
             self.samples.append((time.monotonic(), commits))
+            self.last_page = text
 
     def commits(self) -> float:
         return self.samples[-1][1] if self.samples else 0.0
@@ -340,6 +342,16 @@ class CommitWatch:
         """Seconds from ``moment`` to the first scrape that saw more commits than at it."""
         before = max((c for t, c in self.samples if t <= moment), default=0.0)
         return next((t - moment for t, c in self.samples if t > moment and c > before), None)
+
+    def counters(self, name: str) -> dict[str, float]:
+        """The non-zero samples of counter ``name`` on the latest page, by label set."""
+        values = {}
+        for line in self.last_page.splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                labels, value = line[len(name):].rsplit(" ", 1)
+                if float(value):
+                    values[labels or "{}"] = float(value)
+        return values
 
     def close(self) -> None:
         self._stop.set()
