@@ -2,10 +2,14 @@
 ingest and scorer, each its own process as an operator runs them, recover on their own, and
 the run ends exactly where an uninterrupted run ends.
 
-Two outages: 30 s, and 65 s, over four times the services' transaction timeout (15 s). The
-broker is down, so nothing times out during the outage itself: when it returns, the
-transactions open at the kill are long expired and its abort check (every second here, not
-every 10 s) aborts them, unless a service's next session fences them first.
+Two outages at a random moment of the stream: 30 s, and 65 s, over four times the services'
+transaction timeout (15 s). The broker is down, so nothing times out during the outage
+itself: when it returns, a transaction open at the kill is long expired and its abort check
+(every second here, not every 10 s) aborts it, unless the service's next session fences it
+first. A kill at a random moment mostly finds both services between batches, so a third
+test kills the broker from inside ingest's transaction (its outputs sent, its offsets added,
+``commit_transaction`` not yet called: ``before_commit``) and keeps it down 65 s: the
+commit blocks through the outage and meets a broker that aborts the expired transaction.
 
 After recovery, on ``read_committed`` outputs:
 
@@ -27,15 +31,18 @@ On a private broker this module starts and crashes (never the shared one of
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import pytest
 
@@ -43,13 +50,15 @@ from consumers.score import recommendation_decoder
 from online_models.user_state import decode_state
 from producers.publisher import ClickPublisher, PublishError
 from producers.synthetic import SyntheticStream
+from streamrec import kafka_clients
 from streamrec.config import Settings
 from streamrec.events import ClickEvent, decode_click
 from streamrec.kafka_broker_config import pick_free_ports
 from streamrec.kafka_launcher import DEFAULT_HOME, KafkaLauncher
-from support import (CommitWatch, applied_events, assert_offsets_applied_once, latest_by_key,
-                     read_topic, reference_states, settings_with_topics,
-                     start_traced_service_process, trigger_ids)
+from streamrec.records import Record
+from support import (CommitWatch, applied_events, assert_offsets_applied_once, ingest_service,
+                     latest_by_key, read_topic, reference_states, running_service,
+                     settings_with_topics, start_traced_service_process, trigger_ids)
 
 pytestmark = pytest.mark.kafka
 
@@ -59,6 +68,7 @@ KILL_AFTER_PUBLISHED = 1_500  # the broker dies once this many clicks were hande
 BROKER_PROPERTIES = {"transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000"}
 # Bounds on waiting for the pipeline; none is a speed requirement.
 SERVICES_UP_S = 120.0
+RECOVER_S = 150.0  # broker answering -> each service committed again (measured: under 50 s)
 CONVERGE_S = 240.0
 
 
@@ -122,7 +132,7 @@ class Service:
         port = pick_free_ports(1)[0]
         self.process = start_traced_service_process(settings, name, f"{name}-0",
                                                     output=self._log, metrics_port=port)
-        self.watch = CommitWatch(port)
+        self.watch = CommitWatch.of_process(port)
 
     def check_alive(self) -> None:
         if self.process.poll() is not None:
@@ -153,31 +163,42 @@ class Service:
 
 
 @contextlib.contextmanager
-def pipeline(settings: Settings, folder: Path) -> Iterator[dict[str, Service]]:
-    """Ingest and scorer processes; on a failure inside, their stacks and log tails print."""
-    services = {name: Service(settings, name, folder) for name in ("ingest", "score")}
+def pipeline(settings: Settings, folder: Path,
+             names: tuple[str, ...] = ("ingest", "score")) -> Iterator[dict[str, Service]]:
+    """Service processes; on a failure inside, every stack (theirs and this process's, where
+    in-process services run) and their log tails print."""
+    services = {name: Service(settings, name, folder) for name in names}
     try:
         yield services
     except BaseException:
         for service in services.values():
             service.dump_stacks()
+        print(f"--- this process's threads ---\n{thread_stacks()}", flush=True)
         time.sleep(1.0)
         for service in services.values():
             print(f"--- {service.name} (log {service.log_path}) ---\n{service.tail(120)}")
         raise
     finally:
         codes = {name: service.stop() for name, service in services.items()}
-    assert codes == {"ingest": 0, "score": 0}, (
+    assert codes == dict.fromkeys(names, 0), (
         f"graceful stop failed: {codes}\n" + "\n".join(s.tail() for s in services.values()))
 
 
-def wait_for(condition, services: dict[str, Service], timeout_s: float, what: str) -> None:
+def thread_stacks() -> str:
+    """Every thread's stack in this process (in-process services run here)."""
+    names = {t.ident: t.name for t in threading.enumerate()}
+    return "\n".join(f"~~ {names.get(ident, ident)} ~~\n" + "".join(traceback.format_stack(frame))
+                     for ident, frame in sys._current_frames().items())
+
+
+def wait_for(condition: Callable[[], bool], check_alive: Callable[[], None], timeout_s: float,
+             what: str | Callable[[], str]) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
-        for service in services.values():
-            service.check_alive()
+        check_alive()
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
+            raise AssertionError(f"{what() if callable(what) else what}: not within "
+                                 f"{timeout_s:.0f} s")
         time.sleep(0.2)
 
 
@@ -202,6 +223,75 @@ def delivered_clicks(settings: Settings, feeder: PacedFeeder) -> list[ClickEvent
     return events
 
 
+class Outage(NamedTuple):
+    restarting: float  # time.monotonic() when restart() was called
+    back: float  # ... and when it returned: the broker answers again
+
+
+def outage(broker: KafkaLauncher, down_s: float, check_alive: Callable[[], None]) -> Outage:
+    """Keep the killed broker down ``down_s`` (the services must ride it out), then revive it
+    on the same port and data dir, from this (the main) thread: see ``die_with_parent``."""
+    time.sleep(down_s)
+    check_alive()
+    restarting = time.monotonic()
+    broker.restart()
+    return Outage(restarting, time.monotonic())
+
+
+class Outcome(NamedTuple):
+    delivered: list[ClickEvent]
+    states: list[Record]
+    triggers: set[str]
+    recommendations: list[Record]
+
+
+def converge(settings: Settings, feeder: PacedFeeder, check_alive: Callable[[], None]) -> Outcome:
+    """Wait for the feeder, then for every delivered click's state and every answer."""
+    wait_for(lambda: not feeder.is_alive(), check_alive, feeder.retry_s + 60, "the feeder")
+    delivered = delivered_clicks(settings, feeder)
+    states = read_topic(settings, settings.topics.user_state,
+                        until=lambda rs: applied_events(rs) >= len(delivered), timeout_s=CONVERGE_S)
+    triggers = trigger_ids(states)
+    recommendations = read_topic(settings, settings.topics.recommendations,
+                                 expect=len(triggers), timeout_s=CONVERGE_S)
+    return Outcome(delivered, states, triggers, recommendations)
+
+
+def assert_exactly_once(settings: Settings, outcome: Outcome) -> None:
+    expected = reference_states(settings, outcome.delivered)
+    final = {r.key.decode(): decode_state(r.value).learned_view()  # type: ignore[union-attr]
+             for r in latest_by_key(outcome.states).values() if r.value is not None}
+    assert final == expected
+    assert_offsets_applied_once(outcome.states)
+    answered = [recommendation_decoder.decode(r.value).trigger_id for r in outcome.recommendations]
+    duplicated = [t for t, n in Counter(answered).items() if n > 1]
+    assert not duplicated, f"{len(duplicated)} triggers answered twice, e.g. {duplicated[:5]}"
+    assert set(answered) == outcome.triggers, (
+        f"{len(outcome.triggers - set(answered))} triggers unanswered, "
+        f"{len(set(answered) - outcome.triggers)} answers to no trigger")
+
+
+def wait_for_recovery(watches: dict[str, CommitWatch], down: Outage,
+                      check_alive: Callable[[], None]) -> None:
+    """Every service commits a batch again within ``RECOVER_S`` of the broker answering: a
+    service stuck in a client call that never returns fails here, with its stacks printed."""
+    wait_for(lambda: all(w.first_commit_after(down.back) is not None for w in watches.values()),
+             check_alive, RECOVER_S,
+             lambda: "a committed batch after the broker answered, from " + ", ".join(
+                 n for n, w in watches.items() if w.first_commit_after(down.back) is None))
+
+
+def report(what: str, down: Outage, watches: dict[str, CommitWatch], feeder: PacedFeeder,
+           extra: str) -> None:
+    recovered = {name: w.first_commit_after(down.back) for name, w in watches.items()}
+    print(f"broker-kill: {what}, broker back {down.back - down.restarting:.1f} s after "
+          "restart(); first commit after it answered: "
+          + ", ".join(f"{n} {t:.1f} s" if t is not None else f"{n} never seen"
+                      for n, t in recovered.items())
+          + f"; producer published {feeder.publisher.published} failed "
+          f"{feeder.publisher.failed}; {extra}", flush=True)
+
+
 @pytest.mark.parametrize(("outage_s", "rate"), [(30, 150), (65, 100)],
                          ids=["down-30s", "down-65s-past-txn-timeout"])
 def test_broker_sigkill_mid_stream_then_restart_equals_uninterrupted_run(
@@ -214,46 +304,91 @@ def test_broker_sigkill_mid_stream_then_restart_equals_uninterrupted_run(
     assert N_EVENTS / rate > KILL_AFTER_PUBLISHED / rate + outage_s
     with pipeline(settings, tmp_path) as services:
         ingest, score = services["ingest"], services["score"]
+
+        def check_alive() -> None:  # a service must ride out the outage, not give up
+            ingest.check_alive()
+            score.check_alive()
+
         feeder = PacedFeeder(settings, events, rate, retry_s=outage_s + 180.0)
         feeder.start()
         wait_for(lambda: (feeder.publisher.published >= KILL_AFTER_PUBLISHED
                           and ingest.watch.commits() > 0 and score.watch.commits() > 0),
-                 services, SERVICES_UP_S, "both services committing under the stream")
-
+                 check_alive, SERVICES_UP_S, "both services committing under the stream")
         assert broker.kill()
-        time.sleep(outage_s)
-        for service in services.values():
-            service.check_alive()  # a service must ride out the outage, not give up
-        restarting = time.monotonic()
-        broker.restart()
-        back = time.monotonic()
-
-        wait_for(lambda: not feeder.is_alive(), services, feeder.retry_s + 60, "the feeder")
-        delivered = delivered_clicks(settings, feeder)
-        expected = reference_states(settings, delivered)
-        states = read_topic(settings, settings.topics.user_state,
-                            until=lambda rs: applied_events(rs) >= len(delivered),
-                            timeout_s=CONVERGE_S)
-        triggers = trigger_ids(states)
-        recommendations = read_topic(settings, settings.topics.recommendations,
-                                     expect=len(triggers), timeout_s=CONVERGE_S)
-        recovered = {name: s.watch.first_commit_after(back) for name, s in services.items()}
+        down = outage(broker, outage_s, check_alive)
+        wait_for_recovery({name: s.watch for name, s in services.items()}, down, check_alive)
+        outcome = converge(settings, feeder, check_alive)
         failures = {name: s.watch.counters("streamrec_commit_failures_total")
                     for name, s in services.items()}
+    report(f"outage {outage_s} s at a random moment", down,
+           {name: s.watch for name, s in services.items()}, feeder,
+           f"commit failures {failures}")
+    assert_exactly_once(settings, outcome)
 
-    print(f"broker-kill: outage {outage_s} s, broker back {back - restarting:.1f} s after "
-          f"restart(); first commit after it answered: "
-          + ", ".join(f"{n} {t:.1f} s" if t is not None else f"{n} never seen"
-                      for n, t in recovered.items())
-          + f"; producer published {feeder.publisher.published} failed "
-          f"{feeder.publisher.failed}; commit failures {failures}")
 
-    final = {r.key.decode(): decode_state(r.value).learned_view()  # type: ignore[union-attr]
-             for r in latest_by_key(states).values() if r.value is not None}
-    assert final == expected
-    assert_offsets_applied_once(states)
-    answered = [recommendation_decoder.decode(r.value).trigger_id for r in recommendations]
-    duplicated = [t for t, n in Counter(answered).items() if n > 1]
-    assert not duplicated, f"{len(duplicated)} triggers answered twice, e.g. {duplicated[:5]}"
-    assert set(answered) == triggers, (f"{len(triggers - set(answered))} triggers unanswered, "
-                                       f"{len(set(answered) - triggers)} answers to no trigger")
+class _NotCommitted(logging.Handler):
+    """Collects the ``cause`` of every batch the runtime reports as not committed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.causes: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("a batch's transaction was not committed"):
+            self.causes.append(getattr(record, "cause", "?"))
+
+
+def test_broker_sigkill_inside_an_open_transaction_kept_down_past_its_timeout(
+        live_broker: KafkaLauncher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    broker, outage_s, rate = live_broker, 65, 100
+    settings = settings_with_topics(broker.status().bootstrap)  # type: ignore[union-attr]
+    events = list(SyntheticStream(n_users=400, n_items=300, n_events=N_EVENTS, seed=7).events())
+    armed, killed = threading.Event(), threading.Event()
+    # The runtime's transactional producers, so the hook can wait for a batch's sends.
+    producers: list = []
+    build_producer = kafka_clients.producer
+
+    def recording_producer(settings: Settings, **overrides: object):  # type: ignore[no-untyped-def]
+        producer = build_producer(settings, **overrides)
+        if overrides.get("transactional_id"):
+            producers.append(producer)
+        return producer
+
+    monkeypatch.setattr(kafka_clients, "producer", recording_producer)
+
+    def kill_inside_the_transaction(batch: list[Record]) -> None:
+        # Offsets added to the transaction and, once flushed, every output acknowledged:
+        # only commit_transaction is left, and it meets a dead broker.
+        if armed.is_set() and not killed.is_set():
+            producers[-1].flush(timeout=30)
+            killed.set()
+            broker.kill()
+
+    ingest = ingest_service(settings, "txn-kill", before_commit=kill_inside_the_transaction)
+    not_committed = _NotCommitted()
+    logging.getLogger("streamrec.runtime").addHandler(not_committed)
+    ingest_watch = CommitWatch(lambda: ingest.batches_committed)
+    try:
+        # Ingest stops last: a failure inside dumps this process's threads while it still runs.
+        with running_service(ingest), pipeline(settings, tmp_path, ("score",)) as services:
+            score = services["score"]
+            feeder = PacedFeeder(settings, events, rate, retry_s=outage_s + 180.0)
+            feeder.start()
+            wait_for(lambda: (feeder.publisher.published >= KILL_AFTER_PUBLISHED
+                              and ingest.batches_committed > 0 and score.watch.commits() > 0),
+                     score.check_alive, SERVICES_UP_S, "both services committing under the stream")
+            armed.set()
+            wait_for(killed.is_set, score.check_alive, 60, "ingest's next transaction")
+            down = outage(broker, outage_s, score.check_alive)
+            wait_for_recovery({"ingest": ingest_watch, "score": score.watch}, down,
+                              score.check_alive)
+            outcome = converge(settings, feeder, score.check_alive)
+            failures = score.watch.counters("streamrec_commit_failures_total")
+    finally:
+        ingest_watch.close()
+        logging.getLogger("streamrec.runtime").removeHandler(not_committed)
+    report(f"outage {outage_s} s from inside ingest's open transaction", down,
+           {"ingest": ingest_watch, "score": score.watch}, feeder,
+           f"ingest: {ingest.recovery.total} failed sessions, batches not committed by cause "
+           f"{dict(Counter(not_committed.causes))}; score commit failures {failures}")
+    assert_exactly_once(settings, outcome)
