@@ -68,7 +68,7 @@ KILL_AFTER_PUBLISHED = 1_500  # the broker dies once this many clicks were hande
 BROKER_PROPERTIES = {"transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000"}
 # Bounds on waiting for the pipeline; none is a speed requirement.
 SERVICES_UP_S = 120.0
-RECOVER_S = 150.0  # broker answering -> each service committed again (measured: under 50 s)
+RECOVER_S = 120.0  # broker answering -> each service committed again (measured: under 50 s)
 CONVERGE_S = 240.0
 
 
