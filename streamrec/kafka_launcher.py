@@ -241,8 +241,9 @@ class KafkaLauncher:
             if last_error is None:
                 return
             time.sleep(0.2)
-        raise KafkaLaunchError(failure_report(f"broker did not answer within {self.timeout_s:.0f} s "
-                                        f"(last error: {last_error!r})", mark.data))
+        raise KafkaLaunchError(failure_report(
+            f"broker did not answer within {self.timeout_s:.0f} s (last error: {last_error!r})",
+            mark.data))
 
     def kill(self) -> bool:
         """SIGKILL this launcher's broker and its process group, as a crash would: no

@@ -308,41 +308,66 @@ def start_traced_service_process(settings: Settings, service: str, instance: str
 
 
 class CommitWatch:
-    """Scrapes a service's ``/metrics`` a few times a second, in a thread, and keeps when its
-    ``streamrec_commits_total`` grew: when did it commit its first batch after some moment?
+    """Samples a service's count of committed batches a few times a second, in a thread, to
+    tell when it committed its first batch after some moment (a broker's restart, say).
 
-    A scrape that fails (the service is busy or restarting its session) is skipped.
+    ``CommitWatch.of_process(port)`` scrapes ``streamrec_commits_total`` from the ``/metrics``
+    of a ``streamrec ingest|score`` process (a scrape that fails is skipped);
+    ``CommitWatch(lambda: service.batches_committed)`` watches an in-process service.
     """
 
-    def __init__(self, port: int, interval_s: float = 0.25) -> None:
-        self.port = port
+    def __init__(self, commits: Callable[[], float | None], interval_s: float = 0.25,
+                 name: str = "commits") -> None:
+        self._read = commits
         self.interval_s = interval_s
         self.samples: list[tuple[float, float]] = []  # (time.monotonic(), commits so far)
+        self.last_page = ""  # of_process: the latest /metrics page, for ``counters``
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name=f"watch-{port}")
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"watch-{name}")
         self._thread.start()
 
-    def _run(self) -> None:
-        import urllib.request
+    @classmethod
+    def of_process(cls, port: int, interval_s: float = 0.25) -> "CommitWatch":
+        watch: CommitWatch
 
-        while not self._stop.wait(self.interval_s):
+        def scrape() -> float | None:
+            import urllib.request
+
             try:
-                url = f"http://127.0.0.1:{self.port}/metrics"
-                with urllib.request.urlopen(url, timeout=2) as page:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as page:
                     text = page.read().decode()
             except OSError:
-                continue
-            commits = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                          if line.startswith("streamrec_commits_total"))
-            self.samples.append((time.monotonic(), commits))
+                return None
+            watch.last_page = text
+            return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith("streamrec_commits_total"))
+
+        watch = cls(scrape, interval_s, name=str(port))
+        return watch
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            commits = self._read()
+            if commits is not None:
+                self.samples.append((time.monotonic(), float(commits)))
 
     def commits(self) -> float:
         return self.samples[-1][1] if self.samples else 0.0
 
     def first_commit_after(self, moment: float) -> float | None:
-        """Seconds from ``moment`` to the first scrape that saw more commits than at it."""
+        """Seconds from ``moment`` to the first sample that saw more commits than at it."""
         before = max((c for t, c in self.samples if t <= moment), default=0.0)
         return next((t - moment for t, c in self.samples if t > moment and c > before), None)
+
+    def counters(self, name: str) -> dict[str, float]:
+        """The non-zero samples of counter ``name`` on the latest page, by label set."""
+        values = {}
+        for line in self.last_page.splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                labels, value = line[len(name):].rsplit(" ", 1)
+                if float(value):
+                    values[labels or "{}"] = float(value)
+        return values
 
     def close(self) -> None:
         self._stop.set()
