@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import IO, Any, Collection
+from typing import IO, TYPE_CHECKING, Any, Collection
 
 from consumers.ingest import IngestProcessor
 from consumers.partition_models import is_snapshot_key
@@ -22,6 +22,9 @@ from streamrec.config import Settings
 from streamrec.events import ClickEvent, encode_click
 from streamrec.progress import Progress
 from streamrec.records import Output, Record
+
+if TYPE_CHECKING:  # export.serving loads onnxruntime: only replay with a deep model needs it
+    from export.serving import OnnxSequenceModel
 
 
 class OnlineSystem:
@@ -38,7 +41,7 @@ class OnlineSystem:
         self.ingest = IngestProcessor(settings)
         self.score = ScoreProcessor(settings, clock=lambda: 0.0)
         self.deep = deep
-        self._served: object | None = None  # the deep model the scorer holds
+        self._served: OnnxSequenceModel | None = None  # the deep model the scorer holds
         self._offsets: dict[int, int] = {}
 
     def learn_one(self, event: ClickEvent) -> None:
@@ -140,6 +143,8 @@ def run_demo(settings: Settings, *, users: int = 2_000, items: int = 1_000, even
             # Only what arrived since the last chunk, partition by partition.
             for partition, log in enumerate(bus.topic(topics.recommendations)):
                 for record in log[read_positions.get(partition, 0):]:
+                    if record.value is None:
+                        continue  # a tombstone recommends nothing
                     message = recommendation_decoder.decode(record.value)
                     latest[message.user_id] = {item.item_id for item in message.items}
                 read_positions[partition] = len(log)
@@ -170,6 +175,8 @@ def _show_users(out: IO[str], bus: InProcessBus, topic: str, how_many: int, at_e
     for record in reversed(records):
         if len(shown) >= how_many:
             break
+        if record.value is None:
+            continue  # a tombstone recommends nothing
         message = recommendation_decoder.decode(record.value)
         if message.user_id in shown:
             continue
