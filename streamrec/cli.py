@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from streamrec.config import ConfigError
 from streamrec.connection import KafkaAccessError, KafkaUnreachableError
@@ -35,7 +35,7 @@ class _OneLineErrorParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
-    def error(self, message: str) -> None:  # noqa: D401 - argparse API
+    def error(self, message: str) -> NoReturn:  # noqa: D401 - argparse API
         sys.stderr.write(f"streamrec: error: {message}\n")
         raise SystemExit(2)
 

@@ -70,7 +70,8 @@ def security_flags(args: argparse.Namespace) -> dict[str, object]:
 def kafka_settings(args: argparse.Namespace, **overrides: object) -> Settings:
     """``Settings`` from flags, environment and properties file; remembered on ``args``."""
     overrides.setdefault("bootstrap_servers", getattr(args, "bootstrap_servers", None))
-    settings = Settings.from_env(kafka_config=getattr(args, "kafka_config", None),
+    # environ=None (the process environment) is named so **overrides cannot be taken for it.
+    settings = Settings.from_env(None, kafka_config=getattr(args, "kafka_config", None),
                                  security_flags=security_flags(args), **overrides)
     # From here on no log line of ours may carry the passwords these settings hold.
     redact_secrets(settings.kafka_security.secrets())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import IO, Any, Collection
+from typing import IO, TYPE_CHECKING, Any, Collection
 
 from consumers.ingest import IngestProcessor
 from consumers.score import ScoreProcessor, encode_request, recommendation_decoder
@@ -22,6 +22,9 @@ from streamrec.config import Settings
 from streamrec.events import ClickEvent, encode_click
 from streamrec.progress import Progress
 from streamrec.records import Output
+
+if TYPE_CHECKING:  # export.serving loads onnxruntime: only replay with a deep model needs it
+    from export.serving import OnnxSequenceModel
 
 
 class OnlineSystem:
@@ -53,7 +56,7 @@ class OnlineSystem:
         self.scorer = InProcessRunner(self.bus, self.score, [topics.user_state, topics.requests],
                                       settings.batch_size, restore_to_committed=True)
         self.deep = deep
-        self._served: object | None = None  # the deep model the scorer holds
+        self._served: OnnxSequenceModel | None = None  # the deep model the scorer holds
         self._latest: dict[str, list[tuple[str, float]]] = {}
         self._read: dict[int, int] = {}  # recommendations read so far, per partition
         self._requests = 0
@@ -170,6 +173,8 @@ def run_demo(settings: Settings, *, users: int = 2_000, items: int = 1_000, even
             # Only what arrived since the last chunk, partition by partition.
             for partition, log in enumerate(bus.topic(topics.recommendations)):
                 for record in log[read_positions.get(partition, 0):]:
+                    if record.value is None:
+                        continue  # a tombstone recommends nothing
                     message = recommendation_decoder.decode(record.value)
                     latest[message.user_id] = {item.item_id for item in message.items}
                 read_positions[partition] = len(log)
@@ -200,6 +205,8 @@ def _show_users(out: IO[str], bus: InProcessBus, topic: str, how_many: int, at_e
     for record in reversed(records):
         if len(shown) >= how_many:
             break
+        if record.value is None:
+            continue  # a tombstone recommends nothing
         message = recommendation_decoder.decode(record.value)
         if message.user_id in shown:
             continue

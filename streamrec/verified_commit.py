@@ -115,11 +115,11 @@ def check_delivered(producer: Any, futures: Sequence[Any], timeout_s: float) -> 
                                    + (f" ({type(flushed).__name__})" if flushed else ""),
                                    can_abort=False) from flushed
         if not future.succeeded():
-            error = future.exception
+            failure = future.exception
             # After a flush error batches may still be queued, and an abort would wait for
             # them without a bound: leave the abort to the next session's init_transactions.
-            raise UnverifiedCommit(SEND_FAILED, f"a send failed with {type(error).__name__}",
-                                   can_abort=flushed is None) from error
+            raise UnverifiedCommit(SEND_FAILED, f"a send failed with {type(failure).__name__}",
+                                   can_abort=flushed is None) from failure
 
 
 def force_close(producer: Any) -> None:
