@@ -95,7 +95,7 @@ class PacedFeeder(threading.Thread):
     """Publishes ``events`` at ``rate`` per second through the app SDK, outage or not.
 
     The producer retries for ``retry_s`` (delivery and blocking timeouts), longer than the
-    outage, so it should deliver everything; what it could not is in ``publisher.failed``.
+    outage, so it should deliver everything; its account is ``publisher.counts()``.
     """
 
     def __init__(self, settings: Settings, events: list[ClickEvent], rate: int,
@@ -103,7 +103,7 @@ class PacedFeeder(threading.Thread):
         super().__init__(daemon=True, name="paced-feeder")
         self.events, self.rate, self.retry_s = events, rate, retry_s
         self.publisher = ClickPublisher.from_settings(
-            settings, delivery_timeout_ms=int(retry_s * 1000), max_block_ms=int(retry_s * 1000))
+            settings, delivery_timeout_s=retry_s)  # also bounds max_block_ms
         self.error: PublishError | None = None
 
     def run(self) -> None:
@@ -204,8 +204,12 @@ def wait_for(condition: Callable[[], bool], check_alive: Callable[[], None], tim
 
 def delivered_clicks(settings: Settings, feeder: PacedFeeder) -> list[ClickEvent]:
     """The clicks ``clicks`` holds, in log order per partition, checked against the
-    producer's own account: published - failed of them, each once, at offsets 0, 1, 2, ..."""
-    published, failed = feeder.publisher.published, feeder.publisher.failed
+    producer's own account: its delivered ones, each once, at offsets 0, 1, 2, ...; none left
+    unaccounted for (neither acknowledged nor reported failed)."""
+    publisher = feeder.publisher
+    published, failed = publisher.published, publisher.failed
+    assert publisher.unacknowledged == 0, publisher.counts()
+    assert publisher.delivered + failed == published, publisher.counts()
     records = read_topic(settings, settings.topics.clicks, expect=published - failed,
                          timeout_s=60, idle_s=3.0)
     records.sort(key=lambda r: (r.partition, r.offset))
