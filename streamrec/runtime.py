@@ -57,7 +57,9 @@ from streamrec.verified_commit import (
     COMMIT_RAISED,
     OFFSETS_FAILED,
     SEND_FAILED,
+    TransactionCallTimeout,
     UnverifiedCommit,
+    bounded_call,
     check_delivered,
     check_status,
     diagnose,
@@ -70,6 +72,13 @@ log = logging.getLogger(__name__)
 # The broker aborts a transaction left open longer than this; a batch's sends that are not
 # acknowledged within it cannot be committed anyway, so it also bounds the wait for them.
 TRANSACTION_TIMEOUT_MS = 15_000
+RECONNECT_BACKOFF_MAX_MS = 1_000
+
+
+def _unanswered(cause: str, error: TransactionCallTimeout) -> UnverifiedCommit:
+    # Not answered: the request may be lost, so an abort would not be answered either; the
+    # next session's init_transactions (same transactional id) settles the transaction.
+    return UnverifiedCommit(cause, str(error), can_abort=False)
 
 
 class ProcessorService:
@@ -171,6 +180,9 @@ class ProcessorService:
             # Model snapshots on user-state can be several MB.
             max_partition_fetch_bytes=32 * 1024 * 1024,
             session_timeout_ms=session_ms, heartbeat_interval_ms=min(3000, session_ms // 3),
+            # kafka-python backs reconnects off up to 30 s: after an outage the service would
+            # sit idle that long once the broker is back.
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             # Static membership: the broker keeps this member's partitions for it across a
             # restart (until the session times out) instead of rebalancing twice.
             group_instance_id=self.instance_id if self.static_membership else None)
@@ -181,6 +193,7 @@ class ProcessorService:
             # aborts the transaction it left open, instead of waiting for the timeout.
             transactional_id=f"{self.settings.transactional_id_prefix}-{self.group_id}-{self.instance_id}",
             transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, linger_ms=5, batch_size=256 * 1024,
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             max_request_size=32 * 1024 * 1024)
         try:
             producer.init_transactions()
@@ -383,7 +396,10 @@ class ProcessorService:
             # The committed offset is the *next* offset to read.
             offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
         try:
-            producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
+            bounded_call(producer.send_offsets_to_transaction, self.send_timeout_s, offsets,
+                         consumer.group_metadata())
+        except TransactionCallTimeout as error:
+            raise _unanswered(OFFSETS_FAILED, error) from error
         except Exception as error:  # noqa: BLE001 - fenced, rebalanced, a send failed, broker gone
             raise diagnose(producer, futures, self.send_timeout_s, OFFSETS_FAILED, error)
         if self.before_commit is not None:
@@ -393,7 +409,9 @@ class ProcessorService:
         check_delivered(producer, futures, self.send_timeout_s)
         check_status(transaction_status(producer), began, "IN_TRANSACTION")
         try:
-            producer.commit_transaction()
+            bounded_call(producer.commit_transaction, self.send_timeout_s)
+        except TransactionCallTimeout as error:
+            raise _unanswered(COMMIT_RAISED, error) from error
         except Exception as error:  # noqa: BLE001 - fenced, timed out, broker gone
             raise diagnose(producer, futures, self.send_timeout_s, COMMIT_RAISED, error)
         # commit_transaction can return for a transaction the broker aborted: prove it did not.
@@ -431,11 +449,10 @@ class ProcessorService:
                     self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)  # type: ignore[attr-defined]
         self.progress.observed_lag(total)
 
-    @staticmethod
-    def _abort_quietly(producer: KafkaProducer) -> None:
+    def _abort_quietly(self, producer: KafkaProducer) -> None:
         try:
-            producer.abort_transaction()
-        except Exception:  # noqa: BLE001 - nothing was open, or the producer is fenced
+            bounded_call(producer.abort_transaction, self.send_timeout_s)
+        except Exception:  # noqa: BLE001 - nothing was open, fenced, or the broker is gone
             pass
 
     def _close(self, consumer: KafkaConsumer, producer: KafkaProducer) -> None:

@@ -23,9 +23,10 @@ Anything else raises ``UnverifiedCommit`` with a ``cause`` (the ``cause`` label 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 # The ``cause`` label values of ``streamrec_commit_failures_total``.
 SEND_FAILED = "send_failed"        # a send raised, failed, or was not acknowledged in time
@@ -154,3 +155,39 @@ def diagnose(producer: Any, futures: Sequence[Any], timeout_s: float, cause: str
     failure = UnverifiedCommit(cause, f"{type(error).__name__}: {str(error)[:200]}")
     failure.__cause__ = error
     return failure
+
+
+class TransactionCallTimeout(Exception):
+    """A transactional request was not answered in time (the broker or its connection is gone)."""
+
+
+def bounded_call(call: Callable[..., None], timeout_s: float, *args: Any) -> None:
+    """Run a transactional call (``send_offsets_to_transaction``, ``commit_transaction``,
+    ``abort_transaction``) and wait at most ``timeout_s`` for it.
+
+    kafka-python 3.0.12 waits for these without a bound, and can lose the request when the
+    coordinator's connection is down as it is sent (the sender raises instead of re-queueing
+    it): a service whose broker died during a commit then hangs for good, even once the broker
+    is back. So the call runs on a helper thread and the caller gives up after ``timeout_s``
+    with ``TransactionCallTimeout``: it fails the session, the producer is force-closed, and
+    the next session's ``init_transactions`` (same transactional id) settles the transaction.
+    Whether it committed or not, the next session restores from what is committed. A helper
+    left waiting on a lost request stays blocked (a daemon thread, one per such failure).
+    """
+    done = threading.Event()
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call(*args)
+        except BaseException as error:  # noqa: BLE001 - handed to the caller below
+            raised.append(error)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True, name="transactional-call").start()
+    if not done.wait(timeout_s):
+        raise TransactionCallTimeout(f"{getattr(call, '__name__', 'call')} not answered "
+                                     f"within {timeout_s:.0f} s")
+    if raised:
+        raise raised[0]

@@ -434,3 +434,29 @@ def test_transaction_status_reads_this_kafka_python_version():
     assert raised.value.cause == BAD_STATE and raised.value.__cause__ is error
     # A producer that is not transactional at all is never a verified commit.
     assert transaction_status(type("P", (), {"_transaction_manager": None})()).state == "NOT_TRANSACTIONAL"
+
+
+def test_a_transactional_call_that_is_never_answered_gives_up_in_time():
+    from streamrec.verified_commit import TransactionCallTimeout, bounded_call
+    import threading
+    import time as clock
+
+    never = threading.Event()
+    started = clock.monotonic()
+    with pytest.raises(TransactionCallTimeout, match="wait not answered within 0 s"):
+        bounded_call(never.wait, 0.2)
+    assert clock.monotonic() - started < 5.0
+    never.set()  # release the helper thread
+
+
+def test_a_transactional_call_that_raises_raises_in_the_caller():
+    from streamrec.verified_commit import bounded_call
+
+    def fenced() -> None:
+        raise kafka_errors.ProducerFencedError()
+
+    with pytest.raises(kafka_errors.ProducerFencedError):
+        bounded_call(fenced, 5.0)
+    calls: list[int] = []
+    bounded_call(calls.append, 5.0, 7)
+    assert calls == [7]
