@@ -372,3 +372,18 @@ class CommitWatch:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)
+
+
+def new_topic(bootstrap: str, partitions: int = 4, prefix: str = "test") -> str:
+    """A fresh plain topic (no streamrec settings) on ``bootstrap``; returns its name."""
+    import uuid
+
+    from kafka.admin import NewTopic
+
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    admin = kafka_clients.admin(Settings(bootstrap_servers=bootstrap))
+    try:
+        admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    finally:
+        admin.close()
+    return name

@@ -19,13 +19,11 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from kafka.admin import NewTopic
 from kafka.structs import TopicPartition
 
 from producers.publisher import ClickPublisher
@@ -34,7 +32,7 @@ from streamrec import kafka_clients
 from streamrec.config import Settings
 from streamrec.events import decode_click
 from streamrec.kafka_launcher import DEFAULT_HOME, KafkaLauncher
-from support import read_topic
+from support import new_topic, read_topic
 
 pytestmark = pytest.mark.kafka
 
@@ -83,16 +81,6 @@ def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnBroker]:
         launcher.stop()
 
 
-def new_topic(bootstrap: str, partitions: int = 4) -> str:
-    name = f"outage-{uuid.uuid4().hex[:10]}"
-    admin = kafka_clients.admin(Settings(bootstrap_servers=bootstrap))
-    try:
-        admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-    finally:
-        admin.close()
-    return name
-
-
 class EndOffsets:
     """How many records a topic holds (the sum of its partitions' end offsets)."""
 
@@ -121,7 +109,7 @@ def records_in(bootstrap: str, topic: str) -> int:
 def test_an_outage_shorter_than_the_delivery_timeout_loses_nothing(
         own_broker: OwnBroker) -> None:
     bootstrap = own_broker.bootstrap
-    topic = new_topic(bootstrap)
+    topic = new_topic(bootstrap, prefix="outage")
     events = list(SyntheticStream(40, 200, 3_000, seed=5).events())
     # 90 s: far more than the outage (the kill, a JVM start, a reconnect) on a slow machine.
     publisher = ClickPublisher(bootstrap, topic, delivery_timeout_s=90)
@@ -147,7 +135,7 @@ def test_an_outage_shorter_than_the_delivery_timeout_loses_nothing(
 def test_produce_exits_1_with_the_exact_count_when_its_broker_dies(
         own_broker: OwnBroker) -> None:
     bootstrap = own_broker.bootstrap
-    topic = new_topic(bootstrap)
+    topic = new_topic(bootstrap, prefix="outage")
     total, delivery_timeout_s = 20_000, 3
     # Paced (about 5 s of wall time at least) so the kill lands mid-run on any machine.
     produce = subprocess.Popen(

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
 
 import pytest
-from kafka.admin import NewTopic
 
 from producers.publisher import ClickPublisher, PublishError
 from producers.synthetic import SyntheticStream
 from streamrec import kafka_clients
 from streamrec.config import Settings
 from streamrec.events import decode_click
+from support import new_topic
 
 pytestmark = pytest.mark.kafka
-
-
-def new_topic(bootstrap: str, partitions: int = 4) -> str:
-    name = f"test-producers-{uuid.uuid4().hex[:10]}"
-    admin = kafka_clients.admin(Settings(bootstrap_servers=bootstrap))
-    try:
-        admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-    finally:
-        admin.close()
-    return name
 
 
 def read_all(bootstrap: str, topic: str, expect: int, timeout_s: float = 60.0) -> list:
@@ -42,7 +31,7 @@ def read_all(bootstrap: str, topic: str, expect: int, timeout_s: float = 60.0) -
 
 
 def test_publish_1000_events_and_read_them_back(kafka_bootstrap: str) -> None:
-    topic = new_topic(kafka_bootstrap)
+    topic = new_topic(kafka_bootstrap, prefix="test-producers")
     events = list(SyntheticStream(50, 200, 1_000, seed=11).events())
     with ClickPublisher(kafka_bootstrap, topic) as publisher:
         for event in events:
@@ -64,7 +53,7 @@ def test_publish_1000_events_and_read_them_back(kafka_bootstrap: str) -> None:
 
 
 def test_raw_payloads_and_send_failure(kafka_bootstrap: str) -> None:
-    topic = new_topic(kafka_bootstrap, partitions=1)
+    topic = new_topic(kafka_bootstrap, partitions=1, prefix="test-producers")
     with ClickPublisher(kafka_bootstrap, topic) as publisher:
         publisher.publish_raw(b"u1", b"{not json")
         publisher.publish_raw(None, b'{"user_id": 3}')
