@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any, Collection
 from consumers.ingest import IngestProcessor
 from consumers.score import ScoreProcessor, encode_request, recommendation_decoder
 from online_models.base import Ranking
-from streamrec.bus import InProcessBus, partition_for
+from streamrec.bus import InProcessBus
 from streamrec.bus_runner import InProcessRunner
 from streamrec.config import Settings
 from streamrec.events import ClickEvent, encode_click
