@@ -296,8 +296,17 @@ def report(what: str, down: Outage, watches: dict[str, CommitWatch], feeder: Pac
           f"{feeder.publisher.failed}; {extra}", flush=True)
 
 
-@pytest.mark.parametrize(("outage_s", "rate"), [(30, 150), (65, 100)],
-                         ids=["down-30s", "down-65s-past-txn-timeout"])
+# The suite runs the 30 s outage and the 65 s one inside an open transaction (past the
+# transaction timeout); the 65 s outage at a random moment adds two minutes, so it runs with
+# STREAMREC_BROKER_KILL_ALL=1, which scripts/repeat-broker-kill sets.
+ALL_OUTAGES = os.environ.get("STREAMREC_BROKER_KILL_ALL", "") == "1"
+
+
+@pytest.mark.parametrize(("outage_s", "rate"), [
+    (30, 150),
+    pytest.param(65, 100, marks=pytest.mark.skipif(
+        not ALL_OUTAGES, reason="set STREAMREC_BROKER_KILL_ALL=1 (scripts/repeat-broker-kill does)")),
+], ids=["down-30s", "down-65s-past-txn-timeout"])
 def test_broker_sigkill_mid_stream_then_restart_equals_uninterrupted_run(
         live_broker: KafkaLauncher, tmp_path: Path, outage_s: int, rate: int) -> None:
     broker = live_broker
