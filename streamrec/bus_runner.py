@@ -22,15 +22,12 @@ what a deployment runs:
 
 from __future__ import annotations
 
-import logging
 from typing import Callable, Iterable
 
 from streamrec.bus import InProcessBus
 from streamrec.poison_pill import PoisonPillPolicy, process_in_isolation
-from streamrec.processor import Processor
+from streamrec.processor import Processor, rewarm_each
 from streamrec.records import ProcessResult, Record
-
-log = logging.getLogger(__name__)
 
 
 class _FailedCommit(Exception):
@@ -97,12 +94,7 @@ class InProcessRunner:
         committed = self.positions.get((topic, partition), 0)
         if start is None or start >= committed:
             return
-        for record in self.bus.topic(topic)[partition][start:committed]:
-            try:  # as on Kafka: a committed record that raises was dead-lettered, never learned
-                self.processor.rewarm(partition, [record])
-            except Exception as error:  # noqa: BLE001 - see above
-                log.warning("rewarming a committed input raised; skipped",
-                            extra={"offset": record.offset, "error_type": type(error).__name__})
+        rewarm_each(self.processor, partition, self.bus.topic(topic)[partition][start:committed])
 
     # -- the loop --------------------------------------------------------------------------------
     def poll(self) -> list[Record]:

@@ -11,10 +11,13 @@ than every batch; the three counters are running tallies the transport turns int
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from typing import Iterable, Mapping, Protocol, runtime_checkable
 
 from streamrec.records import Output, ProcessResult, Record
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -67,3 +70,19 @@ class ProcessorDefaults:
     @property
     def adoptions_by_outcome(self) -> Mapping[str, int]:
         return Counter()
+
+
+def rewarm_each(processor: Processor, partition: int, records: Iterable[Record]) -> None:
+    """Re-feed committed inputs to a partition's models, one record at a time.
+
+    A committed record that raises here (a poisoned record that was dead-lettered, so never
+    learned in the first place) is skipped instead of failing every restore of its
+    partition, which would stop the partition for good. Both transports rewarm through this.
+    """
+    for record in records:
+        try:
+            processor.rewarm(partition, [record])
+        except Exception as error:  # noqa: BLE001 - see above
+            log.warning("rewarming a committed input raised; skipped",
+                        extra={"topic": record.topic, "partition": record.partition,
+                               "offset": record.offset, "error_type": type(error).__name__})

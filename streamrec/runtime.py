@@ -48,7 +48,7 @@ from streamrec.assignment import PartitionOwnership
 from streamrec.changelog import read_changelog
 from streamrec.config import Settings
 from streamrec.poison_pill import PoisonPillPolicy, process_in_isolation, raised_at
-from streamrec.processor import Processor
+from streamrec.processor import Processor, rewarm_each
 from streamrec.records import ProcessResult, Record
 from streamrec.recovery_budget import RecoveryBudget
 from streamrec.service_health import ServiceProgress
@@ -254,19 +254,20 @@ class ProcessorService:
 
     def _restore(self, consumer: KafkaConsumer, partitions: list[int]) -> None:
         """Rebuild these partitions' state from the changelog (committed state), then rewarm."""
+        # Nothing commits on partitions being restored: one lookup serves the changelog's
+        # stop, the rewarm's stop and what the ownership vouches for.
+        committed = {(topic, p): consumer.committed(KafkaTopicPartition(topic, p))
+                     for topic in self.input_topics for p in partitions}
+        changelog = self.processor.changelog_topic
         stops = None
-        if self.restore_to_committed:
-            stops = {}
-            for p in partitions:
-                committed = consumer.committed(KafkaTopicPartition(self.processor.changelog_topic, p))
-                stops[p] = committed or 0
+        if self.restore_to_committed:  # the changelog is an input: stop where it is committed
+            stops = {p: committed.get((changelog, p)) or 0 for p in partitions}
         started = time.monotonic()
-        changelogs = read_changelog(self.settings,
-                                    self.processor.changelog_topic, partitions, stops)
+        changelogs = read_changelog(self.settings, changelog, partitions, stops)
         restored = sum(self.processor.restore(p, records) for p, records in changelogs.items())
-        replayed = self._rewarm(consumer, partitions)
+        replayed = self._rewarm(partitions, committed)
         for p in partitions:
-            self._ownership.restored(p, {topic: consumer.committed(KafkaTopicPartition(topic, p))
+            self._ownership.restored(p, {topic: committed[(topic, p)]
                                          for topic in self.input_topics})
         self.partitions_restored += len(partitions)
         self.records_restored += sum(map(len, changelogs.values())) + replayed
@@ -274,41 +275,29 @@ class ProcessorService:
                                           "replayed_inputs": replayed,
                                           "seconds": round(time.monotonic() - started, 3)})
 
-    def _rewarm(self, consumer: KafkaConsumer, partitions: list[int]) -> int:
+    def _rewarm(self, partitions: list[int],
+                committed: dict[tuple[str, int], int | None]) -> int:
         """Re-feed inputs between a model snapshot and the committed offset to the models.
 
         Snapshots of the online models are taken every so many events, not every batch;
         the inputs since the snapshot were committed (their user states are restored) but
         the models must see them again, in the same order, to be exactly where they were.
         """
-        rewarm_from = self.processor.rewarm_from
         topic = self.input_topics[0]
         starts: dict[int, int] = {}
         stops: dict[int, int] = {}
         for p in partitions:
-            start = rewarm_from(p)
-            committed = consumer.committed(KafkaTopicPartition(topic, p)) or 0
-            if start is not None and start < committed:
-                starts[p], stops[p] = start, committed
+            start = self.processor.rewarm_from(p)
+            stop = committed[(topic, p)] or 0
+            if start is not None and start < stop:
+                starts[p], stops[p] = start, stop
         if not starts:
             return 0
         inputs = read_changelog(self.settings, topic, sorted(starts), stops,
                                 start_offsets=starts)
         for p, records in inputs.items():
-            self._rewarm_records(p, records)
+            rewarm_each(self.processor, p, records)
         return sum(len(records) for records in inputs.values())
-
-    def _rewarm_records(self, partition: int, records: list[Record]) -> None:
-        # One record at a time: a committed record that raises here (a poisoned record that
-        # was dead-lettered, so never learned in the first place) is skipped instead of
-        # failing every restore of its partition, which would stop the partition for good.
-        for record in records:
-            try:
-                self.processor.rewarm(partition, [record])
-            except Exception as error:  # noqa: BLE001 - see above
-                log.warning("rewarming a committed input raised; skipped",
-                            extra={"topic": record.topic, "partition": record.partition,
-                                   "offset": record.offset, "error_type": type(error).__name__})
 
     def _process_and_commit(self, consumer: KafkaConsumer, producer: KafkaProducer,
                             batch: list[Record]) -> None:
