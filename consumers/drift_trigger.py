@@ -107,9 +107,7 @@ class DriftTrigger:
         self.last_run_started = last_run_started
         self.read_timeout_s = read_timeout_s
         self._tp = KafkaTopicPartition(settings.topics.models, 0)
-        self._consumer = kafka_clients.consumer(settings, group_id=None,
-                                                enable_auto_commit=False,
-                                                isolation_level="read_committed")
+        self._consumer = kafka_clients.committed_reader(settings)
         self._consumer.assign([self._tp])
         self._consumer.seek_to_beginning(self._tp)
 

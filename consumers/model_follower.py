@@ -137,9 +137,7 @@ class ModelFollower:
         return self
 
     def _connect(self) -> None:
-        self._consumer = kafka_clients.consumer(self.settings, group_id=None,
-                                                enable_auto_commit=False,
-                                                isolation_level="read_committed")
+        self._consumer = kafka_clients.committed_reader(self.settings)
         tp = KafkaTopicPartition(self.settings.topics.models, 0)
         self._consumer.assign([tp])
         # From the beginning again after a reconnect too: serving and rejected versions are

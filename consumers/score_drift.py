@@ -24,7 +24,7 @@ from streamrec.records import Output
 from streamrec.signing import MODELS_KIND, sign_headers
 
 if TYPE_CHECKING:
-    from streamrec.metrics import MetricsRegistry
+    from streamrec.metrics.registry import MetricsRegistry
 
 
 class ScoreDriftReporter:

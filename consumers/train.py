@@ -4,8 +4,8 @@
 current model where vocabularies allow), export through the parity gate, evaluate
 candidate and current model on the newest events through ONNX Runtime, and store the new
 version. The data rules (window, holdout, metrics, decision) are pure functions in
-``consumers.train_window``; ``consumers.train_service.TrainerService`` (also importable
-from here) is the Kafka binding: read the window by offsets (read_committed), learn the
+``consumers.train_window``; ``consumers.train_service.TrainerService`` is the Kafka
+binding: read the window by offsets (read_committed), learn the
 current model from ``models``, publish promotions, and decide when to run again.
 
 A rejected candidate is logged (one line with both metrics) and **not** published: every
@@ -211,13 +211,3 @@ def _load_checkpoint(path: Path) -> TrainedModel | None:
         log.warning("checkpoint %s unusable, cold start: %r", path, exc)
         return None
     return TrainedModel(model.eval(), ItemVocabulary(data["item_ids"]))
-
-
-
-
-def __getattr__(name: str) -> Any:
-    """``from consumers.train import TrainerService`` without an import cycle."""
-    if name == "TrainerService":
-        from consumers.train_service import TrainerService
-        return TrainerService
-    raise AttributeError(name)

@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from kafka import KafkaConsumer, KafkaProducer  # types only: kafka_clients builds them
+from kafka import KafkaProducer  # type only: kafka_clients builds it
 from kafka import TopicPartition as KafkaTopicPartition
 
 from consumers.train import CurrentModel, Trainer, TrainingOutcome
@@ -57,9 +57,7 @@ class TrainerService:
         # run's data already covered (see consumers.drift_trigger).
         self.last_run_started_at: float | None = None
         self._stop = threading.Event()
-        self._consumer = kafka_clients.consumer(settings, group_id=None,
-                                                enable_auto_commit=False,
-                                                isolation_level="read_committed")
+        self._consumer = kafka_clients.committed_reader(settings)
         self._producer: KafkaProducer | None = None
 
     def stop(self) -> None:

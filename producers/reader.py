@@ -67,10 +67,8 @@ class RecommendationReader:
         self._io_lock = threading.Lock()
         self._closed = threading.Event()
         self._consumer_closed = False
-        self._consumer = kafka_clients.consumer(
-            settings, group_id=None, enable_auto_commit=False,
-            # Only what a scorer committed: an aborted batch's recommendations never show.
-            isolation_level="read_committed")
+        self._consumer = kafka_clients.committed_reader(settings)
+        # (read_committed: an aborted batch's recommendations never show)
         partitions = self._consumer.partitions_for_topic(self.topic) or set()
         tps = [KafkaTopicPartition(self.topic, p) for p in sorted(partitions)]
         self._consumer.assign(tps)

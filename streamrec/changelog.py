@@ -27,9 +27,8 @@ def read_changelog(settings: Settings, topic: str, partitions: list[int],
     result: dict[int, list[Record]] = {p: [] for p in partitions}
     if not partitions:
         return result
-    consumer = kafka_clients.consumer(settings, group_id=None, enable_auto_commit=False,
-                                      isolation_level="read_committed",
-                                      max_partition_fetch_bytes=32 * 1024 * 1024)
+    consumer = kafka_clients.committed_reader(settings,
+                                              max_partition_fetch_bytes=32 * 1024 * 1024)
     try:
         tps = [KafkaTopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
@@ -53,8 +52,7 @@ def read_changelog(settings: Settings, topic: str, partitions: list[int],
                 for m in messages:
                     if m.offset >= target:
                         break
-                    bucket.append(Record(m.topic, m.partition, m.offset, m.key, m.value,
-                                         m.timestamp, tuple(m.headers or ())))
+                    bucket.append(kafka_clients.to_record(m))
             # Transaction markers take offsets but yield no record, so progress is judged
             # by position, not by the last record seen.
             pending = {tp for tp in pending if consumer.position(tp) < targets[tp]}

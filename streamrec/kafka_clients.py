@@ -27,16 +27,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer  # type: ignore[import-untyped]
 from kafka import errors as kafka_errors
 
 from streamrec.config import Settings
 from streamrec.connection import KafkaAccessError, KafkaHandshakeError, KafkaUnreachableError
+from streamrec.records import Record
 
 __all__ = ["KafkaAccessError", "KafkaHandshakeError", "KafkaUnreachableError", "access_error",
-           "admin", "check_credentials", "consumer", "is_fatal", "producer"]
+           "admin", "check_credentials", "committed_reader", "consumer", "is_fatal", "producer",
+           "to_record", "to_records"]
 
 T = TypeVar("T")
 _MANAGER_LOG = "kafka.net.manager"  # where kafka-python says why a bootstrap attempt failed
@@ -49,6 +51,30 @@ _CLOSED_IN_A_ROW = 3  # see _log_in_once
 def consumer(settings: Settings, *topics: str, **overrides: Any) -> KafkaConsumer:
     """A ``KafkaConsumer`` (subscribed to ``topics`` if any) with the settings' security."""
     return _build(settings, lambda kwargs: KafkaConsumer(*topics, **kwargs), overrides)
+
+
+def committed_reader(settings: Settings, *topics: str, **overrides: Any) -> KafkaConsumer:
+    """A group-less consumer that sees only committed transactions and commits nothing.
+
+    Every reader of another service's transactional output (restores, followers of
+    ``models``, readers of ``recommendations``) is one of these: ``read_committed`` so an
+    aborted or still-open batch is never seen, no group and no auto-commit since it assigns
+    and seeks its own partitions. ``overrides`` (sizes, client id) come on top.
+    """
+    defaults: dict[str, Any] = {"group_id": None, "enable_auto_commit": False,
+                                "isolation_level": "read_committed"}
+    return consumer(settings, *topics, **{**defaults, **overrides})
+
+
+def to_record(message: Any) -> Record:
+    """The transport-neutral ``Record`` of one kafka-python ``ConsumerRecord``."""
+    return Record(message.topic, message.partition, message.offset, message.key, message.value,
+                  message.timestamp, tuple(message.headers or ()))
+
+
+def to_records(polled: Mapping[Any, Iterable[Any]]) -> list[Record]:
+    """A ``poll()`` result as one list of ``Record``s, partition by partition."""
+    return [to_record(message) for messages in polled.values() for message in messages]
 
 
 def producer(settings: Settings, **overrides: Any) -> KafkaProducer:

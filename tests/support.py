@@ -76,9 +76,8 @@ def read_topic(settings: Settings, topic: str, *, expect: int | None = None,
     Stops when ``expect`` records arrived or ``until`` says so (then waits ``idle_s`` more
     to catch anything extra, such as duplicates), or fails after ``timeout_s``.
     """
-    consumer = kafka_clients.consumer(settings, group_id=None, enable_auto_commit=False,
-                                      isolation_level="read_committed",
-                                      max_partition_fetch_bytes=32 * 1024 * 1024)
+    consumer = kafka_clients.committed_reader(settings,
+                                              max_partition_fetch_bytes=32 * 1024 * 1024)
     partitions = consumer.partitions_for_topic(topic) or set()
     tps = [KafkaTopicPartition(topic, p) for p in sorted(partitions)]
     consumer.assign(tps)
@@ -88,9 +87,7 @@ def read_topic(settings: Settings, topic: str, *, expect: int | None = None,
     done_at: float | None = None
     try:
         while time.monotonic() < deadline:
-            for messages in consumer.poll(timeout_ms=250).values():
-                records.extend(Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp,
-                                      tuple(m.headers or ())) for m in messages)
+            records.extend(kafka_clients.to_records(consumer.poll(timeout_ms=250)))
             finished = ((expect is not None and len(records) >= expect)
                         or (until is not None and until(records)))
             if finished and done_at is None:

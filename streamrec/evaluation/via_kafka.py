@@ -69,8 +69,7 @@ class RecommendationReader:
         self._stop = threading.Event()
         self.error: BaseException | None = None
         topic = settings.topics.recommendations
-        self._consumer = kafka_clients.consumer(
-            settings, group_id=None, enable_auto_commit=False, isolation_level="read_committed")
+        self._consumer = kafka_clients.committed_reader(settings)
         partitions = self._consumer.partitions_for_topic(topic) or set()
         tps = [KafkaTopicPartition(topic, p) for p in sorted(partitions)]
         self._consumer.assign(tps)

@@ -48,8 +48,7 @@ def publish_drift(producer: KafkaProducer, settings: Settings, *, commit: bool =
 def wait_until_stable_past(settings: Settings, offset: int, timeout_s: float = 30.0) -> None:
     """Block until read_committed readers see past ``offset``: the broker writes the
     commit / abort marker after ``commit_transaction`` returns."""
-    consumer = kafka_clients.consumer(settings, group_id=None, enable_auto_commit=False,
-                                      isolation_level="read_committed")
+    consumer = kafka_clients.committed_reader(settings)
     tp = KafkaTopicPartition(settings.topics.models, 0)
     deadline = time.monotonic() + timeout_s
     try:
