@@ -33,7 +33,7 @@ from streamrec.config import Settings  # noqa: E402
 from streamrec.events import BadEvent, decode_click  # noqa: E402
 from streamrec.processor import ProcessorDefaults  # noqa: E402
 from streamrec.records import Output, ProcessResult, Record  # noqa: E402
-from streamrec.runtime import ProcessorService  # noqa: E402
+from streamrec.services import ingest_service  # noqa: E402
 from streamrec.topics import create_topics  # noqa: E402
 
 
@@ -80,8 +80,7 @@ def measure(settings: Settings, processor, group: str, expected: int) -> dict:
         return process(batch)
 
     processor.process = timed
-    service = ProcessorService(processor, settings, input_topics=[settings.topics.clicks],
-                               group_id=group, instance_id="bench")
+    service = ingest_service(settings, "bench", processor=processor, group_id=group)
     original_commit = service._process_and_commit
 
     def commit(consumer, producer, batch):

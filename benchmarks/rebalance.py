@@ -31,7 +31,7 @@ from consumers.ingest import IngestProcessor  # noqa: E402
 from producers.publisher import ClickPublisher  # noqa: E402
 from producers.synthetic import SyntheticStream  # noqa: E402
 from streamrec.config import Settings  # noqa: E402
-from streamrec.runtime import ProcessorService  # noqa: E402
+from streamrec.services import ingest_service  # noqa: E402
 from streamrec.topics import create_topics  # noqa: E402
 
 
@@ -48,9 +48,8 @@ class Instance:
             return process(batch)
 
         processor.process = counting  # type: ignore[method-assign]
-        self.service = ProcessorService(processor, settings, input_topics=[settings.topics.clicks],
-                                        group_id=settings.ingest_group_id, instance_id=name,
-                                        keep_state_on_rebalance=keep)
+        self.service = ingest_service(settings, name, processor=processor,
+                                      keep_state_on_rebalance=keep)
         self.thread = threading.Thread(target=self.service.run, daemon=True, name=name)
         self.thread.start()
 

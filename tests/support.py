@@ -13,8 +13,7 @@ from typing import IO, Callable, Iterable, Iterator
 from kafka import TopicPartition as KafkaTopicPartition
 
 from consumers.ingest import IngestProcessor
-from consumers.score import ScoreProcessor
-from streamrec import kafka_clients
+from streamrec import kafka_clients, services
 from streamrec.config import Settings
 from streamrec.records import Record
 from streamrec.runtime import ProcessorService
@@ -141,15 +140,11 @@ def running_service(service: ProcessorService) -> Iterator[ProcessorService]:
 
 
 def ingest_service(settings: Settings, instance: str = "test-0", **kwargs: object) -> ProcessorService:
-    return ProcessorService(IngestProcessor(settings), settings, input_topics=[settings.topics.clicks],
-                            group_id=settings.ingest_group_id, instance_id=instance, **kwargs)  # type: ignore[arg-type]
+    return services.ingest_service(settings, instance, **kwargs)
 
 
 def score_service(settings: Settings, instance: str = "test-0", **kwargs: object) -> ProcessorService:
-    return ProcessorService(ScoreProcessor(settings), settings,
-                            input_topics=[settings.topics.user_state, settings.topics.requests],
-                            group_id=settings.score_group_id, instance_id=instance,
-                            restore_to_committed=True, **kwargs)  # type: ignore[arg-type]
+    return services.score_service(settings, instance, **kwargs)
 
 
 def security_env(settings: Settings) -> dict[str, str]:

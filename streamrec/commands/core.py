@@ -7,6 +7,7 @@ one frozen ``Settings`` that everything below receives.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ from streamrec.kafka_args import add_kafka_options, kafka_settings
 
 if TYPE_CHECKING:
     from streamrec.metrics import MetricsRegistry
+    from streamrec.runtime import ProcessorService
 
 log = logging.getLogger("streamrec")
 
@@ -126,10 +128,9 @@ def _cmd_forget(args: argparse.Namespace) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from consumers.ingest import IngestProcessor
+    from streamrec.services import ingest_service
     settings = settings_from_args(args)
-    return _serve("ingest", args, settings, IngestProcessor(settings),
-                  [settings.topics.clicks], settings.ingest_group_id, restore_to_committed=False)
+    return _serve("ingest", args, settings, ingest_service)
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
@@ -137,6 +138,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from consumers.score import ScoreProcessor
     from export.candidates import DeepCandidateGenerator
     from streamrec.metrics import MetricsRegistry
+    from streamrec.services import score_service
     settings = settings_from_args(args)
     processor = ScoreProcessor(settings)
     registry = MetricsRegistry()
@@ -153,33 +155,29 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
     follower = ModelFollower(settings, on_model, on_reject).bind_metrics(registry).start()
     try:
-        return _serve("score", args, settings, processor,
-                      [settings.topics.user_state, settings.topics.requests], settings.score_group_id,
-                      restore_to_committed=True, registry=registry, also_ready=follower.health)
+        return _serve("score", args, settings, functools.partial(score_service, processor=processor),
+                      registry=registry, also_ready=follower.health)
     finally:
         follower.close()
 
 
-def _serve(service: str, args: argparse.Namespace, settings: Settings, processor: object,
-           topics: list[str], group: str, restore_to_committed: bool,
-           registry: MetricsRegistry | None = None,
+def _serve(service: str, args: argparse.Namespace, settings: Settings,
+           build: Callable[..., ProcessorService], registry: MetricsRegistry | None = None,
            also_ready: Callable[[], dict[str, object]] | None = None) -> int:
+    """Run the service ``build`` makes (a ``streamrec.services`` factory) until a signal."""
     from streamrec.logging_setup import configure_logging
     from streamrec.metrics import MetricsRegistry, MetricsServer, service_metrics
-    from streamrec.runtime import ProcessorService
 
     configure_logging(fmt=args.log_format)
     # A service may bring its own registry, holding metrics its processor keeps itself.
     registry = registry if registry is not None else MetricsRegistry()
     metrics = service_metrics(registry, service)
     instance_id = args.instance_id or os.environ.get("HOSTNAME") or socket.gethostname()
-    runner = ProcessorService(processor, settings, input_topics=topics, group_id=group,  # type: ignore[arg-type]
-                              instance_id=instance_id, metrics=metrics,
-                              restore_to_committed=restore_to_committed,
-                              # An explicit id is a stable identity (a StatefulSet pod, a
-                              # systemd unit): join as a static member. A hostname default
-                              # may be a throwaway container, which would hold partitions idle.
-                              static_membership=args.instance_id is not None)
+    runner = build(settings, instance_id, metrics=metrics,
+                   # An explicit id is a stable identity (a StatefulSet pod, a systemd unit):
+                   # join as a static member. A hostname default may be a throwaway
+                   # container, which would hold partitions idle.
+                   static_membership=args.instance_id is not None)
     server = None
     if settings.metrics_port:
         # Alive while the loop runs (restoring included); ready once it has joined the
@@ -190,7 +188,8 @@ def _serve(service: str, args: argparse.Namespace, settings: Settings, processor
     _install_stop_handlers(runner.stop)
     log.info(f"{service} starting", extra={"bootstrap": settings.bootstrap_servers,
                                            "security": settings.kafka_security.describe(),
-                                           "topics": topics, "group": group,
+                                           "topics": runner.input_topics,
+                                           "group": runner.group_id,
                                            "instance": instance_id})
     try:
         runner.run()

@@ -128,19 +128,13 @@ def in_process_services(settings: Settings) -> Iterator[list[BaseException]]:
 
     Yields the list their errors land in, so the waiting loop can fail fast.
     """
-    from consumers.ingest import IngestProcessor
-    from consumers.score import ScoreProcessor
     from streamrec.runtime import ProcessorService
+    from streamrec.services import ingest_service, score_service
 
     run = uuid.uuid4().hex[:8]
-    topics = settings.topics
     services = [
-        ProcessorService(IngestProcessor(settings), settings, input_topics=[topics.clicks],
-                         group_id=f"{settings.ingest_group_id}-replay-{run}", instance_id="replay"),
-        ProcessorService(ScoreProcessor(settings), settings,
-                         input_topics=[topics.user_state, topics.requests],
-                         group_id=f"{settings.score_group_id}-replay-{run}", instance_id="replay",
-                         restore_to_committed=True),
+        ingest_service(settings, "replay", group_id=f"{settings.ingest_group_id}-replay-{run}"),
+        score_service(settings, "replay", group_id=f"{settings.score_group_id}-replay-{run}"),
     ]
     errors: list[BaseException] = []
 

@@ -18,7 +18,7 @@ from streamrec.events import (DLQ_DETAIL, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON,
 from streamrec.records import ProcessResult, Record
 from streamrec.runtime import ProcessorService
 from support import (applied_events, assert_offsets_applied_once, ingest_service, latest_by_key,
-                     produce_raw, read_topic, running_service, trigger_ids)
+                     produce_raw, read_topic, running_service, score_service, trigger_ids)
 
 pytestmark = pytest.mark.kafka
 
@@ -73,8 +73,7 @@ def test_a_poisoned_click_is_dead_lettered_and_every_other_click_applied_exactly
     second_wave = [(e.user_id.encode(), encode_click(e)) for e in events[600:]]
 
     def new_service(processor: PoisonedIngest) -> ProcessorService:
-        return ProcessorService(processor, settings, input_topics=[settings.topics.clicks],
-                                group_id=settings.ingest_group_id, instance_id="poison-0")
+        return ingest_service(settings, "poison-0", processor=processor)
 
     processor = PoisonedIngest(settings)
     service = new_service(processor)
@@ -166,10 +165,7 @@ def test_the_scorer_dead_letters_a_poisoned_request_and_skips_a_poisoned_state(k
                 for name, i in (("r-ok", 3), ("r-poison", 4))}
 
     scorer = PoisonedScore(settings)
-    service = ProcessorService(scorer, settings,
-                               input_topics=[settings.topics.user_state, settings.topics.requests],
-                               group_id=settings.score_group_id, instance_id="poison-score",
-                               restore_to_committed=True)
+    service = score_service(settings, "poison-score", processor=scorer)
     with running_service(ingest_service(settings)), running_service(service):
         states = read_topic(settings, settings.topics.user_state,
                             until=lambda rs: applied_events(rs) >= len(events), timeout_s=120)
