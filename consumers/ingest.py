@@ -67,6 +67,12 @@ class IngestProcessor:
         self.click_bounds = ClickBounds.from_settings(settings)
         self.state_bounds = StateBounds.from_settings(settings)
 
+    # Ingest learns nothing from other partitions: no global input.
+    global_topics: tuple[str, ...] = ()
+
+    def learn_global(self, records: list[Record]) -> None:
+        pass
+
     @property
     def adoptions_by_outcome(self) -> Counter[str]:
         """adopt-model messages handled per partition, by outcome (``adopted``, reasons)."""

@@ -17,7 +17,18 @@ what a deployment runs:
 5. a batch whose processing raises is re-processed record by record under the poison-pill
    policy (``streamrec.poison_pill``), exactly as on Kafka;
 6. ``revoke`` drops partitions; ``assign`` restores only the ones not held (a rebalance
-   keeps the state of kept partitions); ``crash`` is a failed session.
+   keeps the state of kept partitions); ``crash`` is a failed session;
+7. a processor with ``global_topics`` is fed every partition of them, owned or not, before
+   each owned batch: up to ``poll_limit`` records (``streamrec.global_reader``) taken
+   partition by partition from the runner's global positions to ``learn_global``, which
+   advance once it returned. Dropping a partition (revoke, crash, a poisoned batch's
+   restore) moves its global position back to its committed position if beyond it: the
+   processor ignored its global records while it owned it. If ``learn_global`` raises, the
+   session fails (``crash``) and the error propagates; the records are fed again next step.
+
+Runners given the same ``positions`` dict are members of one group: each commits the
+partitions it holds, and a partition handed from one to the other resumes where it was
+committed.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from streamrec.bus import InProcessBus
+from streamrec.global_reader import poll_limit
 from streamrec.poison_pill import PoisonPillPolicy, process_in_isolation
 from streamrec.processor import Processor, rewarm_each
 from streamrec.records import ProcessResult, Record
@@ -41,7 +53,8 @@ class InProcessRunner:
                  batch_size: int = 500, *, restore_to_committed: bool = False,
                  partitions: Iterable[int] | None = None,
                  poison_pill: PoisonPillPolicy | None = None,
-                 before_commit: Callable[[list[Record]], None] | None = None) -> None:
+                 before_commit: Callable[[list[Record]], None] | None = None,
+                 positions: dict[tuple[str, int], int] | None = None) -> None:
         self.bus = bus
         self.processor = processor
         self.input_topics = input_topics
@@ -49,13 +62,16 @@ class InProcessRunner:
         self.restore_to_committed = restore_to_committed
         self.poison_pill = poison_pill if poison_pill is not None else PoisonPillPolicy()
         self.before_commit = before_commit
-        # (topic, partition) -> the next offset to read, as committed.
-        self.positions: dict[tuple[str, int], int] = {}
+        # (topic, partition) -> the next offset to read, as committed (shared by a group).
+        self.positions: dict[tuple[str, int], int] = {} if positions is None else positions
+        # (topic, partition) of the global topics -> the next offset to hand to learn_global.
+        self.global_positions: dict[tuple[str, int], int] = {}
         self.held: list[int] = []
         self.batches_committed = 0
         self.failed_sessions = 0
         self.records_dead_lettered = 0
         self._next_partition = 0  # where the next poll starts, so no partition starves
+        self._next_global = 0  # the same for the global reads
         self.assign(range(bus.partitions) if partitions is None else partitions)
 
     # -- assignment ------------------------------------------------------------------------------
@@ -65,7 +81,7 @@ class InProcessRunner:
         new = [p for p in wanted if p not in self.held]
         dropped = [p for p in self.held if p not in wanted]
         if dropped:
-            self.processor.drop(dropped)
+            self._drop(dropped)
         self.held = wanted
         self._restore(new)
         return new
@@ -77,8 +93,18 @@ class InProcessRunner:
         """A failed session: forget every partition's state, restore it from what is committed."""
         self.failed_sessions += 1
         held, self.held = self.held, []
-        self.processor.drop(held)
+        self._drop(held)
         self.assign(held)
+
+    def _drop(self, partitions: list[int]) -> None:
+        """Forget these partitions' state; the global reads go back to their committed positions."""
+        self.processor.drop(partitions)
+        for topic in self.processor.global_topics:
+            for p in partitions:
+                position = self.global_positions.get((topic, p))
+                committed = self.positions.get((topic, p), 0)
+                if position is not None and position > committed:
+                    self.global_positions[(topic, p)] = committed
 
     def _restore(self, partitions: list[int]) -> None:
         changelog = self.processor.changelog_topic
@@ -113,16 +139,51 @@ class InProcessRunner:
                                        room))
         return batch
 
+    def poll_global(self) -> list[Record]:
+        """The next records of every partition of the global topics, from the global positions."""
+        parts = [(t, p) for t in self.processor.global_topics
+                 for p in range(len(self.bus.topic(t)))]
+        if not parts:
+            return []
+        owned = len(self.held) * len(set(self.processor.global_topics) & set(self.input_topics))
+        limit = poll_limit(self.batch_size, len(parts), owned)
+        start = self._next_global % len(parts)
+        self._next_global += 1
+        records: list[Record] = []
+        for topic, partition in parts[start:] + parts[:start]:
+            room = limit - len(records)
+            if room <= 0:
+                break
+            records.extend(self.bus.read(topic, partition,
+                                         self.global_positions.get((topic, partition), 0), room))
+        return records
+
+    def learn_global(self) -> int:
+        """Feed the next global records to ``learn_global``; return how many."""
+        records = self.poll_global()
+        if not records:
+            return 0
+        try:
+            self.processor.learn_global(records)
+        except Exception:
+            self.crash()  # as on Kafka: a failed session; the positions did not move
+            raise
+        for record in records:
+            self.global_positions[(record.topic, record.partition)] = record.offset + 1
+        return len(records)
+
     def step(self, timestamp_ms: int = 0) -> int:
-        """Poll, process and commit one batch; return how many records were read."""
+        """Feed the global records, then poll, process and commit one batch; return how many
+        records were read (global ones included)."""
+        learned = self.learn_global()
         batch = self.poll()
         if not batch:
-            return 0
+            return learned
         try:
             self._process_and_commit(batch, timestamp_ms)
         except _FailedCommit:
             self.crash()  # the next poll reads the batch again from the committed positions
-        return len(batch)
+        return learned + len(batch)
 
     def _process_and_commit(self, batch: list[Record], timestamp_ms: int) -> None:
         try:
@@ -142,7 +203,7 @@ class InProcessRunner:
         return total
 
     def _rebuild(self, partitions: list[int]) -> None:
-        self.processor.drop(partitions)
+        self._drop(partitions)
         self._restore(partitions)
 
     def _commit(self, batch: list[Record], result: ProcessResult, timestamp_ms: int) -> None:

@@ -6,7 +6,11 @@ other, with the same lifecycle. ``restore`` and ``drop`` scope state by partitio
 ``rewarm_from``/``rewarm`` re-feed committed inputs to models that are snapshotted less often
 than every batch; the three counters are running tallies the transport turns into metrics.
 
-``ProcessorDefaults`` gives a processor without models or adoptions the neutral answers.
+``global_topics``/``learn_global`` are the item-side input: every partition of those topics,
+owned or not, is fed to ``learn_global`` beside the owned batches (``streamrec.global_reader``).
+
+``ProcessorDefaults`` gives a processor without models, adoptions or global input the neutral
+answers.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ log = logging.getLogger(__name__)
 class Processor(Protocol):
     # The compacted topic this processor's state is restored from.
     changelog_topic: str
+    # Topics whose every partition the transport also feeds to ``learn_global`` (item-side
+    # knowledge learned from all users); empty: no global input.
+    global_topics: tuple[str, ...]
 
     def restore(self, partition: int, changelog: list[Record]) -> int:
         """Rebuild one partition's state from its changelog; return how many keys."""
@@ -46,6 +53,11 @@ class Processor(Protocol):
 
     def rewarm(self, partition: int, records: Iterable[Record]) -> None: ...
 
+    def learn_global(self, records: list[Record]) -> None:
+        """Learn item-side knowledge from records of any partition of ``global_topics``
+        (owned ones included: the processor ignores what it owns). Never raises for bad data."""
+        ...
+
     # Running tallies: dead letters by reason, skipped inputs by (topic, reason), adopt-model
     # messages by outcome.
     @property
@@ -59,7 +71,12 @@ class Processor(Protocol):
 
 
 class ProcessorDefaults:
-    """Neutral answers for a processor without re-warmed models or model adoptions."""
+    """Neutral answers for a processor without re-warmed models, model adoptions or global input."""
+
+    global_topics: tuple[str, ...] = ()
+
+    def learn_global(self, records: list[Record]) -> None:
+        pass
 
     def rewarm_from(self, partition: int) -> int | None:
         return None

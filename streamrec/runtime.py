@@ -30,6 +30,10 @@ If step 1 raises, the batch never reaches Kafka: the processor is pure, so the e
 bug or a poisoned record, and retrying the batch would fail forever. The batch's
 partitions are restored from the changelog and its records are processed one per
 transaction; a record that keeps failing is dead-lettered (``streamrec.poison_pill``).
+
+A processor with ``global_topics`` also gets every partition of them, owned or not, through
+a group-less reader polled before each owned batch (``streamrec.global_reader``); if its
+``learn_global`` raises, the session fails like any other.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from typing import Callable, Mapping
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
@@ -47,6 +51,7 @@ from streamrec import kafka_clients
 from streamrec.assignment import PartitionOwnership
 from streamrec.changelog import read_changelog
 from streamrec.config import Settings
+from streamrec.global_reader import GlobalReader, poll_limit
 from streamrec.poison_pill import PoisonPillPolicy, process_in_isolation, raised_at
 from streamrec.processor import Processor, rewarm_each
 from streamrec.records import ProcessResult, Record
@@ -133,6 +138,11 @@ class ProcessorService:
         # Set once a session has reached the broker (its producer joined the transaction
         # coordinator): a first session that never gets there is misconfigured, not unlucky.
         self._connected = False
+        # One per service, not per session: its positions outlive a failed session.
+        self.global_reader = (
+            GlobalReader(settings, processor.global_topics,
+                         client_id=f"{group_id}-{instance_id}-global")
+            if processor.global_topics else None)
 
     def stop(self) -> None:
         self._stop.set()
@@ -198,6 +208,8 @@ class ProcessorService:
         try:
             producer.init_transactions()
             self._connected = True
+            if self.global_reader is not None:
+                self.global_reader.open()
             self.progress.session_began(consumer)
             self._loop(consumer, producer, ownership)
         except Exception as error:
@@ -206,22 +218,28 @@ class ProcessorService:
             if not (isinstance(error, UnverifiedCommit) and not error.can_abort):
                 self._abort_quietly(producer)
             # The in-memory state may be ahead of what was committed: forget all of it.
-            self.processor.drop(sorted(ownership.held | {tp.partition for tp in consumer.assignment()}))
+            self._drop(sorted(ownership.held | {tp.partition for tp in consumer.assignment()}),
+                       ownership.vouched)
             raise
         finally:
             self._close(consumer, producer)
 
     def _loop(self, consumer: KafkaConsumer, producer: KafkaProducer,
               ownership: PartitionOwnership) -> None:
+        global_behind = False
         while not self._stop.is_set():
-            polled = consumer.poll(timeout_ms=self.settings.poll_timeout_ms,
+            # While the global reader has records to hand over, the owned poll does not wait.
+            polled = consumer.poll(timeout_ms=0 if global_behind else self.settings.poll_timeout_ms,
                                    max_records=self.settings.batch_size)
             if ownership.changed:
                 self._apply_rebalance(consumer, ownership)
             if consumer.assignment():
                 # Ready = joined the group and restored what it owns (an instance with no
-                # partitions, e.g. more instances than partitions, stays a standby).
+                # partitions, e.g. more instances than partitions, stays a standby). The
+                # global reader may still be catching up: the owned path does not wait for it.
                 self.ready.set()
+            # After the rebalance (a dropped partition was rewound), before the owned batch.
+            global_behind = self._learn_global(ownership)
             batch = [
                 Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp,
                        tuple(m.headers or ()))
@@ -238,9 +256,10 @@ class ProcessorService:
         def committed(topic: str, partition: int) -> int | None:
             return consumer.committed(KafkaTopicPartition(topic, partition))
 
+        vouched = dict(ownership.vouched)  # reconcile forgets what it vouched for dropped ones
         change = ownership.reconcile(consumer.assignment(), committed)
         if change.drop:
-            self.processor.drop(change.drop)
+            self._drop(change.drop, vouched)
             if self.metrics is not None:
                 for topic in self.input_topics:
                     for p in change.drop:
@@ -251,6 +270,37 @@ class ProcessorService:
                                           "kept": change.kept})
         if change.restore:
             self._restore(consumer, change.restore)
+
+    def _drop(self, partitions: list[int],
+              vouched: Mapping[tuple[str, int], int | None]) -> None:
+        """Forget these partitions' state; move the global reader back on them.
+
+        ``vouched`` holds the committed offset each held partition's state reflects: the
+        group's committed offset for a partition this member owned and committed (no one
+        else commits it meanwhile), and no further than what this processor processed for
+        one that was lost. The processor ignored the global records of a partition while it
+        owned it, so the global reader must read it again from there (``GlobalReader.rewind``).
+        """
+        self.processor.drop(partitions)
+        if self.global_reader is None or not partitions:
+            return
+        self.global_reader.rewind({
+            (topic, p): vouched[(topic, p)] or 0  # None: nothing committed yet
+            for topic in self.processor.global_topics for p in partitions
+            if (topic, p) in vouched})  # not held (never restored): the processor ignored nothing
+
+    def _learn_global(self, ownership: PartitionOwnership) -> bool:
+        """Hand the global reader's next records to ``learn_global``; True if it had any."""
+        reader = self.global_reader
+        if reader is None:
+            return False
+        owned = len(ownership.held) * len(set(self.processor.global_topics) & set(self.input_topics))
+        fed = reader.feed(self.processor.learn_global,
+                          poll_limit(self.settings.batch_size, reader.partitions, owned))
+        gauge = getattr(self.metrics, "global_reader_lag", None)
+        if gauge is not None:
+            gauge.set(reader.lag())
+        return fed > 0
 
     def _restore(self, consumer: KafkaConsumer, partitions: list[int]) -> None:
         """Rebuild these partitions' state from the changelog (committed state), then rewarm."""
@@ -327,7 +377,7 @@ class ProcessorService:
 
         def restore(partitions: list[int]) -> None:
             # As for a new assignment: forget the (maybe half-applied) state, rebuild it.
-            self.processor.drop(partitions)
+            self._drop(partitions, self._ownership.vouched)
             self._ownership.forget(partitions)
             self._restore(consumer, partitions)
 
@@ -456,4 +506,8 @@ class ProcessorService:
                         extra={"error_type": type(error).__name__})
             force_close(producer)
         finally:
-            consumer.close()
+            try:
+                consumer.close()
+            finally:
+                if self.global_reader is not None:
+                    self.global_reader.close()

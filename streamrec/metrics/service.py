@@ -76,6 +76,9 @@ class ServiceMetrics:
     inputs_skipped: BoundFamily[CounterChild] | None = None
     # Seconds since the loop last committed a batch (read at scrape time).
     seconds_since_commit: GaugeChild | None = None
+    # Records of the global topics' partitions not yet handed to ``learn_global``
+    # (``streamrec.global_reader``); stays 0 for a service without global topics.
+    global_reader_lag: GaugeChild | None = None
 
     def rejected(self, reason: str) -> CounterChild:
         return self.events_rejected.labels(reason=reason)
@@ -167,4 +170,8 @@ def service_metrics(registry: MetricsRegistry, service: str,
         model_adoptions=BoundFamily(adoptions, service),
         inputs_skipped=BoundFamily(skipped, service),
         seconds_since_commit=since_commit.labels(service=service),
+        global_reader_lag=registry.gauge(
+            "streamrec_global_reader_lag",
+            "Records of the global topics (every partition, owned or not) not yet learned "
+            "for item-side knowledge.", svc).labels(service=service),
     )
