@@ -85,11 +85,9 @@ class GlobalReader:
 
     # -- one session ------------------------------------------------------------------------
     def open(self) -> None:
-        self._consumer = kafka_clients.consumer(
-            self.settings, group_id=None, client_id=self.client_id,
-            enable_auto_commit=False, auto_offset_reset="earliest",
-            # The global topics are transactional outputs of another service: never aborts.
-            isolation_level="read_committed",
+        # The global topics are transactional outputs of another service: never aborts.
+        self._consumer = kafka_clients.committed_reader(
+            self.settings, client_id=self.client_id, auto_offset_reset="earliest",
             max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
             # partitions_for_topic answers from metadata at most this old: partitions added
             # later are found within about twice ``refresh_s``.
@@ -133,9 +131,7 @@ class GlobalReader:
         if self._clock() >= self._next_refresh:
             self._refresh()
         polled = consumer.poll(timeout_ms=0, max_records=max_records)
-        records = [Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp,
-                          tuple(m.headers or ()))
-                   for messages in polled.values() for m in messages]
+        records = kafka_clients.to_records(polled)
         self.records_read += len(records)
         return records
 

@@ -240,11 +240,7 @@ class ProcessorService:
                 self.ready.set()
             # After the rebalance (a dropped partition was rewound), before the owned batch.
             global_behind = self._learn_global(ownership)
-            batch = [
-                Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp,
-                       tuple(m.headers or ()))
-                for messages in polled.values() for m in messages
-            ]
+            batch = kafka_clients.to_records(polled)
             if not batch:
                 self._report_lag(consumer)
                 continue
