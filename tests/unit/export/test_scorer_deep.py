@@ -103,3 +103,53 @@ def test_a_user_the_deep_model_does_not_know_still_gets_exactly_k(tiny_release):
     # (before it, popularity may know too few items the user has not seen).
     online = [m for m in messages if m.model_version == "online-blend"]
     assert len(online) >= len(messages) // 2 and all(len(m.items) == 3 for m in online)
+
+
+def test_with_a_deep_model_the_batching_still_does_not_matter(tiny_release):
+    """One deep-model call per batch, its inputs gathered ahead: the same recommendations
+    as batches of one, where every trigger has its own call.
+
+    Items, order, fused scores (rank-based), versions and every component are identical;
+    only the deep model's ``deep_log_prob`` explanation may differ in float32 rounding:
+    numpy's matrix product (BLAS gemm) rounds a row differently depending on how many
+    rows the call has, so a user's raw deep scores depend on the batch's other triggers.
+    """
+    import msgspec
+
+    from unit.consumers.score_helpers import assert_batch_invariant, scorer_input
+
+    settings = Settings(partitions=2, learn_every=16, snapshot_every=64)
+    model = tiny_release.serving_model(threads=1)
+    calls: list[list[int]] = []  # per scorer built, the size of each call to the model
+
+    def scorer() -> ScoreProcessor:
+        processor = ScoreProcessor(settings, clock=lambda: 1.0)
+        generator = DeepCandidateGenerator(model, processor.deep_candidates)
+        generate, mine = generator.generate, []
+        calls.append(mine)
+        generator.generate = lambda *args: mine.append(len(args[0])) or generate(*args)
+        processor.swap_deep(generator)
+        return processor
+
+    def without_log_probs(value: bytes) -> tuple[dict, list[float]]:
+        message = msgspec.json.decode(value)
+        log_probs = [item["components"].pop("deep_log_prob", 0.0) for item in message["items"]]
+        return message, log_probs
+
+    def same(got, expected) -> bool:
+        if got[0] != settings.topics.recommendations:
+            return got == expected
+        (message, log_probs), (reference, reference_log_probs) = (
+            without_log_probs(got[2]), without_log_probs(expected[2]))
+        return message == reference and all(
+            abs(a - b) <= 1e-5 for a, b in zip(log_probs, reference_log_probs))
+
+    records = scorer_input(settings, n_items=30)  # the items the tiny model knows
+    outputs = assert_batch_invariant(scorer, records, same)
+    messages = [recommendation_decoder.decode(value) for topic, _, value in outputs
+                if topic == settings.topics.recommendations]
+    assert {m.model_version for m in messages} == {f"{model.version}+popularity",
+                                                   f"{model.version}+online-blend"}
+    # The one-batch run called the model once, for all its triggers (none mispredicted);
+    # batches of one called it once per trigger.
+    assert calls[0] == [len(messages)] and calls[1] == [1] * len(messages)
