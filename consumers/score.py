@@ -129,10 +129,6 @@ class ScoreProcessor(ProcessorDefaults):
         """Serve a new deep model: a ``DeepCandidateGenerator`` built and warmed elsewhere."""
         self._deep = generator
 
-    def use_models(self, partition: int, blend: object) -> None:
-        """Rank the partition's users with these online models (replay shares ingest's)."""
-        self._models[partition] = blend
-
     def _locate(self, user_id: str) -> tuple[int, UserState] | None:
         for partition, users in self._mirror.items():
             if user_id in users:
@@ -143,52 +139,124 @@ class ScoreProcessor(ProcessorDefaults):
     def process(self, batch: list[Record], publish: bool = True) -> ProcessResult:
         """Apply state changes and answer triggers; ``publish=False`` only applies them.
 
-        Two passes: first every state change is applied and every trigger collected, then
-        the deep model runs once for all triggers of the batch (one ONNX Runtime call), and
-        each trigger is ranked and published in order.
+        Records are taken in stream order, and each trigger is ranked at its own position:
+        with the item-side statistics and the online models of the records before it, never
+        those of later records of the batch. What is published is then the same however
+        the stream is cut into batches (Kafka's ``read_committed`` polls return varying
+        numbers of records; the bus its own). The deep model depends only on each trigger's
+        own sequence, so its inputs are gathered ahead and it runs once for the whole batch
+        (one ONNX Runtime call).
         """
         result = ProcessResult()
         deep = self._deep  # one model for the whole batch, even if a swap lands meanwhile
-        triggers: list[tuple[str, str, UserState | None, RecommendationRequest | None, Record]] = []
-        for record in batch:
+        started = self._clock()
+        ahead = self._deep_ahead(deep, batch) if publish and deep is not None else {}
+        for index, record in enumerate(batch):
             if record.topic == self.topics.requests:
                 if not publish:
                     continue
                 request = self._decode_request(record, result)
-                if request is not None:
-                    triggers.append(("request", request.user_id, self.state_of(request.user_id),
-                                     request, record))
-                continue
-            state = self._apply_state_record(record, self._mirror.setdefault(record.partition, {}))
-            if state is not None and publish:
-                triggers.append(("event", state.user_id, state, None, record))
-        result.outputs.extend(self.drift.take_outputs(sorted(self._mirror)))
-        if not triggers:
-            return result
-        started = self._clock()
-        # One exclusion set per trigger (seen items + the request's), shared by every source.
-        excludes = [self._exclusions(state, request.exclude_items if request is not None else ())
-                    for _, _, state, request, _ in triggers]
-        deep_lists = self._deep_lists(deep, [state for _, _, state, _, _ in triggers], excludes)
-        for (kind, user_id, state, request, record), excluded, deep_list in zip(
-                triggers, excludes, deep_lists):
-            k = self._k_of(request)
-            ranked, version = self._final_ranking(user_id, k, excluded, state, deep, deep_list)
-            if kind == "event":
-                assert state is not None
-                output = self._publish(user_id, state.last_event_id, kind, ranked, state.last_ts,
-                                       started, state.trigger_produced_ms, version)
-            else:
-                assert request is not None
-                output = self._publish(user_id, request.request_id, kind, ranked,
+                if request is None:
+                    continue
+                user_id, state = request.user_id, self.state_of(request.user_id)
+                excluded = self._exclusions(state, request.exclude_items)
+                deep_list = self._deep_list(deep, state, excluded, ahead.get(index))
+                ranked, version = self._final_ranking(user_id, self._k_of(request), excluded,
+                                                      state, deep, deep_list)
+                output = self._publish(user_id, request.request_id, "request", ranked,
                                        state.last_ts if state else 0.0, started,
                                        record.timestamp_ms, version)
+            else:
+                state = self._apply_state_record(record,
+                                                 self._mirror.setdefault(record.partition, {}))
+                if state is None or not publish:
+                    continue
+                user_id = state.user_id
+                excluded = self._exclusions(state, ())
+                deep_list = self._deep_list(deep, state, excluded, ahead.get(index))
+                ranked, version = self._final_ranking(user_id, self._k_of(None), excluded,
+                                                      state, deep, deep_list)
+                output = self._publish(user_id, state.last_event_id, "event", ranked,
+                                       state.last_ts, started, state.trigger_produced_ms,
+                                       version)
             result.outputs.append(output)
             located = self._locate(user_id)
             if located is not None:  # bounded: only users of the mirror are remembered
+                # At the trigger's position too: the user's next event is judged against it.
                 self.drift.recommended(located[0], user_id, ranked)
             result.processed += 1
+        result.outputs.extend(self.drift.take_outputs(sorted(self._mirror)))
         return result
+
+    def _deep_ahead(self, deep: object | None, batch: list[Record]
+                    ) -> dict[int, tuple[list[str], set[str], list]]:
+        """The deep model's list for each trigger the batch will have, from one call.
+
+        By record index: (sequence, exclusions, list). The inputs are read from the records
+        without applying them: a state's own sequence and seen items; for a request, the
+        user's state as of the request's position (the latest state before it in the batch,
+        else the mirror's), plus its exclusions. ``process`` uses a list only if the inputs
+        of the trigger it meets are the same (it asks the model again otherwise), so a
+        prediction that misses costs a call, never a wrong ranking.
+        """
+        latest: dict[str, UserState | None] = {}  # users met in the batch, as of the position
+        predicted: list[tuple[int, UserState | None, set[str]]] = []
+        for index, record in enumerate(batch):
+            if record.topic == self.topics.requests:
+                try:
+                    request = self._checked_request(record)
+                except BadInput:
+                    continue
+                user_id = request.user_id
+                state = latest[user_id] if user_id in latest else self.state_of(user_id)
+                predicted.append((index, state, self._exclusions(state, request.exclude_items)))
+                continue
+            peeked = self._peek_state(record)
+            if peeked is None:
+                continue
+            user_id, state = peeked
+            previous = (latest[user_id] if user_id in latest
+                        else self._mirror.get(record.partition, {}).get(user_id))
+            latest[user_id] = state
+            if state is None or (previous is not None and (
+                    previous.source_offset, previous.event_count) == (
+                    state.source_offset, state.event_count)):
+                continue  # a tombstone or a re-emitted state: no trigger
+            predicted.append((index, state, self._exclusions(state, ())))
+        if not predicted:
+            return {}
+        lists = self._deep_lists(deep, [state for _, state, _ in predicted],
+                                 [excluded for _, _, excluded in predicted])
+        return {index: (self._sequence(state), excluded, deep_list)
+                for (index, state, excluded), deep_list in zip(predicted, lists)}
+
+    def _peek_state(self, record: Record) -> tuple[str, UserState | None] | None:
+        """(user, state or None for a tombstone) a user-state record carries; None if it
+        carries no user state (a snapshot record) or would be skipped. Changes nothing."""
+        if record.key is None or is_snapshot_key(record.key):
+            return None
+        try:
+            user_id = decode_user_key(record.key, self.settings.max_id_bytes)
+            if record.value is None:
+                return user_id, None
+            state = decode_state(record.value, self.state_bounds, record.timestamp_ms)
+        except BadInput:
+            return None
+        return (user_id, state) if state.user_id == user_id else None
+
+    @staticmethod
+    def _sequence(state: UserState | None) -> list[str]:
+        """The deep model's input for a trigger: its recent items, oldest first."""
+        return list(state.recent_items) if state is not None else []
+
+    def _deep_list(self, deep: object | None, state: UserState | None, excluded: set[str],
+                   ahead: tuple[list[str], set[str], list] | None) -> list:
+        """The trigger's deep list: the one gathered ahead if its inputs are the trigger's."""
+        if deep is None:
+            return []
+        if ahead is not None and ahead[0] == self._sequence(state) and ahead[1] == excluded:
+            return ahead[2]
+        return self._deep_lists(deep, [state], [excluded])[0]
 
     @staticmethod
     def _exclusions(state: UserState | None, exclude: Iterable[str]) -> set[str]:
@@ -201,7 +269,7 @@ class ScoreProcessor(ProcessorDefaults):
                     excludes: list[set[str]]) -> list[list]:
         if deep is None:
             return [[] for _ in states]
-        sequences = [state.recent_items if state is not None else [] for state in states]
+        sequences = [self._sequence(state) for state in states]
         return deep.generate(sequences, excludes, self.deep_candidates)  # type: ignore[attr-defined]
 
     def _final_ranking(self, user_id: str, k: int, excluded: set[str],
@@ -264,22 +332,20 @@ class ScoreProcessor(ProcessorDefaults):
         ``excluded`` already holds its seen items.
         """
         located = self._locate(user_id) if state is not None else None
-        blend = None
-        if located is not None and state is not None:
-            blend = self._models.get(located[0])
-            if blend is not None:
-                # The snapshot is older than the user's state: bring the user up to date
-                # (vector, recent items) before ranking. Item-side parameters are untouched.
-                vector = state.embedding
-                if vector is not None and len(vector) != blend.embeddings.current_dim:  # type: ignore[attr-defined]
-                    # An item-table adoption is in flight (state and snapshot of different
-                    # spaces): the snapshot already holds this user's mapped vector.
-                    vector = None
-                    self.stale_embedding_states += 1
-                blend.apply_user_state(user_id, vector, state.recent_items)  # type: ignore[attr-defined]
-        if blend is not None:
-            ranked = blend.recommend_explained(  # type: ignore[attr-defined]
-                user_id, self._fusion_depth(k), excluded)
+        blend = self._models.get(located[0]) if located is not None else None
+        if blend is not None and state is not None:
+            # The snapshot is older than the user's state: rank the user as the state has
+            # them (vector, recent items), without writing them into the snapshot, so one
+            # trigger's ranking never leaks into another's. Item-side parameters are the
+            # snapshot's.
+            vector = state.embedding
+            if vector is not None and len(vector) != blend.embeddings.current_dim:  # type: ignore[attr-defined]
+                # An item-table adoption is in flight (state and snapshot of different
+                # spaces): the snapshot already holds this user's mapped vector.
+                vector = None
+                self.stale_embedding_states += 1
+            ranked = blend.recommend_explained_for(  # type: ignore[attr-defined]
+                user_id, vector, state.recent_items, self._fusion_depth(k), excluded)
             if len(ranked) >= min(k, 1):
                 return ranked, ONLINE_MODEL_VERSION
         return (self.popularity.recommend_explained(self._fusion_depth(k), excluded),

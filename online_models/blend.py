@@ -12,12 +12,12 @@ and fuses their rankings (weighted reciprocal-rank fusion: no score calibration 
 from __future__ import annotations
 
 import math
-from typing import Collection, Iterable, Mapping, Sequence
+from typing import Callable, Collection, Iterable, Mapping, Sequence
 
 import msgspec
 import numpy as np
 
-from online_models.base import Ranking, Recommender
+from online_models.base import Ranking
 from online_models.baselines import ItemIndex, top_k
 from online_models.embeddings import EmbeddingsState, OnlineUserEmbeddings
 from online_models.fm import NumpyFM, NumpyFMState, pack_rows
@@ -108,13 +108,16 @@ class FMRecommender:
         self._recent: dict[str, list[str]] = {}  # user -> latest distinct items, oldest first
         self._hist_rows: dict[str, int] = {}     # item -> FM row of its ``hist_<item>`` feature
 
-    def _user_encoded(self, user_id: str, grow: bool) -> tuple[list[int], list[float]]:
+    def _user_encoded(self, user_id: str, grow: bool, recent: Sequence[str] | None = None
+                      ) -> tuple[list[int], list[float]]:
         """FM rows and values of the user side: the user, then ``hist_<item>`` at 1/n each.
 
-        Built from ids, not dicts: this runs once per learned event. Without ``grow`` an
-        unknown user or history item maps to the inert row 0 (ranking never adds state).
+        Built from ids, not dicts: this runs once per learned event. ``recent`` replaces the
+        user's own history (ranking with a fresher one). Without ``grow`` an unknown user or
+        history item maps to the inert row 0 (ranking never adds state).
         """
-        recent = self._recent.get(user_id, ())
+        if recent is None:
+            recent = self._recent.get(user_id, ())
         rows = [self.fm.feature_index(("user", user_id), grow)]
         hist = self._hist_rows
         for item in recent:
@@ -206,11 +209,11 @@ class FMRecommender:
     def knows_user(self, user_id: str) -> bool:
         return self.fm.knows_feature(("user", user_id)) or user_id in self._recent
 
-    def set_recent(self, user_id: str, recent_items: Sequence[str]) -> None:
-        """Replace the user's history with the last ``history`` distinct ``recent_items``.
+    def history_of(self, recent_items: Sequence[str]) -> list[str]:
+        """The FM history ``recent_items`` stands for: its last ``history`` distinct items.
 
         ``recent_items`` is oldest first and may repeat (the ``user-state`` sequence); the
-        result is what learning those items in order would have left.
+        result (oldest first) is what learning those items in order would have left.
         """
         distinct: list[str] = []
         for item in reversed(recent_items):
@@ -218,10 +221,7 @@ class FMRecommender:
                 break
             if item not in distinct:
                 distinct.append(item)
-        if distinct:
-            self._recent[user_id] = distinct[::-1]
-        else:
-            self._recent.pop(user_id, None)
+        return distinct[::-1]
 
     def to_state(self) -> FMRecommenderState:
         features = self.item_features
@@ -273,10 +273,14 @@ class FMRecommender:
         require(len(model._hist_rows) == len(state.hist_items), "history rows repeat an item")
         return model
 
-    def score_all(self, user_id: str) -> np.ndarray:
-        """FM score of every known item for the user, minus the item-independent terms."""
+    def score_all(self, user_id: str, recent_items: Sequence[str] | None = None) -> np.ndarray:
+        """FM score of every known item for the user, minus the item-independent terms.
+
+        ``recent_items`` (oldest first, as on ``user-state``) replaces the user's own history.
+        """
         n = len(self._items)
-        rows_u, values_u = self._user_encoded(user_id, grow=False)
+        recent = None if recent_items is None else self.history_of(recent_items)
+        rows_u, values_u = self._user_encoded(user_id, grow=False, recent=recent)
         user_sum = self.fm.latents[rows_u].T @ np.asarray(values_u, dtype=np.float32)
         rows, values = self._item_rows[:n], self._item_values[:n]
         vx = self.fm.latents[rows] * values[:, :, None]
@@ -285,8 +289,10 @@ class FMRecommender:
         linear = (self.fm.weights[rows] * values).sum(axis=1)
         return (linear + within + item_sum @ user_sum).astype(np.float64)
 
-    def recommend(self, user_id: str, k: int, exclude: Collection[str] = ()) -> Ranking:
-        return self._items.rank(self.score_all(user_id), k, exclude)
+    def recommend(self, user_id: str, k: int, exclude: Collection[str] = (), *,
+                  recent_items: Sequence[str] | None = None) -> Ranking:
+        """Top-``k`` items; ``recent_items`` replaces the user's history (see ``score_all``)."""
+        return self._items.rank(self.score_all(user_id, recent_items), k, exclude)
 
 
 class OnlineBlend:
@@ -357,20 +363,6 @@ class OnlineBlend:
         for event in chunk:
             self.recency.learn_item(event.item_id, event.ts)
 
-    # -- state from a fresher source (the scorer's snapshot + user-state messages) ---------
-    def apply_user_state(self, user_id: str, vector: Sequence[float] | None,
-                         recent_items: Sequence[str]) -> None:
-        """Set the user's embedding vector (if given) and FM history; learns nothing.
-
-        The scorer holds a periodic snapshot of a partition's blend; each ``user-state``
-        message carries the user's vector and recent items as of ingest, fresher than the
-        snapshot. ``recent_items`` is oldest first. Raises ``ValueError`` if the vector's
-        size is not the embeddings' current size.
-        """
-        if vector is not None:
-            self.embeddings.set_user_vector(user_id, vector)
-        self.fm.set_recent(user_id, recent_items)
-
     def forget_user(self, user_id: str) -> None:
         """Erase the user from every component (``streamrec forget``)."""
         self.embeddings.forget_user(user_id)
@@ -390,16 +382,39 @@ class OnlineBlend:
     def recommend_explained(self, user_id: str, k: int, exclude: Collection[str] = ()
                             ) -> list[tuple[str, float, dict[str, float]]]:
         """Top-``k`` as (item, fused score, each component's 1-based rank or 0)."""
+        return self.recommend_explained_for(user_id, None, None, k, exclude)
+
+    def recommend_explained_for(self, user_id: str, vector: Sequence[float] | None,
+                                recent_items: Sequence[str] | None, k: int,
+                                exclude: Collection[str] = ()
+                                ) -> list[tuple[str, float, dict[str, float]]]:
+        """``recommend_explained`` for a user as a fresher source has them; writes nothing.
+
+        The scorer holds a periodic snapshot of a partition's blend; each ``user-state``
+        message carries the user's vector and recent items (oldest first, may repeat) as of
+        ingest, fresher than the snapshot. The ranking is the one the snapshot would give
+        with that vector and that FM history (None: the snapshot's own), computed without
+        writing either into the models, so ranking never changes what is ranked next.
+        Raises ``ValueError`` if the vector's size is not the embeddings' ``current_dim``.
+        """
         depth = max(self.candidates, k)
-        components: list[tuple[str, float, Recommender]] = [
-            ("embedding", self.embedding_weight, self.embeddings),
-            ("fm", self.fm_weight, self.fm), ("recency", self.recency_weight, self.recency)]
+        return self._fused([
+            ("embedding", self.embedding_weight,
+             lambda: self.embeddings.recommend(user_id, depth, exclude, vector=vector)),
+            ("fm", self.fm_weight,
+             lambda: self.fm.recommend(user_id, depth, exclude, recent_items=recent_items)),
+            ("recency", self.recency_weight,
+             lambda: self.recency.recommend(user_id, depth, exclude))], k)
+
+    def _fused(self, components: list[tuple[str, float, Callable[[], Ranking]]], k: int
+               ) -> list[tuple[str, float, dict[str, float]]]:
+        """Weighted reciprocal-rank fusion of the components' rankings (of weight > 0)."""
         fused: dict[str, float] = {}
         ranks: dict[str, dict[str, float]] = {}
-        for name, weight, model in components:
+        for name, weight, ranking in components:
             if weight <= 0:
                 continue
-            for rank, (item, _) in enumerate(model.recommend(user_id, depth, exclude), 1):
+            for rank, (item, _) in enumerate(ranking(), 1):
                 fused[item] = fused.get(item, 0.0) + weight / (self.rrf_k + rank)
                 ranks.setdefault(item, {})[name] = float(rank)
         if not fused:

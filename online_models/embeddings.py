@@ -375,16 +375,24 @@ class OnlineUserEmbeddings:
         self._recent_n += items.shape[0]
 
     # -- ranking ---------------------------------------------------------------------------
-    def score_all(self, user_id: str) -> np.ndarray:
+    def score_all(self, user_id: str, vector: Sequence[float] | None = None) -> np.ndarray:
         """Scores of every item slot for ``user_id`` (dead slots ``-inf``); a fresh array.
 
-        An unknown user gets the item biases: learned popularity, and no state is created.
+        ``vector`` (the user's vector from a fresher source, ``user-state``) is used instead
+        of the table's; ``ValueError`` if its size is not ``current_dim``. An unknown user
+        without one gets the item biases: learned popularity, and no state is created.
         """
         n = self._items.high
-        row = self._users.index.get(user_id)
         scores = self._items.bias[:n].astype(np.float64)
-        if row is not None:
-            scores += self._items.vectors[:n] @ self._users.vectors[row]
+        row = self._users.index.get(user_id)
+        user = None if row is None else self._users.vectors[row]
+        if vector is not None:
+            # float32 as the table stores it: the same product as if it had been written in.
+            user = np.asarray(vector, dtype=np.float32)
+            if user.shape != (self.current_dim,):
+                raise ValueError(f"vector has shape {user.shape}, expected ({self.current_dim},)")
+        if user is not None:
+            scores += self._items.vectors[:n] @ user
         scores[~self._items.alive[:n]] = -np.inf
         return scores
 
@@ -397,9 +405,13 @@ class OnlineUserEmbeddings:
             out[known] = self.score_all(user_id)[slots[known]]
         return out
 
-    def recommend(self, user_id: str, k: int, exclude: Collection[str] = ()) -> Ranking:
-        """Top-``k`` items by ``u · v + b``, never mutating the model."""
-        scores = self.score_all(user_id)
+    def recommend(self, user_id: str, k: int, exclude: Collection[str] = (), *,
+                  vector: Sequence[float] | None = None) -> Ranking:
+        """Top-``k`` items by ``u · v + b``, never mutating the model.
+
+        ``vector``: rank with this user vector instead of the table's (see ``score_all``).
+        """
+        scores = self.score_all(user_id, vector)
         for item in exclude:
             slot = self._items.index.get(item)
             if slot is not None:

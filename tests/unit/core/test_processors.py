@@ -77,9 +77,10 @@ def test_scorer_excludes_everything_the_user_has_seen():
     result = score.process([_state_record(i, decode_state(o.value)) for i, o in enumerate(outputs)])
     assert result.processed == 3
     messages = [recommendation_decoder.decode(o.value) for o in result.outputs]
-    # The batch's states are all applied before ranking: every user has unseen items.
-    assert [len(m.items) for m in messages] == [3, 3, 3]
-    for message in messages:
+    # Each trigger is ranked at its own position: the first sees popularity learned from
+    # its own clicks only (all seen), the later ones the earlier users' items too.
+    assert [len(m.items) for m in messages] == [0, 3, 3]
+    for message in messages[1:]:
         seen = set(score.state_of(message.user_id).seen_items)
         assert not seen & {i.item_id for i in message.items}
         assert message.model_version == "popularity" and message.trigger_kind == "event"

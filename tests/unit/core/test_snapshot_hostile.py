@@ -73,7 +73,8 @@ def test_a_pickle_planted_in_user_state_executes_nothing(tmp_path: pathlib.Path)
     assert scorer.skipped_by_reason == ingest.skipped_by_reason
     published = [recommendation_decoder.decode(o.value) for o in result.outputs
                  if o.topic == T.recommendations]
-    assert len(published) == 3 and all(m.items for m in published)
+    # Each ranked at its position: the first user's own clicks are all popularity knows yet.
+    assert [bool(m.items) for m in published] == [False, True, True]
     assert {m.model_version for m in published} == {"popularity"}
     # ... and on restore.
     restored = ScoreProcessor(SETTINGS)

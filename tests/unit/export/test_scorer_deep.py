@@ -78,17 +78,78 @@ def test_replay_full_system_ranks_through_the_scorer_fusion(tiny_release):
 
 
 def test_a_user_the_deep_model_does_not_know_still_gets_exactly_k(tiny_release):
-    settings = Settings(top_k=3, partitions=1, learn_every=4)
-    ingest = IngestProcessor(settings)
-    # Items the tiny model never saw: it has no candidates for these users.
-    clicks = [Record(settings.topics.clicks, 0, n, f"u{n % 2}".encode(), encode_click(ClickEvent(
-        event_id=f"e{n}", user_id=f"u{n % 2}", item_id=f"new{n % 12}", type="click",
-        ts=float(n)))) for n in range(40)]
-    outputs = [o for o in ingest.process(clicks).outputs if not o.key.startswith(b"__")]
+    from streamrec.bus import InProcessBus
+    from streamrec.bus_runner import InProcessRunner
+    from streamrec.records import Output
+
+    settings = Settings(top_k=3, partitions=1, learn_every=4, snapshot_every=8)
+    topics = settings.topics
+    bus = InProcessBus(settings.partitions)
     scorer = ScoreProcessor(settings, clock=lambda: 1.0)
     scorer.swap_deep(DeepCandidateGenerator(tiny_release.serving_model(threads=1)))
-    scorer.use_models(0, ingest.models(0).blend)
-    states = [Record(settings.topics.user_state, 0, n, o.key, o.value) for n, o in enumerate(outputs)]
-    messages = [recommendation_decoder.decode(o.value) for o in scorer.process(states).outputs
-                if o.topic == settings.topics.recommendations]
-    assert messages and all(len(m.items) == 3 for m in messages)
+    # The scorer gets ingest's online models as production does: snapshots on user-state.
+    ingest = InProcessRunner(bus, IngestProcessor(settings), [topics.clicks], batch_size=10)
+    score = InProcessRunner(bus, scorer, [topics.user_state, topics.requests], batch_size=10,
+                            restore_to_committed=True)
+    # Items the tiny model never saw: it has no candidates for these users.
+    for n in range(40):
+        bus.produce(Output(topics.clicks, f"u{n % 2}".encode(), encode_click(ClickEvent(
+            event_id=f"e{n}", user_id=f"u{n % 2}", item_id=f"new{n % 12}", type="click",
+            ts=float(n)))))
+    ingest.drain()
+    score.drain()
+    messages = [recommendation_decoder.decode(r.value) for r in bus.records(topics.recommendations)]
+    # From the first snapshot on, ranked by the online models, the deep model adding nothing
+    # (before it, popularity may know too few items the user has not seen).
+    online = [m for m in messages if m.model_version == "online-blend"]
+    assert len(online) >= len(messages) // 2 and all(len(m.items) == 3 for m in online)
+
+
+def test_with_a_deep_model_the_batching_still_does_not_matter(tiny_release):
+    """One deep-model call per batch, its inputs gathered ahead: the same recommendations
+    as batches of one, where every trigger has its own call.
+
+    Items, order, fused scores (rank-based), versions and every component are identical;
+    only the deep model's ``deep_log_prob`` explanation may differ in float32 rounding:
+    numpy's matrix product (BLAS gemm) rounds a row differently depending on how many
+    rows the call has, so a user's raw deep scores depend on the batch's other triggers.
+    """
+    import msgspec
+
+    from unit.consumers.score_helpers import assert_batch_invariant, scorer_input
+
+    settings = Settings(partitions=2, learn_every=16, snapshot_every=64)
+    model = tiny_release.serving_model(threads=1)
+    calls: list[list[int]] = []  # per scorer built, the size of each call to the model
+
+    def scorer() -> ScoreProcessor:
+        processor = ScoreProcessor(settings, clock=lambda: 1.0)
+        generator = DeepCandidateGenerator(model, processor.deep_candidates)
+        generate, mine = generator.generate, []
+        calls.append(mine)
+        generator.generate = lambda *args: mine.append(len(args[0])) or generate(*args)
+        processor.swap_deep(generator)
+        return processor
+
+    def without_log_probs(value: bytes) -> tuple[dict, list[float]]:
+        message = msgspec.json.decode(value)
+        log_probs = [item["components"].pop("deep_log_prob", 0.0) for item in message["items"]]
+        return message, log_probs
+
+    def same(got, expected) -> bool:
+        if got[0] != settings.topics.recommendations:
+            return got == expected
+        (message, log_probs), (reference, reference_log_probs) = (
+            without_log_probs(got[2]), without_log_probs(expected[2]))
+        return message == reference and all(
+            abs(a - b) <= 1e-5 for a, b in zip(log_probs, reference_log_probs))
+
+    records = scorer_input(settings, n_items=30)  # the items the tiny model knows
+    outputs = assert_batch_invariant(scorer, records, same)
+    messages = [recommendation_decoder.decode(value) for topic, _, value in outputs
+                if topic == settings.topics.recommendations]
+    assert {m.model_version for m in messages} == {f"{model.version}+popularity",
+                                                   f"{model.version}+online-blend"}
+    # The one-batch run called the model once, for all its triggers (none mispredicted);
+    # batches of one called it once per trigger.
+    assert calls[0] == [len(messages)] and calls[1] == [1] * len(messages)

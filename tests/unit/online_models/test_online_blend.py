@@ -1,9 +1,10 @@
-"""FMRecommender and OnlineBlend: chunked learning, its rows, state applied from user-state."""
+"""FMRecommender and OnlineBlend: chunked learning, its rows, ranking a user as user-state has them."""
 
 from __future__ import annotations
 
 import pickle
 
+import msgspec
 import numpy as np
 import pytest
 from unit.learner_checks import toy_stream
@@ -28,11 +29,13 @@ def frozen_hits(model, events: list[ClickEvent], k: int = 5) -> float:
     history: dict[str, list[str]] = {}
     hits = 0
     for event in events:
-        hits += event.item_id in {i for i, _ in model.recommend(event.user_id, k)}
-        recent = history.setdefault(event.user_id, [])
-        recent.append(event.item_id)
-        fm = model if isinstance(model, FMRecommender) else model.fm
-        fm.set_recent(event.user_id, recent)
+        recent = history.get(event.user_id)  # None: the model's own, until the user clicks
+        if isinstance(model, FMRecommender):
+            ranked = model.recommend(event.user_id, k, recent_items=recent)
+        else:
+            ranked = model.recommend_explained_for(event.user_id, None, recent, k)
+        hits += event.item_id in {entry[0] for entry in ranked}
+        history.setdefault(event.user_id, []).append(event.item_id)
     return hits / len(events)
 
 
@@ -93,7 +96,7 @@ def test_learn_many_is_deterministic_for_the_same_chunking(factory):
                                      lambda: OnlineBlend(seed=1)])
 def test_chunked_learning_learns_about_as_well_as_per_event(factory):
     # Judged on a frozen model fed fresh histories: recommending from a model up to a chunk
-    # stale is the scorer's business (apply_user_state), not the learner's. Chunks of 32:
+    # stale is the scorer's business (recommend_explained_for), not the learner's. Chunks of 32:
     # in 2,400 events, chunks of 128 leave the FM only 19 steps (ML-100K has 781; see
     # benchmarks/online_learning.py --quality for chunks of 128 there).
     events = toy_stream(3000)
@@ -113,36 +116,60 @@ def test_blend_learn_one_is_learn_many_of_one():
     assert pickle.dumps(one) == pickle.dumps(many)
 
 
-def test_apply_user_state_sets_vector_and_history_and_learns_nothing():
+def written_then_ranked(blend: OnlineBlend, user: str, vector, recent: list[str], k: int,
+                        exclude=()) -> list:
+    """The reference: what the scorer did before, on a copy: write the user's vector and FM
+    history into the snapshot, then rank it."""
+    copy = OnlineBlend.from_state(blend.to_state())
+    if vector is not None:
+        copy.embeddings.set_user_vector(user, vector)
+    history = copy.fm.history_of(recent)
+    if history:
+        copy.fm._recent[user] = history
+    else:
+        copy.fm._recent.pop(user, None)
+    return copy.recommend_explained(user, k, exclude)
+
+
+@pytest.mark.parametrize("user,fresh,recent", [
+    ("u1", True, ["i3", "i1", "i3", "i2", "unknown-item"]),  # oldest first, repeats allowed
+    ("u2", False, ["i1"]),        # no vector: the snapshot's own embedding
+    ("u2", True, []),             # no recent items: no FM history
+    ("new-user", True, ["i1", "i2"]),
+    ("never-seen", False, ["i4"]),
+])
+def test_ranking_a_fresher_state_matches_writing_it_in_and_writes_nothing(user, fresh, recent):
     source = learn_in_chunks(OnlineBlend(seed=0), toy_stream(1500), 128)
     snapshot = learn_in_chunks(OnlineBlend(seed=0), toy_stream(1500)[:1000], 128)
-    vector = source.user_vector("u1")
-    assert vector is not None and len(vector) == source.embeddings.current_dim
-    recent = ["i3", "i1", "i3", "i2", "unknown-item"]  # oldest first, repeats allowed
-    snapshot.apply_user_state("u1", vector, recent)
-    assert snapshot.user_vector("u1") == vector
-    assert snapshot.fm._recent["u1"][-3:] == ["i3", "i2", "unknown-item"]
-    assert snapshot.fm._recent["u1"].count("i3") == 1
-    before = pickle.dumps(snapshot.fm.fm)
-    snapshot.recommend("u1", 10)  # an unknown history item adds no FM feature
-    assert pickle.dumps(snapshot.fm.fm) == before
+    vector = (source.user_vector(user) or [0.5] * source.embeddings.current_dim) if fresh else None
+    assert vector is None or vector != snapshot.user_vector(user)  # the state is fresher
+    before = msgspec.msgpack.encode(snapshot.to_state())
+    for k, exclude in ((10, ()), (3, {"i1", "i2", "i3"})):
+        expected = written_then_ranked(snapshot, user, vector, recent, k, exclude)
+        assert expected and snapshot.recommend_explained_for(user, vector, recent, k,
+                                                             exclude) == expected
+    # Nothing was written: not the vector, not the history, no FM feature for unknown items.
+    assert msgspec.msgpack.encode(snapshot.to_state()) == before
 
 
-def test_apply_user_state_without_vector_keeps_the_embedding():
+def test_a_fresher_state_changes_the_ranking():
+    """The fresher vector and history are really used (the check above cannot pass idly)."""
+    source = learn_in_chunks(OnlineBlend(seed=0), toy_stream(1500), 128)
+    snapshot = learn_in_chunks(OnlineBlend(seed=0), toy_stream(1500)[:1000], 128)
+    recent = [e.item_id for e in toy_stream(1500)[1000:] if e.user_id == "u1"]
+    fresh = snapshot.recommend_explained_for("u1", source.user_vector("u1"), recent, 10)
+    assert fresh != snapshot.recommend_explained("u1", 10)
+    assert snapshot.recommend_explained_for("u1", None, None, 10) == \
+        snapshot.recommend_explained("u1", 10)
+
+
+def test_a_vector_of_another_size_is_refused():
     blend = learn_in_chunks(OnlineBlend(seed=0), toy_stream(500), 128)
-    vector = blend.user_vector("u2")
-    blend.apply_user_state("u2", None, ["i1"])
-    assert blend.user_vector("u2") == vector and blend.fm._recent["u2"] == ["i1"]
-    blend.apply_user_state("u2", None, [])
-    assert "u2" not in blend.fm._recent
-    blend.apply_user_state("new-user", [0.5] * blend.embeddings.current_dim, ["i1", "i2"])
-    assert blend.user_vector("new-user") == [0.5] * blend.embeddings.current_dim
-    assert blend.user_vector("never-seen") is None
     with pytest.raises(ValueError):
-        blend.apply_user_state("u2", [0.0, 1.0], [])
+        blend.recommend_explained_for("u2", [0.0, 1.0], [], 10)
 
 
 def test_history_is_capped_to_the_latest_distinct_items():
     model = FMRecommender(history=3, seed=0)
-    model.set_recent("u", ["a", "b", "c", "b", "d", "e", "d"])
-    assert model._recent["u"] == ["b", "e", "d"]
+    assert model.history_of(["a", "b", "c", "b", "d", "e", "d"]) == ["b", "e", "d"]
+    assert model.history_of([]) == []

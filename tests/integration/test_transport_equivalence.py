@@ -1,0 +1,172 @@
+"""Transport equivalence: the in-process bus and a real broker publish the same recommendations.
+
+For the same 5,000-event log, one ingest and one scorer on the ``InProcessBus``
+(``streamrec.bus_runner``) and one of each as ``ProcessorService`` on Kafka, with the same
+batch size, publish identical recommendations, message for message: user, trigger, kind,
+model version, items in order, scores and component scores (to 1e-9). Latencies
+(``end_to_end_ms``, ``score_ms``, ``scored_at_ms``) are the only fields left out.
+
+Why this holds, and what the test pins down:
+
+- The scorer is batch-invariant (each trigger is ranked at its own position in the stream),
+  so Kafka's varying ``read_committed`` polls of ``user-state`` cannot change what it says.
+- Ingest is not: its state messages and snapshots are per poll batch (a user clicking twice
+  in one batch gets one state message, in two batches two triggers). So ingest must poll the
+  same batches on both sides. ``clicks`` has one partition and the whole log is written
+  before ingest starts: every kafka-python poll then returns ``batch_size`` records, as the
+  bus's does. The test records the batches ingest processed on each side and checks them.
+  With several partitions the two cut the log differently: kafka-python drains one
+  partition's fetched records before the next (measured: partition 0's 0-199, 200-399, ...
+  first), the bus starts each poll at the next partition; and the scorer's popularity and
+  co-visitation would learn from the interleaving of ``user-state`` partitions its polls
+  happen to return, which on Kafka depends on fetch timing.
+- Clicks carry their event time as record timestamp on both sides (ingest's ``ts`` bound
+  reads it). The bus stamps ingest's outputs 0 and Kafka with the wall clock; the scorer's
+  bound on a state's event times reads that stamp but only refuses times ahead of it, and
+  this log is in the past. ``trigger_produced_ms`` feeds only ``end_to_end_ms``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import pytest
+
+from consumers.ingest import IngestProcessor
+from consumers.score import ScoreProcessor, recommendation_decoder
+from producers.synthetic import SyntheticStream
+from streamrec import kafka_clients
+from streamrec.bus import InProcessBus
+from streamrec.bus_runner import InProcessRunner
+from streamrec.config import Settings
+from streamrec.events import ClickEvent, encode_click
+from streamrec.messages import Recommendation
+from streamrec.records import Output, ProcessResult, Record
+from streamrec.runtime import ProcessorService
+from streamrec.topics import topic_specs
+from support import read_topic, running_service, settings_with_topics
+
+pytestmark = pytest.mark.kafka
+
+EVENTS = 5_000
+BATCH = 200
+
+
+class RecordingIngest(IngestProcessor):
+    """Ingest that remembers the (partition, first offset, last offset) of every batch."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.batches: list[tuple[int, int, int]] = []
+
+    def process(self, batch: list[Record]) -> ProcessResult:
+        self.batches.append((batch[0].partition, batch[0].offset, batch[-1].offset))
+        return super().process(batch)
+
+
+def click_log() -> list[ClickEvent]:
+    events = list(SyntheticStream(n_users=300, n_items=400, n_events=EVENTS, seed=23).events())
+    assert len(events) == EVENTS
+    return events
+
+
+def on_the_bus(settings: Settings, events: list[ClickEvent]
+               ) -> tuple[list[Recommendation], list[tuple[int, int, int]]]:
+    topics = settings.topics
+    bus = InProcessBus(settings.partitions)
+    ingest = RecordingIngest(settings)
+    ingest_runner = InProcessRunner(bus, ingest, [topics.clicks], settings.batch_size)
+    scorer = InProcessRunner(bus, ScoreProcessor(settings), [topics.user_state, topics.requests],
+                             settings.batch_size, restore_to_committed=True)
+    for event in events:
+        bus.produce(Output(topics.clicks, event.user_id.encode(), encode_click(event)),
+                    int(event.ts * 1000))
+    ingest_runner.drain()
+    scorer.drain()
+    return ([recommendation_decoder.decode(r.value) for r in bus.records(topics.recommendations)],
+            ingest.batches)
+
+
+def on_kafka(settings: Settings, events: list[ClickEvent], expected: int
+             ) -> tuple[list[Recommendation], list[tuple[int, int, int]]]:
+    """The whole log on ``clicks`` first, then one ingest and one scorer service."""
+    producer = kafka_clients.producer(settings, linger_ms=5, batch_size=256 * 1024)
+    for event in events:
+        producer.send(settings.topics.clicks, key=event.user_id.encode(),
+                      value=encode_click(event), timestamp_ms=int(event.ts * 1000))
+    producer.flush(timeout=60)
+    producer.close()
+    ingest = RecordingIngest(settings)
+    ingest_service = ProcessorService(ingest, settings, input_topics=[settings.topics.clicks],
+                                      group_id=settings.ingest_group_id, instance_id="eq-0")
+    score_service = ProcessorService(ScoreProcessor(settings), settings,
+                                     input_topics=[settings.topics.user_state,
+                                                   settings.topics.requests],
+                                     group_id=settings.score_group_id, instance_id="eq-0",
+                                     restore_to_committed=True)
+    with running_service(ingest_service), running_service(score_service):
+        # read_committed, until as many answers as the bus gave (then 2 s more for extras).
+        records = read_topic(settings, settings.topics.recommendations,
+                             until=lambda rs: len(rs) >= expected, timeout_s=120, idle_s=2.0)
+    return [recommendation_decoder.decode(r.value) for r in records], ingest.batches
+
+
+def comparable(message: Recommendation) -> tuple:
+    """Everything but latencies; scores kept as floats (compared to 1e-9 below)."""
+    return (message.user_id, message.trigger_id, message.trigger_kind, message.model_version,
+            message.event_ts, [item.item_id for item in message.items],
+            [item.score for item in message.items],
+            [sorted(item.components.items()) for item in message.items])
+
+
+def assert_same(kafka: Recommendation, bus: Recommendation, where: str) -> None:
+    got, expected = comparable(kafka), comparable(bus)
+    assert got[:6] == expected[:6], f"{where}: {got[:6]} != {expected[:6]}"
+    assert got[6] == pytest.approx(expected[6], rel=0, abs=1e-9), f"{where}: scores"
+    for got_parts, expected_parts in zip(got[7], expected[7]):
+        assert [name for name, _ in got_parts] == [name for name, _ in expected_parts], where
+        assert [v for _, v in got_parts] == pytest.approx([v for _, v in expected_parts],
+                                                          rel=0, abs=1e-9), f"{where}: parts"
+
+
+def test_the_bus_and_kafka_publish_identical_recommendations(kafka_bootstrap):
+    started = time.monotonic()
+    settings = settings_with_topics(kafka_bootstrap, partitions=1, batch_size=BATCH,
+                                    snapshot_every=500)
+    try:
+        events = click_log()
+        bus_messages, bus_batches = on_the_bus(settings, events)
+        # Every poll of the whole log is full but the last: the batching Kafka must match.
+        assert bus_batches == [(0, start, min(start + BATCH, EVENTS) - 1)
+                               for start in range(0, EVENTS, BATCH)]
+        kafka_messages, kafka_batches = on_kafka(settings, events, len(bus_messages))
+        assert kafka_batches == bus_batches, "ingest polled other batches on Kafka"
+        # What is compared is substantial: both trigger sources, online models in use.
+        assert len(bus_messages) > EVENTS // 2
+        versions = {m.model_version for m in bus_messages}
+        assert versions == {"popularity", "online-blend"}, versions
+
+        # Per user, in order (the single partition also fixes the global order: checked last).
+        def by_user(messages: list[Recommendation]) -> dict[str, list[Recommendation]]:
+            users: dict[str, list[Recommendation]] = {}
+            for message in messages:
+                users.setdefault(message.user_id, []).append(message)
+            return users
+
+        kafka_users, bus_users = by_user(kafka_messages), by_user(bus_messages)
+        assert kafka_users.keys() == bus_users.keys()
+        for user, expected in bus_users.items():
+            got = kafka_users[user]
+            assert [m.trigger_id for m in got] == [m.trigger_id for m in expected], user
+            for n, (k, b) in enumerate(zip(got, expected)):
+                assert_same(k, b, f"{user} #{n} ({b.trigger_id})")
+        assert len(kafka_messages) == len(bus_messages)
+        assert [m.trigger_id for m in kafka_messages] == [m.trigger_id for m in bus_messages]
+    finally:
+        admin = kafka_clients.admin(settings)
+        with contextlib.suppress(Exception):
+            admin.delete_topics([spec.name for spec in topic_specs(settings)])
+        admin.close()
+    print(f"transport equivalence: {len(bus_messages)} recommendations compared in "
+          f"{time.monotonic() - started:.1f} s")
