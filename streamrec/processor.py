@@ -3,6 +3,7 @@
 The Kafka runtime (``streamrec.runtime``) and the in-process bus (``streamrec.bus``) call
 exactly these members, nothing found by ``getattr``: a processor that runs on one runs on the
 other, with the same lifecycle. ``restore`` and ``drop`` scope state by partition;
+``global_topics``/``learn_global`` feed knowledge that is global (read from every partition);
 ``rewarm_from``/``rewarm`` re-feed committed inputs to models that are snapshotted less often
 than every batch; the three counters are running tallies the transport turns into metrics.
 
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 class Processor(Protocol):
     # The compacted topic this processor's state is restored from.
     changelog_topic: str
+    # Topics whose every partition the transport also feeds to ``learn_global``, beside
+    # the partitions the processor owns (global, item-side knowledge).
+    global_topics: tuple[str, ...]
 
     def restore(self, partition: int, changelog: list[Record]) -> int:
         """Rebuild one partition's state from its changelog; return how many keys."""
@@ -46,6 +50,10 @@ class Processor(Protocol):
 
     def rewarm(self, partition: int, records: Iterable[Record]) -> None: ...
 
+    def learn_global(self, records: list[Record]) -> None:
+        """Learn global knowledge from ``global_topics`` records of any partition."""
+        ...
+
     # Running tallies: dead letters by reason, skipped inputs by (topic, reason), adopt-model
     # messages by outcome.
     @property
@@ -59,7 +67,12 @@ class Processor(Protocol):
 
 
 class ProcessorDefaults:
-    """Neutral answers for a processor without re-warmed models or model adoptions."""
+    """Neutral answers for a processor without re-warmed models, adoptions or global input."""
+
+    global_topics: tuple[str, ...] = ()
+
+    def learn_global(self, records: list[Record]) -> None:
+        return None
 
     def rewarm_from(self, partition: int) -> int | None:
         return None
