@@ -321,6 +321,8 @@ class ItemSideTable:
         kept = len(old_events) - dropped_events
         removed, added = old_events[:dropped_events], events[kept:]
         held.seen, held.events, held.event_count = seen, events, event_count
+        for item, _ in added:
+            self._item(item)  # a recent item may not be among the seen ones (they were capped)
         cells, step = self._cells, self.reference_step_s
         for _, ts in removed:
             cell = math.floor(ts / step) + 1
