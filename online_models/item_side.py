@@ -12,7 +12,8 @@ A user contributes, from their state:
 
 - popularity: +1 for every distinct item of ``seen_items`` (``n_i``: how many users hold i);
 - co-visitation: +1 to ``C[i, j]`` for every two items at most ``window`` positions apart in
-  ``seen_items`` (first-seen order, the pairing of the old per-event ``CoVisitation``);
+  ``seen_items`` (first-seen order: on a log without repeats, the pairs a per-event learner
+  makes with each new item and the user's last ``window`` items);
 - recency (decayed popularity): ``2 ** ((ts - reference) / half_life_s)`` for every event of
   ``recent_items`` with its time in ``recent_ts`` (a state without ``recent_ts`` adds none).
 
@@ -32,7 +33,7 @@ are never ranked, although they keep a slot in the item index (memory grows with
 Memory: per user, a copy of ``seen_items`` and of the recent events; per item pair within a
 window, one count in each direction, so up to ``2 * window`` entries per seen item of every
 user (no pruning: a bound on neighbours would depend on arrival order; the scorer reads whole
-rows). ML-100K holds about 1.9 M directed pair entries.
+rows). ML-100K ends with 813,544 directed pair entries (window 20, 943 users).
 
 Updates are incremental in the common case, a state that appended items (and dropped its
 oldest ones at the cap): only the pairs of the dropped and the appended positions change.

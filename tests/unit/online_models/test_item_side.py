@@ -223,3 +223,19 @@ def test_a_state_that_does_not_extend_the_held_one_is_recomputed_whole() -> None
         t.apply(0, offset, state)
         latest[user] = state
         assert_matches(t, list(latest.values()))
+
+
+def test_ranking_never_mutates_and_the_table_is_plain_data() -> None:
+    import pickle
+
+    t = table()
+    for state in (states[-1] for states in histories(random.Random(2)).values()):
+        t.apply(0, state.source_offset, state)
+    before = snapshot(t)
+    context = ["i1", "i2", "unknown"]
+    first = t.recommend_explained(5, exclude={"i3"}), t.recommend_context(context, 5)
+    assert snapshot(t) == before
+    copy = pickle.loads(pickle.dumps(t))
+    assert snapshot(copy) == before
+    assert (copy.recommend_explained(5, exclude={"i3"}), copy.recommend_context(context, 5)) == first
+    assert all(item != "i3" for item, _, _ in first[0]) and len(first[0]) == 5
