@@ -35,6 +35,7 @@ from streamrec.input_bounds import (
     count_skip,
     decode_user_key,
 )
+from streamrec.processor import ProcessorDefaults
 from streamrec.records import Output, ProcessResult, Record
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 __all__ = ["CONTROL_HEADER", "FORGET", "ADOPT_MODEL", "IngestProcessor", "RESERVED_USER_PREFIX"]
 
 
-class IngestProcessor:
+class IngestProcessor(ProcessorDefaults):
     """Pure ingest logic: ``process(batch)`` returns the changelog and dead-letter outputs.
 
     ``load_item_table`` reads the item table an adopt-model message names (default: from
@@ -66,12 +67,6 @@ class IngestProcessor:
                                         self.skipped_by_reason)
         self.click_bounds = ClickBounds.from_settings(settings)
         self.state_bounds = StateBounds.from_settings(settings)
-
-    # Ingest learns nothing from other partitions: no global input.
-    global_topics: tuple[str, ...] = ()
-
-    def learn_global(self, records: list[Record]) -> None:
-        pass
 
     @property
     def adoptions_by_outcome(self) -> Counter[str]:

@@ -1,9 +1,14 @@
 """Score: mirror user states, rank on every state change or request, publish recommendations.
 
 The scorer consumes ``user-state`` (and ``requests``), keeps a mirror of its partitions'
-users, learns item popularity from the deltas each state message carries, and for every
-trigger publishes one recommendation: top-K excluding everything the user has seen, with
-the component scores of each item so that it can be explained.
+users, and for every trigger publishes one recommendation: top-K excluding everything the
+user has seen, with the component scores of each item so that it can be explained.
+
+Item-side knowledge (popularity, recency, co-visitation) is global: an ``ItemSideTable``
+aggregates the latest state of every user of *every* partition, those it owns (learned in
+order with its triggers) and the others (``learn_global``, fed by the transport from all
+partitions of ``global_topics``). Being a function of the latest states, it is the same
+with 1 or N scorers, after compaction and after a restart.
 """
 
 from __future__ import annotations
@@ -19,8 +24,7 @@ from consumers.partition_models import is_snapshot_key
 from consumers.ranking import fuse
 from consumers.score_drift import ScoreDriftReporter
 from consumers.snapshot_chunks import SnapshotLimits, SnapshotReader
-from online_models.covisitation import CoVisitation
-from online_models.popularity import PopularityRecency
+from online_models.item_side import ItemSideTable
 from online_models.user_state import StateBounds, UserState, decode_state
 from streamrec.config import Settings
 from streamrec.events import BadEvent, dead_letter
@@ -86,11 +90,17 @@ class ScoreProcessor(ProcessorDefaults):
         # The deep candidate generator; replaced whole (one reference) on a new model, so a
         # batch that started on the old model finishes on it.
         self._deep: object | None = None
-        self.popularity = PopularityRecency(half_life_s=settings.popularity_half_life_s)
-        # Item co-visitation from every state delta this scorer reads: with one scorer it
-        # sees all partitions (like popularity); with several, each learns from its share.
-        self.covisitation = CoVisitation(window=settings.covisit_window,
-                                         recent=settings.covisit_recent)
+        # Popularity, recency and co-visitation over every user's latest state, of every
+        # partition: global, so ``drop`` keeps it; ``restore`` resets a partition's share.
+        self.item_side = ItemSideTable(window=settings.covisit_window,
+                                       recent=settings.covisit_recent,
+                                       half_life_s=settings.popularity_half_life_s)
+        # The transport feeds every partition of these to ``learn_global``.
+        self.global_topics: tuple[str, ...] = (self.topics.user_state,)
+        # Bad records met on the global path, by (topic, reason). Apart from
+        # ``skipped_by_reason``: every scorer reads every partition there, so one bad record
+        # would count once per scorer; its owner counts it there.
+        self.global_skipped_by_reason: Counter[tuple[str, str]] = Counter()
         self.rejected_by_reason: Counter[str] = Counter()
         self.state_bounds = StateBounds.from_settings(settings)
         # States ranked without their vector because an item-table adoption was in flight.
@@ -100,23 +110,26 @@ class ScoreProcessor(ProcessorDefaults):
 
     # -- state lifecycle -------------------------------------------------------------------
     def restore(self, partition: int, changelog: Iterable[Record]) -> int:
-        """Rebuild the mirror of one partition (and warm popularity) from ``user-state``."""
+        """Rebuild the mirror of one partition, and its share of item-side knowledge."""
         users = self._mirror.setdefault(partition, {})
         self.snapshots.drop(partition)  # the log is read again from its start
+        # The record offset of each user's state: the item-side table orders by it.
+        offsets = self.item_side.users_of(partition)
         for record in changelog:
-            self._apply_state_record(record, users, restoring=True)
-        # A compacted changelog keeps each user's latest state, not every delta: the
-        # co-visitation counts are rebuilt from the users' recent sequences instead (pairs
-        # among their last ``recent_items`` items), the same whether compacted or not.
-        for user_id, state in users.items():
-            for item_id in state.recent_items:
-                self.covisitation.learn_item(user_id, item_id)
+            self._apply_state_record(record, users, restore_offsets=offsets)
+        # The partition's users are exactly at the restore point, whatever the table held
+        # of them (learned before a revoke, or ahead of it from the global path): a global
+        # reader running ahead would otherwise leak later events into these triggers.
+        self.item_side.replace_partition(
+            partition, [(offsets[user_id], state) for user_id, state in users.items()
+                        if user_id in offsets])
         return len(users)
 
     def drop(self, partitions: Iterable[int]) -> None:
+        # Item-side knowledge stays: it is global, and every user in it is at a record of
+        # the log (exact), so nothing is counted twice when a partition comes back.
         for partition in partitions:
-            for user_id in self._mirror.pop(partition, {}):
-                self.covisitation.forget_user(user_id)  # its sequence; counts are aggregates
+            self._mirror.pop(partition, None)
             self.drift.drop(partition)
             self._models.pop(partition, None)
             self.snapshots.drop(partition)
@@ -236,13 +249,9 @@ class ScoreProcessor(ProcessorDefaults):
         if record.key is None or is_snapshot_key(record.key):
             return None
         try:
-            user_id = decode_user_key(record.key, self.settings.max_id_bytes)
-            if record.value is None:
-                return user_id, None
-            state = decode_state(record.value, self.state_bounds, record.timestamp_ms)
+            return self._decode_state(record)
         except BadInput:
             return None
-        return (user_id, state) if state.user_id == user_id else None
 
     @staticmethod
     def _sequence(state: UserState | None) -> list[str]:
@@ -297,8 +306,8 @@ class ScoreProcessor(ProcessorDefaults):
         """Co-visitation candidates from the trigger's own recent items (fresher than ours)."""
         if self.settings.covisit_weight <= 0 or state is None or not state.recent_items:
             return []
-        return self.covisitation.recommend_context(state.recent_items,
-                                                   self._fusion_depth(k), excluded)
+        return self.item_side.recommend_context(state.recent_items,
+                                                self._fusion_depth(k), excluded)
 
     @property
     def deep_candidates(self) -> int:
@@ -348,24 +357,58 @@ class ScoreProcessor(ProcessorDefaults):
                 user_id, vector, state.recent_items, self._fusion_depth(k), excluded)
             if len(ranked) >= min(k, 1):
                 return ranked, ONLINE_MODEL_VERSION
-        return (self.popularity.recommend_explained(self._fusion_depth(k), excluded),
+        return (self.item_side.recommend_explained(self._fusion_depth(k), excluded),
                 POPULARITY_MODEL_VERSION)
 
-    def learn_state(self, state: UserState, covisitation: bool = True) -> None:
-        """Learn the item-side statistics from the events a state message is new with."""
-        for item_id, ts in state.new_events:
-            self.popularity.learn_item(item_id, ts)
-            if covisitation:
-                self.covisitation.learn_item(state.user_id, item_id)
+    def learn_state(self, partition: int, record_offset: int, state: UserState) -> bool:
+        """Take a user's latest state into the item-side table (False: not newer, ignored)."""
+        return self.item_side.apply(partition, record_offset, state)
+
+    def learn_global(self, records: list[Record]) -> None:
+        """Item-side learning from ``global_topics`` records of any partition.
+
+        Records of partitions this scorer owns are ignored: the owned path learns them in
+        order with the triggers, and a global reader ahead of it would leak later events
+        into a trigger's ranking. Snapshots are not item-side knowledge. A bad record is
+        counted in ``global_skipped_by_reason`` and skipped, never raised.
+        """
+        for record in records:
+            if record.topic not in self.global_topics or record.partition in self._mirror:
+                continue
+            if record.key is not None and is_snapshot_key(record.key):
+                continue
+            try:
+                user_id, state = self._decode_state(record)
+            except BadInput as error:
+                count_skip(self.global_skipped_by_reason, record.topic, error, log)
+                continue
+            if state is None:
+                self.item_side.forget(user_id)
+            else:
+                self.item_side.apply(record.partition, record.offset, state)
 
     # -- helpers -----------------------------------------------------------------------------
-    def _apply_state_record(self, record: Record, users: dict[str, UserState],
-                            restoring: bool = False) -> UserState | None:
+    def _decode_state(self, record: Record) -> tuple[str, UserState | None]:
+        """The one decoder of a user's ``user-state`` record: (user, state or None for a
+        tombstone), or ``BadInput``."""
         if record.key is None:
-            count_skip(self.skipped_by_reason, record.topic,
-                       BadInput("missing_key", "user-state record without a key"), log)
-            return None
-        if is_snapshot_key(record.key):
+            raise BadInput("missing_key", "user-state record without a key")
+        user_id = decode_user_key(record.key, self.settings.max_id_bytes)
+        if record.value is None:
+            return user_id, None
+        state = decode_state(record.value, self.state_bounds, record.timestamp_ms)
+        if state.user_id != user_id:
+            raise BadInput("key_mismatch", "state's user_id is not its key")
+        return user_id, state
+
+    def _apply_state_record(self, record: Record, users: dict[str, UserState],
+                            restore_offsets: dict[str, int] | None = None) -> UserState | None:
+        """Apply one owned ``user-state`` record; the state if it is a trigger.
+
+        While restoring (``restore_offsets`` given) the item-side table is left alone and
+        the offset of each user's latest state is collected instead.
+        """
+        if record.key is not None and is_snapshot_key(record.key):
             # Decoded only when a complete, verified set is named; until the first one the
             # partition ranks by popularity, and a bad one keeps the models it had.
             snapshot = self.snapshots.offer(record)
@@ -373,20 +416,23 @@ class ScoreProcessor(ProcessorDefaults):
                 self._models[record.partition] = snapshot.blend
             return None
         try:
-            user_id = decode_user_key(record.key, self.settings.max_id_bytes)
-            if record.value is not None:
-                state = decode_state(record.value, self.state_bounds, record.timestamp_ms)
-                if state.user_id != user_id:
-                    raise BadInput("key_mismatch", "state's user_id is not its key")
+            user_id, decoded = self._decode_state(record)
         except BadInput as error:
             count_skip(self.skipped_by_reason, record.topic, error, log)
             return None
-        if record.value is None:  # tombstone: the user was forgotten
+        if decoded is None:  # tombstone: the user was forgotten, item statistics included
             users.pop(user_id, None)
             self.drift.forget(record.partition, user_id)
-            self.covisitation.forget_user(user_id)
+            if restore_offsets is None:
+                self.item_side.forget(user_id)
+            else:
+                restore_offsets.pop(user_id, None)
             return None
-        self.learn_state(state, covisitation=not restoring)
+        state = decoded
+        if restore_offsets is None:
+            self.learn_state(record.partition, record.offset, state)
+        else:
+            restore_offsets[user_id] = record.offset
         previous = users.get(user_id)
         self.drift.state_applied(record.partition, user_id, state, previous)
         users[user_id] = state

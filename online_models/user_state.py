@@ -33,6 +33,9 @@ class UserState(msgspec.Struct, kw_only=True):
 
     user_id: str
     recent_items: list[str] = []
+    # Event time of each of ``recent_items`` (same length, trimmed with it): item-side recency
+    # is learned from the latest state alone. Empty in states written before it existed.
+    recent_ts: list[float] = []
     seen_items: list[str] = []
     event_count: int = 0
     type_counts: dict[str, int] = {}
@@ -43,7 +46,8 @@ class UserState(msgspec.Struct, kw_only=True):
     # The user's online embedding as of the last micro-batch that included the user.
     embedding: list[float] | None = None
     # Items appended by the batch that produced this message, with their event time: the
-    # scorer learns popularity from these deltas instead of re-reading ``clicks``.
+    # scorer's online hit-rate judges what it published against these. (Item-side
+    # statistics do not use them: compaction loses deltas, it keeps the latest state.)
     new_events: list[tuple[str, float]] = []
     # Wall-clock ms when the triggering click was produced (Kafka record timestamp), so the
     # scorer can report end-to-end latency. Not part of the learned state.
@@ -55,9 +59,15 @@ class UserState(msgspec.Struct, kw_only=True):
         """Apply one event; return False (and change nothing) if it was already applied."""
         if offset <= self.source_offset and offset >= 0:
             return False
+        if len(self.recent_ts) != len(self.recent_items):
+            # A state written before ``recent_ts`` existed: the only time it knows for its
+            # older events is the latest one (they happened at or before it).
+            self.recent_ts = [self.last_ts] * len(self.recent_items)
         self.recent_items.append(item_id)
+        self.recent_ts.append(ts)
         if len(self.recent_items) > recent_limit:
             del self.recent_items[: len(self.recent_items) - recent_limit]
+            del self.recent_ts[: len(self.recent_ts) - recent_limit]
         self._remember_seen(item_id, seen_limit)
         self.event_count += 1
         self.type_counts[event_type] = self.type_counts.get(event_type, 0) + 1
@@ -136,6 +146,7 @@ def decode_state(payload: bytes | None, bounds: StateBounds = _DEFAULT_BOUNDS,
 
 def _check_bounds(state: UserState, bounds: StateBounds, produced_ms: int) -> None:
     for name, size, limit in (("recent_items", len(state.recent_items), bounds.max_recent),
+                              ("recent_ts", len(state.recent_ts), bounds.max_recent),
                               ("seen_items", len(state.seen_items), bounds.max_seen),
                               ("new_events", len(state.new_events), bounds.max_new_events),
                               ("type_counts", len(state.type_counts), _MAX_TYPE_COUNTS)):
@@ -148,6 +159,12 @@ def _check_bounds(state: UserState, bounds: StateBounds, produced_ms: int) -> No
         raise BadInput("bad_id", f"an id of {longest} characters > limit {bounds.max_id_chars}")
     if not state.user_id:
         raise BadInput("bad_id", "user_id is empty")
+    if state.recent_ts and len(state.recent_ts) != len(state.recent_items):
+        raise BadInput("out_of_bounds", f"recent_ts has {len(state.recent_ts)} times for "
+                                        f"{len(state.recent_items)} recent_items")
+    if len(set(state.seen_items)) != len(state.seen_items):
+        # Item-side statistics count a user once per item: a repeat would weigh it twice.
+        raise BadInput("out_of_bounds", "seen_items repeats an item")
     if state.embedding is not None:
         if len(state.embedding) > bounds.max_embedding_dim:
             raise BadInput("out_of_bounds", f"embedding of {len(state.embedding)} values "
@@ -163,3 +180,5 @@ def _check_bounds(state: UserState, bounds: StateBounds, produced_ms: int) -> No
     check_event_time(state.last_ts, produced_ms, bounds.max_event_ahead_s, "last_ts")
     for _, ts in state.new_events:
         check_event_time(ts, produced_ms, bounds.max_event_ahead_s, "new_events ts")
+    for ts in state.recent_ts:
+        check_event_time(ts, produced_ms, bounds.max_event_ahead_s, "recent_ts")

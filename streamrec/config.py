@@ -305,11 +305,12 @@ def recommendation_bytes_bound(settings: Settings) -> int:
 def user_state_bytes_bound(settings: Settings) -> int:
     """Upper bound of one user-state message as ingest writes it.
 
-    Recent and seen items, the new events of one batch (id and time), the embedding, the
-    user and event ids, type counts (five types).
+    Recent items with their times, seen items, the new events of one batch (id and time),
+    the embedding, the user and event ids, type counts (five types).
     """
     ids = settings.recent_items + settings.max_seen_items + settings.batch_size
-    return (_FIXED_BYTES + ids * _id_bytes(settings) + settings.batch_size * _FLOAT_BYTES
+    times = settings.recent_items + settings.batch_size
+    return (_FIXED_BYTES + ids * _id_bytes(settings) + times * _FLOAT_BYTES
             + settings.max_embedding_dim * _FLOAT_BYTES + 2 * _id_bytes(settings))
 
 

@@ -1,4 +1,4 @@
-"""The scorer's item co-visitation: learned from state deltas, rebuilt on restore, fused."""
+"""The scorer's item co-visitation: learned from latest states, exact on restore, fused."""
 
 from __future__ import annotations
 
@@ -53,15 +53,26 @@ def test_restore_from_latest_states_rebuilds_the_counts():
     restored.restore(0, list(latest.values()))
     ranked = restored.rank("new", 2)
     assert [item for item, _, _ in ranked] == ["b", "c"]
-    pairs = restored.covisitation.pairs[restored.covisitation.items.index["a"]]
-    assert pairs[restored.covisitation.items.index["b"]] == 5.0  # once per walker, not twice
+    assert restored.item_side.pair_counts()[("a", "b")] == 5  # once per walker, not twice
+    # The same counts as learning every state message in order.
+    learned = ScoreProcessor(SETTINGS, clock=lambda: 1.0)
+    learned.process(_states())
+    assert restored.item_side.pair_counts() == learned.item_side.pair_counts()
+    assert restored.item_side.item_counts() == learned.item_side.item_counts()
 
 
-def test_tombstones_and_dropped_partitions_forget_the_users_sequences():
+def test_tombstones_forget_users_and_dropped_partitions_keep_global_knowledge():
     scorer = ScoreProcessor(SETTINGS, clock=lambda: 1.0)
     scorer.process(_states())
-    assert scorer.covisitation.knows_user("u1")
+    assert scorer.item_side.pair_counts()[("a", "b")] == 5
     scorer.process([Record(T.user_state, 0, 99, b"u1", None)])
-    assert not scorer.covisitation.knows_user("u1")
+    # A forgotten user's influence leaves the item statistics too.
+    assert scorer.item_side.pair_counts()[("a", "b")] == 4
+    assert "u1" not in scorer.item_side.users_of(0)
+    before = scorer.item_side.pair_counts(), scorer.item_side.item_counts()
     scorer.drop([0])
-    assert not any(scorer.covisitation.knows_user(u) for u in ("u0", "new", "p0"))
+    assert scorer.state_of("u0") is None
+    assert (scorer.item_side.pair_counts(), scorer.item_side.item_counts()) == before
+    # Re-assigned: restored to the same records, nothing is counted twice.
+    scorer.restore(0, _states() + [Record(T.user_state, 0, 99, b"u1", None)])
+    assert (scorer.item_side.pair_counts(), scorer.item_side.item_counts()) == before

@@ -235,6 +235,7 @@ def request_case(r: Draw, hostile: bool) -> Case:
 def valid_state(r: Draw, user: str) -> UserState:
     recent = [r.ident() for _ in range(r.randint((0, 8)))]
     return UserState(user_id=user, recent_items=recent, seen_items=sorted(set(recent)),
+                     recent_ts=[r.real(0.0, NOW_S) for _ in recent] if r.boolean() else [],
                      event_count=len(recent), type_counts={"click": len(recent)},
                      last_ts=r.real(0.0, NOW_S), last_event_id=r.ident(),
                      source_partition=0, source_offset=r.randint((0, 10**6)),
@@ -244,7 +245,9 @@ def valid_state(r: Draw, user: str) -> UserState:
 
 _BAD_STATE_FIELDS = {
     "recent_items": ['"a"', "[1]", "[null]", json.dumps(["i"] * 51), "[" + deep_json(DEEP) + "]"],
-    "seen_items": ["{}", json.dumps(["i"] * 5001), '["\\ud800"]'],
+    "seen_items": ["{}", json.dumps(["i"] * 5001), '["\\ud800"]', '["i", "j", "i"]'],
+    "recent_ts": ["[NaN]", "[-1]", "[1e300]", '["1"]', json.dumps([1.0] * 51),
+                  json.dumps([1.0] * 9)],
     "embedding": ["[NaN]", "[1e400]", '["1"]', "[null]", json.dumps([0.0] * 1025)],
     "last_ts": ["1e300", "-1", "NaN", '"0"', str(NOW_S + 86400 * 3)],
     "new_events": ['[["i"]]', '[["i", 1e300]]', '[["i", -5]]', '[[1, 2]]',

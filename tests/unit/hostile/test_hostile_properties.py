@@ -20,7 +20,7 @@ from consumers.ingest import IngestProcessor
 from consumers.score import ScoreProcessor, recommendation_decoder
 from consumers.train_window import build_window
 from hostile_strategies import NOW_MS, SETTINGS, Case, batches, click_cases, request_cases, state_cases
-from online_models.user_state import encode_state
+from online_models.user_state import UserState, encode_state
 from streamrec.bus import partition_for
 from streamrec.config import USER_STATE_MAX_MESSAGE_BYTES
 from streamrec.events import DLQ_OFFSET, DLQ_PARTITION, headers_dict, is_sendable
@@ -116,9 +116,13 @@ def test_hostile_clicks_are_dead_lettered_and_valid_ones_applied_exactly():
 
 
 def primed_scorer() -> ScoreProcessor:
+    """A scorer whose item-side table knows 300 items (from users of a partition it does
+    not own, as the global path would bring them)."""
     score = ScoreProcessor(SETTINGS, clock=lambda: NOW_MS / 1000.0)
     for i in range(300):
-        score.popularity.learn_item(f"item{i}", NOW_MS / 1000.0 - i)
+        item, ts = f"item{i}", NOW_MS / 1000.0 - i
+        score.item_side.apply(SETTINGS.partitions, 0, UserState(
+            user_id=f"primer{i}", seen_items=[item], recent_items=[item], recent_ts=[ts]))
     return score
 
 
@@ -166,6 +170,17 @@ def test_hostile_user_states_are_skipped_and_counted_by_the_scorer_and_ingest_re
         for partition, users in expected.items():
             mirrored = {u.encode(): encode_state(s) for u, s in score._mirror[partition].items()}
             assert mirrored == users
+
+        # The global path decodes the same way: a scorer owning none of these partitions
+        # counts the same bad records (apart) and learns the same item-side table.
+        owner, other = ScoreProcessor(SETTINGS), ScoreProcessor(SETTINGS)
+        owner.process(batch)
+        other.learn_global(batch)
+        assert sum(other.global_skipped_by_reason.values()) == hostile
+        assert sum(other.skipped_by_reason.values()) == 0
+        assert other.item_side.item_counts() == owner.item_side.item_counts()
+        assert other.item_side.pair_counts() == owner.item_side.pair_counts()
+        assert other.item_side.decayed_weights() == owner.item_side.decayed_weights()
 
         ingest = IngestProcessor(SETTINGS)
         restored = 0

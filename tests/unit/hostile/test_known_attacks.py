@@ -176,7 +176,8 @@ def test_k_of_a_billion_is_clamped_to_max_k_and_a_1mb_user_id_is_dead_lettered()
     settings = SETTINGS.replace(max_k=4)
     score = ScoreProcessor(settings, clock=lambda: 1000.0)
     for i in range(50):
-        score.popularity.learn_item(f"item{i}", 100.0)
+        score.item_side.apply(0, i, UserState(user_id=f"primer{i}", seen_items=[f"item{i}"],
+                                              recent_items=[f"item{i}"], recent_ts=[100.0]))
     huge = b'{"request_id":"r","user_id":"' + b"u" * 1_000_000 + b'"}'
     result = score.process([request(0, b'{"request_id":"r1","user_id":"u1","k":1000000000}'),
                             request(1, huge, key=b"u" * 1_000_000)])

@@ -6,7 +6,6 @@ import pytest
 from unit.learner_checks import learner_check_params
 
 from online_models.blend import FMRecommender, OnlineBlend
-from online_models.covisitation import CoVisitation
 from online_models.embeddings import OnlineUserEmbeddings
 
 FACTORIES = {
@@ -17,7 +16,6 @@ FACTORIES = {
         dim=16, admission_threshold=2, ttl_s=6 * 3600.0, seed=3),
     "online-fm": lambda: FMRecommender(n_factors=8, seed=3),
     "online-blend": lambda: OnlineBlend(seed=3),
-    "co-visitation": lambda: CoVisitation(window=5, recent=5, max_neighbours=8),
 }
 
 
