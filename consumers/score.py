@@ -163,12 +163,16 @@ class ScoreProcessor(ProcessorDefaults):
         result = ProcessResult()
         deep = self._deep  # one model for the whole batch, even if a swap lands meanwhile
         started = self._clock()
-        ahead = self._deep_ahead(deep, batch) if publish and deep is not None else {}
+        # With a deep model the batch is read ahead once; what that read decoded is reused.
+        ahead, decoded = (self._deep_ahead(deep, batch) if publish and deep is not None
+                          else ({}, {}))
         for index, record in enumerate(batch):
             if record.topic == self.topics.requests:
                 if not publish:
                     continue
-                request = self._decode_request(record, result)
+                known = decoded.get(index)
+                request = (known if isinstance(known, RecommendationRequest)
+                           else self._decode_request(record, result))
                 if request is None:
                     continue
                 user_id, state = request.user_id, self.state_of(request.user_id)
@@ -180,8 +184,10 @@ class ScoreProcessor(ProcessorDefaults):
                                        state.last_ts if state else 0.0, started,
                                        record.timestamp_ms, version)
             else:
-                state = self._apply_state_record(record,
-                                                 self._mirror.setdefault(record.partition, {}))
+                peeked = decoded.get(index)
+                state = self._apply_state_record(
+                    record, self._mirror.setdefault(record.partition, {}),
+                    decoded=peeked if isinstance(peeked, tuple) else None)
                 if state is None or not publish:
                     continue
                 user_id = state.user_id
@@ -202,10 +208,12 @@ class ScoreProcessor(ProcessorDefaults):
         return result
 
     def _deep_ahead(self, deep: object | None, batch: list[Record]
-                    ) -> dict[int, tuple[list[str], set[str], list]]:
+                    ) -> tuple[dict[int, tuple[list[str], set[str], list]], dict[int, object]]:
         """The deep model's list for each trigger the batch will have, from one call.
 
-        By record index: (sequence, exclusions, list). The inputs are read from the records
+        By record index: (sequence, exclusions, list); and, by record index, what was decoded
+        on the way (a request, or a state record's (user, state)), so that ``process``
+        decodes no record twice. The inputs are read from the records
         without applying them: a state's own sequence and seen items; for a request, the
         user's state as of the request's position (the latest state before it in the batch,
         else the mirror's), plus its exclusions. ``process`` uses a list only if the inputs
@@ -214,12 +222,14 @@ class ScoreProcessor(ProcessorDefaults):
         """
         latest: dict[str, UserState | None] = {}  # users met in the batch, as of the position
         predicted: list[tuple[int, UserState | None, set[str]]] = []
+        decoded: dict[int, object] = {}
         for index, record in enumerate(batch):
             if record.topic == self.topics.requests:
                 try:
                     request = self._checked_request(record)
                 except BadInput:
                     continue
+                decoded[index] = request
                 user_id = request.user_id
                 state = latest[user_id] if user_id in latest else self.state_of(user_id)
                 predicted.append((index, state, self._exclusions(state, request.exclude_items)))
@@ -227,21 +237,27 @@ class ScoreProcessor(ProcessorDefaults):
             peeked = self._peek_state(record)
             if peeked is None:
                 continue
+            decoded[index] = peeked
             user_id, state = peeked
             previous = (latest[user_id] if user_id in latest
                         else self._mirror.get(record.partition, {}).get(user_id))
             latest[user_id] = state
-            if state is None or (previous is not None and (
-                    previous.source_offset, previous.event_count) == (
-                    state.source_offset, state.event_count)):
+            if state is None or not self._is_trigger(previous, state):
                 continue  # a tombstone or a re-emitted state: no trigger
             predicted.append((index, state, self._exclusions(state, ())))
         if not predicted:
-            return {}
+            return {}, decoded
         lists = self._deep_lists(deep, [state for _, state, _ in predicted],
                                  [excluded for _, _, excluded in predicted])
-        return {index: (self._sequence(state), excluded, deep_list)
-                for (index, state, excluded), deep_list in zip(predicted, lists)}
+        return ({index: (self._sequence(state), excluded, deep_list)
+                 for (index, state, excluded), deep_list in zip(predicted, lists)}, decoded)
+
+    @staticmethod
+    def _is_trigger(previous: UserState | None, state: UserState) -> bool:
+        """A state is a trigger unless it re-emits the previous one (a micro-batch of the
+        online models gave the user a new embedding, with no new event)."""
+        return previous is None or (previous.source_offset, previous.event_count) != (
+            state.source_offset, state.event_count)
 
     def _peek_state(self, record: Record) -> tuple[str, UserState | None] | None:
         """(user, state or None for a tombstone) a user-state record carries; None if it
@@ -402,11 +418,14 @@ class ScoreProcessor(ProcessorDefaults):
         return user_id, state
 
     def _apply_state_record(self, record: Record, users: dict[str, UserState],
-                            restore_offsets: dict[str, int] | None = None) -> UserState | None:
+                            restore_offsets: dict[str, int] | None = None,
+                            decoded: tuple[str, UserState | None] | None = None
+                            ) -> UserState | None:
         """Apply one owned ``user-state`` record; the state if it is a trigger.
 
         While restoring (``restore_offsets`` given) the item-side table is left alone and
-        the offset of each user's latest state is collected instead.
+        the offset of each user's latest state is collected instead. ``decoded``: the
+        record's (user, state) if ``_decode_state`` already read it.
         """
         if record.key is not None and is_snapshot_key(record.key):
             # Decoded only when a complete, verified set is named; until the first one the
@@ -416,11 +435,11 @@ class ScoreProcessor(ProcessorDefaults):
                 self._models[record.partition] = snapshot.blend
             return None
         try:
-            user_id, decoded = self._decode_state(record)
+            user_id, value = decoded if decoded is not None else self._decode_state(record)
         except BadInput as error:
             count_skip(self.skipped_by_reason, record.topic, error, log)
             return None
-        if decoded is None:  # tombstone: the user was forgotten, item statistics included
+        if value is None:  # tombstone: the user was forgotten, item statistics included
             users.pop(user_id, None)
             self.drift.forget(record.partition, user_id)
             if restore_offsets is None:
@@ -428,7 +447,7 @@ class ScoreProcessor(ProcessorDefaults):
             else:
                 restore_offsets.pop(user_id, None)
             return None
-        state = decoded
+        state = value
         if restore_offsets is None:
             self.learn_state(record.partition, record.offset, state)
         else:
@@ -436,12 +455,8 @@ class ScoreProcessor(ProcessorDefaults):
         previous = users.get(user_id)
         self.drift.state_applied(record.partition, user_id, state, previous)
         users[user_id] = state
-        if previous is not None and (previous.source_offset, previous.event_count) == (
-                state.source_offset, state.event_count):
-            # Re-emitted by a micro-batch of the online models (a new embedding, no new
-            # event): the mirror takes it, but it is no trigger, so no recommendation.
-            return None
-        return state
+        # A re-emitted state (see _is_trigger): the mirror takes it, but no recommendation.
+        return state if self._is_trigger(previous, state) else None
 
     def _decode_request(self, record: Record, result: ProcessResult) -> RecommendationRequest | None:
         """The one decoder of ``requests``; a bad request is dead-lettered with its reason.
