@@ -25,7 +25,7 @@ from consumers.ranking import fuse
 from consumers.score_drift import ScoreDriftReporter
 from consumers.snapshot_chunks import SnapshotLimits, SnapshotReader
 from online_models.item_side import ItemSideTable
-from online_models.user_state import StateBounds, UserState, decode_state
+from online_models.user_state import StateBounds, UserState, decode_state, state_event_time
 from streamrec.config import Settings
 from streamrec.events import BadEvent, dead_letter
 from streamrec.input_bounds import (
@@ -167,6 +167,9 @@ class ScoreProcessor(ProcessorDefaults):
         ahead, decoded = (self._deep_ahead(deep, batch) if publish and deep is not None
                           else ({}, {}))
         for index, record in enumerate(batch):
+            if not record.owned:
+                self.learn_global([record])  # another member's partition: item side only
+                continue
             if record.topic == self.topics.requests:
                 if not publish:
                     continue
@@ -233,6 +236,8 @@ class ScoreProcessor(ProcessorDefaults):
                 user_id = request.user_id
                 state = latest[user_id] if user_id in latest else self.state_of(user_id)
                 predicted.append((index, state, self._exclusions(state, request.exclude_items)))
+                continue
+            if not record.owned:
                 continue
             peeked = self._peek_state(record)
             if peeked is None:
@@ -380,16 +385,29 @@ class ScoreProcessor(ProcessorDefaults):
         """Take a user's latest state into the item-side table (False: not newer, ignored)."""
         return self.item_side.apply(partition, record_offset, state)
 
-    def learn_global(self, records: list[Record]) -> None:
-        """Item-side learning from ``global_topics`` records of any partition.
+    def event_time(self, record: Record) -> float | None:
+        """A ``global_topics`` record's event time, for the transport's merged order
+        (``streamrec.event_time``): the state's ``last_ts``; None for a snapshot, a
+        tombstone or a record without a valid time (it takes its partition's previous)."""
+        if record.key is None or is_snapshot_key(record.key):
+            return None
+        return state_event_time(record.value, self.state_bounds, record.timestamp_ms)
 
-        Records of partitions this scorer owns are ignored: the owned path learns them in
-        order with the triggers, and a global reader ahead of it would leak later events
-        into a trigger's ranking. Snapshots are not item-side knowledge. A bad record is
-        counted in ``global_skipped_by_reason`` and skipped, never raised.
+    def _is_global(self, record: Record) -> bool:
+        """A record of a global topic's partition this scorer does not hold."""
+        return record.topic in self.global_topics and record.partition not in self._mirror
+
+    def learn_global(self, records: list[Record]) -> None:
+        """Item-side learning from ``global_topics`` records of partitions it does not own.
+
+        ``process`` calls it for such records of its batch (the transport merges them in
+        event-time order with the owned ones). Records of partitions this scorer owns are
+        ignored: the owned path learns them in order with the triggers. Snapshots are not
+        item-side knowledge. A bad record is counted in ``global_skipped_by_reason`` and
+        skipped, never raised.
         """
         for record in records:
-            if record.topic not in self.global_topics or record.partition in self._mirror:
+            if not self._is_global(record):
                 continue
             if record.key is not None and is_snapshot_key(record.key):
                 continue

@@ -130,6 +130,33 @@ def encode_state(state: UserState) -> bytes:
     return _encoder.encode(state)
 
 
+class _EventTimeOnly(msgspec.Struct):
+    last_ts: float = 0.0
+
+
+_event_time_decoder = msgspec.json.Decoder(_EventTimeOnly)
+
+
+def state_event_time(payload: bytes | None, bounds: StateBounds = _DEFAULT_BOUNDS,
+                     produced_ms: int = 0) -> float | None:
+    """The event time of a ``user-state`` value (its ``last_ts``) without decoding the rest;
+    None if it has none that ``decode_state`` would accept (a tombstone, bad data).
+
+    >>> state_event_time(b'{"user_id": "u", "last_ts": 12.5, "seen_items": ["a"]}')
+    12.5
+    >>> state_event_time(b'{"last_ts": -1}'), state_event_time(b"[[["), state_event_time(None)
+    (None, None, None)
+    """
+    if not payload:
+        return None
+    try:
+        ts = guarded_decode(_event_time_decoder, payload).last_ts
+        check_event_time(ts, produced_ms, bounds.max_event_ahead_s, "last_ts")
+    except BadInput:
+        return None
+    return float(ts)
+
+
 def decode_state(payload: bytes | None, bounds: StateBounds = _DEFAULT_BOUNDS,
                  produced_ms: int = 0) -> UserState:
     """Decode one ``user-state`` value; ``BadInput`` if malformed or out of bounds.

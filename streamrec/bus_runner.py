@@ -18,13 +18,15 @@ what a deployment runs:
    policy (``streamrec.poison_pill``), exactly as on Kafka;
 6. ``revoke`` drops partitions; ``assign`` restores only the ones not held (a rebalance
    keeps the state of kept partitions); ``crash`` is a failed session;
-7. a processor with ``global_topics`` is fed every partition of them, owned or not, before
-   each owned batch: up to ``poll_limit`` records (``streamrec.global_reader``) taken
-   partition by partition from the runner's global positions to ``learn_global``, which
-   advance once it returned. Dropping a partition (revoke, crash, a poisoned batch's
-   restore) moves its global position back to its committed position if beyond it: the
-   processor ignored its global records while it owned it. If ``learn_global`` raises, the
-   session fails (``crash``) and the error propagates; the records are fed again next step.
+7. a processor with ``global_topics`` also reads every partition of them it does not own,
+   from the runner's global positions, up to ``poll_limit`` records per step
+   (``streamrec.global_reader``), marked ``Record.owned = False``; the owned and global
+   records of those topics are handed over merged in event-time order
+   (``streamrec.event_time``), a partition counting as caught up when its next offset is
+   the end of its log. Records read but not yet handed over are not committed, and a
+   failed session reads them again (the global ones from the positions ``process``
+   returned for). A dropped partition is read globally from its committed position: while
+   held, its records came through the owned path.
 
 Runners given the same ``positions`` dict are members of one group: each commits the
 partitions it holds, and a partition handed from one to the other resumes where it was
@@ -33,13 +35,15 @@ committed.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Iterable
 
 from streamrec.bus import InProcessBus
+from streamrec.event_time import PAUSE_AT, EventTimeMerge
 from streamrec.global_reader import poll_limit
 from streamrec.poison_pill import PoisonPillPolicy, process_in_isolation
 from streamrec.processor import Processor, rewarm_each
-from streamrec.records import ProcessResult, Record
+from streamrec.records import ProcessResult, Record, TopicPartition
 
 
 class _FailedCommit(Exception):
@@ -64,8 +68,15 @@ class InProcessRunner:
         self.before_commit = before_commit
         # (topic, partition) -> the next offset to read, as committed (shared by a group).
         self.positions: dict[tuple[str, int], int] = {} if positions is None else positions
-        # (topic, partition) of the global topics -> the next offset to hand to learn_global.
+        # (topic, partition) of the global topics not owned -> the next offset to hand over
+        # again after a failed session (past what ``process`` returned for).
         self.global_positions: dict[tuple[str, int], int] = {}
+        # The session's read-ahead: next offset to read per owned and per global partition.
+        self._read: dict[tuple[str, int], int] = {}
+        self._global_read: dict[tuple[str, int], int] = {}
+        # Processors without global topics get their batches as polled, as before.
+        self.merge = (EventTimeMerge(processor.event_time, idle_s=float("inf"))
+                      if processor.global_topics else None)
         self.held: list[int] = []
         self.batches_committed = 0
         self.failed_sessions = 0
@@ -94,20 +105,37 @@ class InProcessRunner:
         self.failed_sessions += 1
         held, self.held = self.held, []
         self._drop(held)
+        # The session's read-ahead is gone: global records are read again from what was
+        # handed over (the processor keeps item-side knowledge across a failed session).
+        self._global_read.clear()
+        if self.merge is not None:
+            self.merge.discard(list(self.merge.first_offsets()))
         self.assign(held)
 
     def _drop(self, partitions: list[int]) -> None:
-        """Forget these partitions' state; the global reads go back to their committed positions."""
+        """Forget these partitions' state and what was read ahead of their commits; the
+        global reads go back to their committed positions."""
         self.processor.drop(partitions)
+        for topic in self.input_topics:
+            for p in partitions:
+                self._read.pop((topic, p), None)  # the next read starts from the commit
+        if self.merge is not None:
+            self.merge.discard([TopicPartition(t, p) for t in self.input_topics
+                                for p in partitions])
         for topic in self.processor.global_topics:
             for p in partitions:
-                position = self.global_positions.get((topic, p))
-                committed = self.positions.get((topic, p), 0)
-                if position is not None and position > committed:
-                    self.global_positions[(topic, p)] = committed
+                # While held it was read by the owned path, up to its commit.
+                self.global_positions[(topic, p)] = self.positions.get((topic, p), 0)
+                self._global_read.pop((topic, p), None)
 
     def _restore(self, partitions: list[int]) -> None:
         changelog = self.processor.changelog_topic
+        if self.merge is not None:  # read globally until now: from now on the owned path's
+            self.merge.discard([TopicPartition(t, p) for t in self.processor.global_topics
+                                for p in partitions])
+            for topic in self.processor.global_topics:
+                for p in partitions:
+                    self._global_read.pop((topic, p), None)
         for p in partitions:
             stop = self.positions.get((changelog, p), 0) if self.restore_to_committed else None
             records = self.bus.topic(changelog)[p][:stop]
@@ -124,9 +152,10 @@ class InProcessRunner:
 
     # -- the loop --------------------------------------------------------------------------------
     def poll(self) -> list[Record]:
-        """At most ``batch_size`` records from the committed positions of held partitions."""
+        """At most ``batch_size`` records read ahead from the held partitions."""
         batch: list[Record] = []
-        owned = [(t, p) for t in self.input_topics for p in self.held]
+        owned = [(t, p) for t in self.input_topics for p in self.held
+                 if self.merge is None or self.merge.buffered(TopicPartition(t, p)) < PAUSE_AT]
         if not owned:
             return batch
         start = self._next_partition % len(owned)
@@ -135,12 +164,18 @@ class InProcessRunner:
             room = self.batch_size - len(batch)
             if room <= 0:
                 break
-            batch.extend(self.bus.read(topic, partition, self.positions.get((topic, partition), 0),
+            batch.extend(self.bus.read(topic, partition, self._read_position(topic, partition),
                                        room))
+        for record in batch:
+            self._read[(record.topic, record.partition)] = record.offset + 1
         return batch
 
+    def _read_position(self, topic: str, partition: int) -> int:
+        return self._read.get((topic, partition), self.positions.get((topic, partition), 0))
+
     def poll_global(self) -> list[Record]:
-        """The next records of every partition of the global topics, from the global positions."""
+        """The next records of every partition of the global topics not held, marked
+        ``owned=False``, from where the session's global reads are."""
         parts = [(t, p) for t in self.processor.global_topics
                  for p in range(len(self.bus.topic(t)))]
         if not parts:
@@ -154,47 +189,82 @@ class InProcessRunner:
             room = limit - len(records)
             if room <= 0:
                 break
-            records.extend(self.bus.read(topic, partition,
-                                         self.global_positions.get((topic, partition), 0), room))
+            if topic in self.input_topics and partition in self.held:
+                continue  # owned: read by the owned path
+            assert self.merge is not None
+            if self.merge.buffered(TopicPartition(topic, partition)) >= PAUSE_AT:
+                continue
+            read = self.bus.read(topic, partition, self._global_position(topic, partition), room)
+            if read:
+                self._global_read[(topic, partition)] = read[-1].offset + 1
+            records.extend(replace(record, owned=False) for record in read)
         return records
 
-    def learn_global(self) -> int:
-        """Feed the next global records to ``learn_global``; return how many."""
-        records = self.poll_global()
-        if not records:
-            return 0
-        try:
-            self.processor.learn_global(records)
-        except Exception:
-            self.crash()  # as on Kafka: a failed session; the positions did not move
-            raise
-        for record in records:
-            self.global_positions[(record.topic, record.partition)] = record.offset + 1
-        return len(records)
+    def _global_position(self, topic: str, partition: int) -> int:
+        return self._global_read.get((topic, partition),
+                                     self.global_positions.get((topic, partition), 0))
+
+    def _caught_up(self, tp: TopicPartition) -> bool:
+        end = len(self.bus.topic(tp.topic)[tp.partition])
+        if tp.topic in self.input_topics and tp.partition in self.held:
+            return self._read_position(tp.topic, tp.partition) >= end
+        return self._global_position(tp.topic, tp.partition) >= end
 
     def step(self, timestamp_ms: int = 0) -> int:
-        """Feed the global records, then poll, process and commit one batch; return how many
-        records were read (global ones included)."""
-        learned = self.learn_global()
-        batch = self.poll()
+        """Read ahead, then hand over, process and commit one batch; return how many records
+        were read or handed over (0: nothing left to do now)."""
+        polled = self.poll()
+        if self.merge is None:
+            batch, moved = polled, len(polled)
+        else:
+            merged = set(self.processor.global_topics)
+            self.merge.track(TopicPartition(t, p) for t in merged
+                             for p in range(len(self.bus.topic(t))))
+            read = self.poll_global()
+            self.merge.add(record for record in polled if record.topic in merged)
+            self.merge.add(read)
+            aside = [record for record in polled if record.topic not in merged]
+            batch = self.merge.take(self._caught_up, self.batch_size,
+                                    counts=lambda record: record.owned) + aside
+            moved = len(polled) + len(read) + len(batch)
         if not batch:
-            return learned
+            return moved
         try:
             self._process_and_commit(batch, timestamp_ms)
         except _FailedCommit:
             self.crash()  # the next poll reads the batch again from the committed positions
-        return learned + len(batch)
+        return moved
 
     def _process_and_commit(self, batch: list[Record], timestamp_ms: int) -> None:
         try:
             result = self.processor.process(batch)
         except Exception:  # noqa: BLE001 - processors are pure: a bug or a poisoned record
+            # The global records learned again on their own (their learning is idempotent),
+            # then the owned ones one at a time; a raise here is a bug: the session fails.
+            try:
+                self.processor.process([record for record in batch if not record.owned])
+            except Exception:
+                self.crash()  # as on Kafka: a failed session; nothing of the batch committed
+                raise
+            owned = self._handed_over(batch)
             outcome = process_in_isolation(
-                batch, self.processor, self.poison_pill,
+                owned, self.processor, self.poison_pill,
                 restore=self._rebuild, commit=lambda rs, r: self._commit(rs, r, timestamp_ms))
             self.records_dead_lettered += len(outcome.dead_lettered)
             return
+        self._handed_over(batch)
         self._commit(batch, result, timestamp_ms)
+
+    def _handed_over(self, batch: list[Record]) -> list[Record]:
+        """Keep the global positions past the batch's global records; return the owned ones
+        (the poison-pill policy restores and commits owned partitions only)."""
+        owned = []
+        for record in batch:
+            if record.owned:
+                owned.append(record)
+            else:
+                self.global_positions[(record.topic, record.partition)] = record.offset + 1
+        return owned
 
     def drain(self, timestamp_ms: int = 0) -> int:
         total = 0
@@ -215,5 +285,6 @@ class InProcessRunner:
         for output in result.outputs:
             self.bus.produce(output, timestamp_ms)
         for record in batch:
-            self.positions[(record.topic, record.partition)] = record.offset + 1
+            if record.owned:  # another member commits the global ones
+                self.positions[(record.topic, record.partition)] = record.offset + 1
         self.batches_committed += 1

@@ -6,8 +6,12 @@ other, with the same lifecycle. ``restore`` and ``drop`` scope state by partitio
 ``rewarm_from``/``rewarm`` re-feed committed inputs to models that are snapshotted less often
 than every batch; the three counters are running tallies the transport turns into metrics.
 
-``global_topics``/``learn_global`` are the item-side input: every partition of those topics,
-owned or not, is fed to ``learn_global`` beside the owned batches (``streamrec.global_reader``).
+``global_topics`` are the item-side input: every partition of those topics is read, the owned
+ones by the group's consumer and the others by a global reader (``streamrec.global_reader``),
+and their records reach ``process`` merged in event-time order (``event_time``;
+``streamrec.event_time``). A record of a partition the member does not own is marked
+``Record.owned = False``: it informs the processor's item-side knowledge, is never answered
+and never committed by this member.
 
 ``ProcessorDefaults`` gives a processor without models, adoptions or global input the neutral
 answers.
@@ -28,7 +32,7 @@ log = logging.getLogger(__name__)
 class Processor(Protocol):
     # The compacted topic this processor's state is restored from.
     changelog_topic: str
-    # Topics whose every partition the transport also feeds to ``learn_global`` (item-side
+    # Topics whose every partition the transport merges into the batches (item-side
     # knowledge learned from all users); empty: no global input.
     global_topics: tuple[str, ...]
 
@@ -53,9 +57,10 @@ class Processor(Protocol):
 
     def rewarm(self, partition: int, records: Iterable[Record]) -> None: ...
 
-    def learn_global(self, records: list[Record]) -> None:
-        """Learn item-side knowledge from records of any partition of ``global_topics``
-        (owned ones included: the processor ignores what it owns). Never raises for bad data."""
+    def event_time(self, record: Record) -> float | None:
+        """The event time of a ``global_topics`` record, by which the transport merges their
+        partitions; None if it has none (it takes its partition's previous one). Never
+        raises for bad data."""
         ...
 
     # Running tallies: dead letters by reason, skipped inputs by (topic, reason), adopt-model
@@ -75,8 +80,8 @@ class ProcessorDefaults:
 
     global_topics: tuple[str, ...] = ()
 
-    def learn_global(self, records: list[Record]) -> None:
-        pass
+    def event_time(self, record: Record) -> float | None:
+        return None
 
     def rewarm_from(self, partition: int) -> int | None:
         return None

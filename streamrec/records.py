@@ -27,6 +27,11 @@ class Record:
     value: bytes | None
     timestamp_ms: int = 0
     headers: tuple[tuple[str, bytes], ...] = ()
+    # False: a record of a global topic's partition another member owns, read by this one's
+    # global reader (``streamrec.global_reader``) and merged into its batches in event-time
+    # order (``streamrec.event_time``): input to item-side knowledge only, never answered,
+    # never committed by this member.
+    owned: bool = True
 
     @property
     def topic_partition(self) -> TopicPartition:
