@@ -5,10 +5,11 @@ users, and for every trigger publishes one recommendation: top-K excluding every
 user has seen, with the component scores of each item so that it can be explained.
 
 Item-side knowledge (popularity, recency, co-visitation) is global: an ``ItemSideTable``
-aggregates the latest state of every user of *every* partition, those it owns (learned in
-order with its triggers) and the others (``learn_global``, fed by the transport from all
-partitions of ``global_topics``). Being a function of the latest states, it is the same
-with 1 or N scorers, after compaction and after a restart.
+aggregates the latest state of every user of *every* partition, those it owns and the
+others (records marked ``Record.owned = False``, read by the transport's global reader).
+The transport hands both over merged in event-time order (``streamrec.event_time``), so a
+trigger is ranked with the item-side knowledge of the records before it in that one order:
+the same with 1 or N scorers, after compaction and after a restart.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class ScoreProcessor(ProcessorDefaults):
         self.item_side = ItemSideTable(window=settings.covisit_window,
                                        recent=settings.covisit_recent,
                                        half_life_s=settings.popularity_half_life_s)
-        # The transport feeds every partition of these to ``learn_global``.
+        # The transport merges every partition of these into the batches (see Record.owned).
         self.global_topics: tuple[str, ...] = (self.topics.user_state,)
         # Bad records met on the global path, by (topic, reason). Apart from
         # ``skipped_by_reason``: every scorer reads every partition there, so one bad record
@@ -158,7 +159,8 @@ class ScoreProcessor(ProcessorDefaults):
         the stream is cut into batches (Kafka's ``read_committed`` polls return varying
         numbers of records; the bus its own). The deep model depends only on each trigger's
         own sequence, so its inputs are gathered ahead and it runs once for the whole batch
-        (one ONNX Runtime call).
+        (one ONNX Runtime call). Records of partitions another member owns
+        (``owned=False``) only inform item-side knowledge, at their position.
         """
         result = ProcessResult()
         deep = self._deep  # one model for the whole batch, even if a swap lands meanwhile

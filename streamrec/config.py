@@ -82,6 +82,10 @@ class Settings:
     online_learning: int = 1  # 0 turns the online models off (state and popularity only)
     seed: int = 0
     poll_timeout_ms: int = 200
+    # The scorer merges the partitions of user-state in event-time order
+    # (streamrec.event_time): a partition with nothing fetched yet, though not at its end
+    # (records in flight, an open transaction), holds the merge back at most this long.
+    event_time_idle_ms: int = 2000
     metrics_port: int = 0  # 0 = no HTTP endpoint
     # Consumer groups and the start of every transactional id. The topic prefix is put in
     # front of the groups (``ingest_group_id``, ``score_group_id``) and so of every
@@ -200,6 +204,8 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.event_time_idle_ms < 0:
+            raise ConfigError(f"event_time_idle_ms must be >= 0, got {self.event_time_idle_ms!r}")
         # The broker refuses sessions outside group.{min,max}.session.timeout.ms (6 s, 30 min
         # by default); the heartbeat goes every third of it, at most every 3 s.
         if not 6.0 <= self.session_timeout_s <= 1800.0:

@@ -4,18 +4,19 @@ Item-side knowledge (popularity, co-visitation) must be the same whether one or 
 run, so each member learns it from every partition, while it owns (mirrors users, answers
 triggers, commits) only what its group assigns it. ``GlobalReader`` is a second consumer with
 no group: it is assigned every partition of the global topics, reads them ``read_committed``
-from the beginning, and never commits. The loop polls it without blocking before each owned
-batch and hands the records to ``processor.learn_global``, which ignores the partitions the
-processor owns (their records come through ``process``).
+from the beginning, and never commits. The loop polls it without blocking; its records of
+partitions the member does not own are marked ``Record.owned = False`` and merged with the
+owned ones in event-time order (``streamrec.aligned_input``).
 
 Its positions (the next offset to hand over, per partition):
 
-- advance only once ``learn_global`` returned (``learned``), so records whose learning raised
-  are read again by the next session instead of being lost;
+- advance only for records handed to the processor (``handed_over``): records read ahead
+  and still waiting in the merge, or whose processing raised, are read again by the next
+  session instead of being lost;
 - are kept across the failed sessions of one process (each session rebuilds its clients;
   re-reading whole topics every time would be wasteful), and start from the beginning in a
   new process, whose processor has learned nothing (its state is in memory only);
-- move back on ``rewind`` when the member stops owning a partition (see ``rewind``);
+- are set to the committed offset on ``rewind`` when the member stops owning a partition;
 - cover partitions added later: the reader looks for them every ``refresh_s``.
 """
 
@@ -30,8 +31,7 @@ from kafka import TopicPartition as KafkaTopicPartition
 
 from streamrec import kafka_clients
 from streamrec.config import Settings
-from streamrec.poison_pill import raised_at
-from streamrec.records import Record
+from streamrec.records import Record, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ class GlobalReader:
     """A group-less ``read_committed`` consumer over every partition of ``topics``.
 
     ``open`` builds the consumer for a session and seeks it to the kept positions, ``poll``
-    returns records without blocking, ``learned`` keeps the positions once they were learned,
-    ``rewind`` moves a partition back, ``close`` ends the session's consumer.
+    returns records without blocking, ``handed_over`` keeps the positions of what reached
+    the processor, ``rewind`` moves a partition back, ``close`` ends the session's consumer.
     """
 
     def __init__(self, settings: Settings, topics: Iterable[str], *, client_id: str,
@@ -73,7 +73,7 @@ class GlobalReader:
         # (topic, partition) -> next offset to hand over; absent: from the beginning.
         self.positions: dict[tuple[str, int], int] = {}
         self.records_read = 0
-        self.rewinds = 0  # partitions moved back by ``rewind``
+        self.rewinds = 0  # partitions moved by ``rewind``
         self._consumer: KafkaConsumer | None = None
         self._assigned: set[KafkaTopicPartition] = set()
         self._next_refresh = 0.0
@@ -125,68 +125,62 @@ class GlobalReader:
         self._assigned = found
 
     # -- the loop's side --------------------------------------------------------------------
-    def poll(self, max_records: int) -> list[Record]:
-        """Up to ``max_records`` records already fetched (never waits); then ``learned``."""
+    @property
+    def topic_partitions(self) -> list[TopicPartition]:
+        """Every partition the reader reads (as the merge tracks them)."""
+        return sorted(TopicPartition(tp.topic, tp.partition) for tp in self._assigned)
+
+    def poll(self, max_records: int, held: Iterable[TopicPartition] = (),
+             paused: Iterable[TopicPartition] = ()) -> list[Record]:
+        """Up to ``max_records`` records already fetched (never waits), marked
+        ``owned=False``; those of ``held`` partitions (the owned path reads them) are left
+        out. ``paused`` partitions are not fetched until they are no longer given."""
         consumer = self._live()
         if self._clock() >= self._next_refresh:
             self._refresh()
+        stop = {KafkaTopicPartition(*tp) for tp in paused} & self._assigned
+        if stop != consumer.paused():
+            consumer.resume(*(consumer.paused() - stop))
+            if stop:
+                consumer.pause(*stop)
         polled = consumer.poll(timeout_ms=0, max_records=max_records)
-        records = kafka_clients.to_records(polled)
+        skip = {KafkaTopicPartition(*tp) for tp in held}
+        records = kafka_clients.to_records(
+            {tp: messages for tp, messages in polled.items() if tp not in skip}, owned=False)
         self.records_read += len(records)
         return records
 
-    def feed(self, learn: Callable[[list[Record]], None], max_records: int) -> int:
-        """``poll``, hand the records to ``learn``, then ``learned``; return how many.
-
-        ``learn`` (a processor's ``learn_global``) must count bad data, not raise: if it
-        raises anyway, that is a bug, and it propagates to fail the session. The positions
-        did not move, so the next session reads the records again (the recovery budget
-        bounds the retries): nothing is lost silently.
-        """
-        records = self.poll(max_records)
-        if records:
-            try:
-                learn(records)
-            except Exception as error:
-                log.error("learning from the global topics raised; failing the session",
-                          extra={"error_type": type(error).__name__, "records": len(records),
-                                 "raised_at": raised_at(error)})
-                raise
-        self.learned()
-        return len(records)
-
-    def learned(self) -> None:
-        """The records of the last poll were learned: keep the consumer's positions.
-
-        The consumer's position also moves past records it never hands over (transaction
-        markers, aborted records), so it is kept, not the last record's offset.
-        """
+    def caught_up(self, tp: TopicPartition) -> bool:
+        """Nothing more to read on ``tp`` now: the position is at the end of the last fetch."""
         consumer = self._live()
-        for tp in self._assigned:
-            position = consumer.position(tp, timeout_ms=0)  # local once known: no round trip
-            if position is not None:
-                self.positions[(tp.topic, tp.partition)] = position
+        ktp = KafkaTopicPartition(tp.topic, tp.partition)
+        if ktp not in self._assigned:
+            return True
+        highwater = consumer.highwater(ktp)
+        position = consumer.position(ktp, timeout_ms=0)
+        return highwater is not None and position is not None and position >= highwater
+
+    def handed_over(self, records: Iterable[Record]) -> None:
+        """These records (of one batch, in order) reached the processor: keep the positions."""
+        for record in records:
+            if not record.owned:
+                self.positions[(record.topic, record.partition)] = record.offset + 1
 
     def rewind(self, offsets: Mapping[tuple[str, int], int]) -> None:
-        """Move partitions back to these offsets if the kept position is beyond them.
+        """Read these partitions again from these offsets (the member stopped owning them).
 
-        Called when the member stops owning a partition. While it owned it, the processor
-        ignored the partition's global records (``process`` covered them), but only up to
-        the partition's committed offset: the records between it and the global position
-        were neither processed nor learned, and after the drop nothing else would bring them.
+        While it owned them, their records came through the owned path, up to the
+        committed offset: from there the global reader must bring them.
         """
         for (topic, partition), offset in offsets.items():
             kept = self.positions.get((topic, partition))
-            if kept is None or kept <= offset:
-                continue  # never read past it (a new process reads from the beginning)
             self.positions[(topic, partition)] = offset
-            self.rewinds += 1
+            self.rewinds += kept != offset
             tp = KafkaTopicPartition(topic, partition)
             if self._consumer is not None and tp in self._assigned:
                 self._consumer.seek(tp, offset)
-            log.info("global reader moved back to the committed offset of a dropped partition",
-                     extra={"topic": topic, "partition": partition, "from_offset": kept,
-                            "to_offset": offset})
+            log.info("global reader reads a dropped partition from its committed offset",
+                     extra={"topic": topic, "partition": partition, "to_offset": offset})
 
     def lag(self) -> int:
         """Records behind the end over every partition (the ends of the latest fetches)."""

@@ -66,15 +66,16 @@ def committed_reader(settings: Settings, *topics: str, **overrides: Any) -> Kafk
     return consumer(settings, *topics, **{**defaults, **overrides})
 
 
-def to_record(message: Any) -> Record:
+def to_record(message: Any, owned: bool = True) -> Record:
     """The transport-neutral ``Record`` of one kafka-python ``ConsumerRecord``."""
     return Record(message.topic, message.partition, message.offset, message.key, message.value,
-                  message.timestamp, tuple(message.headers or ()))
+                  message.timestamp, tuple(message.headers or ()), owned)
 
 
-def to_records(polled: Mapping[Any, Iterable[Any]]) -> list[Record]:
-    """A ``poll()`` result as one list of ``Record``s, partition by partition."""
-    return [to_record(message) for messages in polled.values() for message in messages]
+def to_records(polled: Mapping[Any, Iterable[Any]], owned: bool = True) -> list[Record]:
+    """A ``poll()`` result as one list of ``Record``s, partition by partition (``owned``:
+    see ``Record.owned``)."""
+    return [to_record(message, owned) for messages in polled.values() for message in messages]
 
 
 def producer(settings: Settings, **overrides: Any) -> KafkaProducer:

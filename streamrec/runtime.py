@@ -31,9 +31,11 @@ bug or a poisoned record, and retrying the batch would fail forever. The batch's
 partitions are restored from the changelog and its records are processed one per
 transaction; a record that keeps failing is dead-lettered (``streamrec.poison_pill``).
 
-A processor with ``global_topics`` also gets every partition of them, owned or not, through
-a group-less reader polled before each owned batch (``streamrec.global_reader``); if its
-``learn_global`` raises, the session fails like any other.
+A processor with ``global_topics`` also gets the partitions of them it does not own, through
+a group-less reader (``streamrec.global_reader``), merged with the owned ones in event-time
+order (``streamrec.aligned_input``); records read ahead and not yet handed over are never
+committed. Only the owned records of a batch are committed; a batch of global records alone
+needs no transaction.
 """
 
 from __future__ import annotations
@@ -48,10 +50,11 @@ from kafka import TopicPartition as KafkaTopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from streamrec import kafka_clients
+from streamrec.aligned_input import AlignedInput
 from streamrec.assignment import PartitionOwnership
 from streamrec.changelog import read_changelog
 from streamrec.config import Settings
-from streamrec.global_reader import GlobalReader, poll_limit
+from streamrec.global_reader import GlobalReader
 from streamrec.poison_pill import PoisonPillPolicy, process_in_isolation, raised_at
 from streamrec.processor import Processor, rewarm_each
 from streamrec.records import ProcessResult, Record
@@ -143,6 +146,10 @@ class ProcessorService:
             GlobalReader(settings, processor.global_topics,
                          client_id=f"{group_id}-{instance_id}-global")
             if processor.global_topics else None)
+        self.aligned = (
+            AlignedInput(processor, self.global_reader, input_topics, settings.batch_size,
+                         settings.event_time_idle_ms / 1000.0)
+            if self.global_reader is not None else None)
 
     def stop(self) -> None:
         self._stop.set()
@@ -208,8 +215,8 @@ class ProcessorService:
         try:
             producer.init_transactions()
             self._connected = True
-            if self.global_reader is not None:
-                self.global_reader.open()
+            if self.aligned is not None:
+                self.aligned.open()
             self.progress.session_began(consumer)
             self._loop(consumer, producer, ownership)
         except Exception as error:
@@ -226,21 +233,23 @@ class ProcessorService:
 
     def _loop(self, consumer: KafkaConsumer, producer: KafkaProducer,
               ownership: PartitionOwnership) -> None:
-        global_behind = False
+        waiting = False
         while not self._stop.is_set():
-            # While the global reader has records to hand over, the owned poll does not wait.
-            polled = consumer.poll(timeout_ms=0 if global_behind else self.settings.poll_timeout_ms,
+            # While the merge waits for records already on their way, the poll does not wait.
+            polled = consumer.poll(timeout_ms=0 if waiting else self.settings.poll_timeout_ms,
                                    max_records=self.settings.batch_size)
             if ownership.changed:
                 self._apply_rebalance(consumer, ownership)
             if consumer.assignment():
                 # Ready = joined the group and restored what it owns (an instance with no
-                # partitions, e.g. more instances than partitions, stays a standby). The
-                # global reader may still be catching up: the owned path does not wait for it.
+                # partitions, e.g. more instances than partitions, stays a standby).
                 self.ready.set()
-            # After the rebalance (a dropped partition was rewound), before the owned batch.
-            global_behind = self._learn_global(ownership)
             batch = kafka_clients.to_records(polled)
+            if self.aligned is not None:  # after the rebalance: it reads what is now owned
+                batch, waiting = self.aligned.next_batch(consumer, ownership.held, batch)
+                gauge = getattr(self.metrics, "global_reader_lag", None)
+                if gauge is not None:
+                    gauge.set(self.aligned.reader.lag())
             if not batch:
                 self._report_lag(consumer)
                 continue
@@ -254,6 +263,8 @@ class ProcessorService:
 
         vouched = dict(ownership.vouched)  # reconcile forgets what it vouched for dropped ones
         change = ownership.reconcile(consumer.assignment(), committed)
+        if self.aligned is not None:
+            self.aligned.rebalanced(consumer, change.kept)
         if change.drop:
             self._drop(change.drop, vouched)
             if self.metrics is not None:
@@ -278,25 +289,8 @@ class ProcessorService:
         owned it, so the global reader must read it again from there (``GlobalReader.rewind``).
         """
         self.processor.drop(partitions)
-        if self.global_reader is None or not partitions:
-            return
-        self.global_reader.rewind({
-            (topic, p): vouched[(topic, p)] or 0  # None: nothing committed yet
-            for topic in self.processor.global_topics for p in partitions
-            if (topic, p) in vouched})  # not held (never restored): the processor ignored nothing
-
-    def _learn_global(self, ownership: PartitionOwnership) -> bool:
-        """Hand the global reader's next records to ``learn_global``; True if it had any."""
-        reader = self.global_reader
-        if reader is None:
-            return False
-        owned = len(ownership.held) * len(set(self.processor.global_topics) & set(self.input_topics))
-        fed = reader.feed(self.processor.learn_global,
-                          poll_limit(self.settings.batch_size, reader.partitions, owned))
-        gauge = getattr(self.metrics, "global_reader_lag", None)
-        if gauge is not None:
-            gauge.set(reader.lag())
-        return fed > 0
+        if self.aligned is not None and partitions:
+            self.aligned.dropped(partitions, vouched)
 
     def _restore(self, consumer: KafkaConsumer, partitions: list[int]) -> None:
         """Rebuild these partitions' state from the changelog (committed state), then rewarm."""
@@ -305,6 +299,8 @@ class ProcessorService:
         committed = {(topic, p): consumer.committed(KafkaTopicPartition(topic, p))
                      for topic in self.input_topics for p in partitions}
         changelog = self.processor.changelog_topic
+        if self.aligned is not None:
+            self.aligned.restoring(partitions)
         stops = None
         if self.restore_to_committed:  # the changelog is an input: stop where it is committed
             stops = {p: committed.get((changelog, p)) or 0 for p in partitions}
@@ -352,9 +348,24 @@ class ProcessorService:
         try:
             result = self.processor.process(batch)
         except Exception as error:  # noqa: BLE001 - processors are pure: a bug or a poisoned record
-            self._process_in_isolation(consumer, producer, batch, error)
+            # The global records learned again on their own (their learning is idempotent
+            # and counts bad data): a raise there is a bug, and fails the session.
+            others = [record for record in batch if not record.owned]
+            if others:
+                self.processor.process(others)
+                self._handed_over(others)
+            owned = [record for record in batch if record.owned]
+            if owned:
+                self._process_in_isolation(consumer, producer, owned, error)
             return
+        self._handed_over(batch)
+        if len(result.outputs) == 0 and not any(record.owned for record in batch):
+            return  # global records only: nothing to produce or commit
         self._commit(consumer, producer, batch, result, started)
+
+    def _handed_over(self, batch: list[Record]) -> None:
+        if self.aligned is not None:
+            self.aligned.handed_over(batch)
 
     def _process_in_isolation(self, consumer: KafkaConsumer, producer: KafkaProducer,
                               batch: list[Record], error: Exception) -> None:
@@ -402,7 +413,7 @@ class ProcessorService:
                                "partitions": sorted({record.partition for record in batch})})
             raise
         self.batches_committed += 1
-        self._ownership.committed({(r.topic, r.partition): r.offset + 1 for r in batch})
+        self._ownership.committed({(r.topic, r.partition): r.offset + 1 for r in batch if r.owned})
         self.progress.batch_ended(committed=True)
         self.recovery.progressed()  # a committed batch ends any streak of failed sessions
         self._observe(result, len(batch), time.perf_counter() - started)
@@ -427,12 +438,15 @@ class ProcessorService:
             raise diagnose(producer, futures, self.send_timeout_s, SEND_FAILED, error)
         offsets: dict[KafkaTopicPartition, OffsetAndMetadata] = {}
         for record in batch:
+            if not record.owned:
+                continue  # another member's partition: it commits it
             tp = KafkaTopicPartition(record.topic, record.partition)
             # The committed offset is the *next* offset to read.
             offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
         try:
-            bounded_call(producer.send_offsets_to_transaction, self.send_timeout_s, offsets,
-                         consumer.group_metadata())
+            if offsets:  # none: outputs of global records only (e.g. drift messages)
+                bounded_call(producer.send_offsets_to_transaction, self.send_timeout_s, offsets,
+                             consumer.group_metadata())
         except TransactionCallTimeout as error:
             raise _unanswered(OFFSETS_FAILED, error) from error
         except Exception as error:  # noqa: BLE001 - fenced, rebalanced, a send failed, broker gone
@@ -505,5 +519,5 @@ class ProcessorService:
             try:
                 consumer.close()
             finally:
-                if self.global_reader is not None:
-                    self.global_reader.close()
+                if self.aligned is not None:
+                    self.aligned.close()

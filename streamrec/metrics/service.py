@@ -76,7 +76,7 @@ class ServiceMetrics:
     inputs_skipped: BoundFamily[CounterChild] | None = None
     # Seconds since the loop last committed a batch (read at scrape time).
     seconds_since_commit: GaugeChild | None = None
-    # Records of the global topics' partitions not yet handed to ``learn_global``
+    # Records of the global topics' partitions not yet read by the global reader
     # (``streamrec.global_reader``); stays 0 for a service without global topics.
     global_reader_lag: GaugeChild | None = None
 

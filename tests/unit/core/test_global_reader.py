@@ -1,5 +1,6 @@
-"""``GlobalReader`` positions: kept across sessions, moved only once learned, moved back on
-drop, new partitions found (streamrec.global_reader), against a fake consumer."""
+"""``GlobalReader`` positions: kept across sessions, moved only for records handed over, set
+to the committed offset on drop, new partitions found, owned partitions paused
+(streamrec.global_reader), against a fake consumer."""
 
 from __future__ import annotations
 
@@ -24,7 +25,17 @@ class FakeConsumer:
         self.logs, self.config = logs, config
         self.assigned: list[TP] = []
         self.positions: dict[TP, int] = {}
+        self.paused_set: set[TP] = set()
         self.closed = False
+
+    def pause(self, *tps: TP) -> None:
+        self.paused_set |= set(tps)
+
+    def resume(self, *tps: TP) -> None:
+        self.paused_set -= set(tps)
+
+    def paused(self) -> set[TP]:
+        return set(self.paused_set)
 
     def partitions_for_topic(self, topic: str) -> set[int]:
         return set(range(len(self.logs.get(topic, []))))
@@ -43,6 +54,8 @@ class FakeConsumer:
         assert timeout_ms == 0  # the loop never waits on the global reader
         out: dict[TP, list[SimpleNamespace]] = {}
         for tp in self.assigned:
+            if tp in self.paused_set:
+                continue
             room = max_records - sum(map(len, out.values()))
             start = self.positions[tp]
             values = self.logs[tp.topic][tp.partition][start:start + room]
@@ -84,58 +97,54 @@ def keys(records: list[Record]) -> list[tuple[int, int]]:
     return [(r.partition, r.offset) for r in records]
 
 
-def test_every_partition_is_read_from_the_beginning_and_kept_once_learned(logs) -> None:  # type: ignore[no-untyped-def]
-    reader = GlobalReader(Settings(), [TOPIC], client_id="c")
+def test_every_partition_is_read_from_the_beginning_marked_not_owned(logs) -> None:  # type: ignore[no-untyped-def]
+    reader = GlobalReader(Settings(), [TOPIC], client_id="g")
     reader.open()
-    assert reader.partitions == 2 and reader.lag() == 10
-    learned: list[Record] = []
-    assert reader.feed(learned.extend, 7) == 7
-    assert keys(learned) == [(0, o) for o in range(5)] + [(1, 0), (1, 1)]
-    assert reader.positions == {(TOPIC, 0): 5, (TOPIC, 1): 2} and reader.lag() == 3
+    records = reader.poll(7)
+    assert keys(records) == [(0, o) for o in range(5)] + [(1, 0), (1, 1)]
+    assert not any(record.owned for record in records)
+    assert reader.positions == {}  # read, not handed over yet
+    reader.handed_over(records[:3])
+    assert reader.positions == {(TOPIC, 0): 3}
+    assert reader.caught_up(global_reader.TopicPartition(TOPIC, 0))
+    assert not reader.caught_up(global_reader.TopicPartition(TOPIC, 1))
 
 
-def test_records_whose_learning_raised_are_fed_again_by_the_next_session(logs) -> None:  # type: ignore[no-untyped-def]
-    reader = GlobalReader(Settings(), [TOPIC], client_id="c")
+def test_what_was_not_handed_over_is_read_again_by_the_next_session(logs) -> None:  # type: ignore[no-untyped-def]
+    reader = GlobalReader(Settings(), [TOPIC], client_id="g")
     reader.open()
-    reader.feed(lambda records: None, 6)  # p0 whole, p1 offset 0
-
-    def broken(records: list[Record]) -> None:
-        raise RuntimeError("a bug")
-
-    with pytest.raises(RuntimeError):
-        reader.feed(broken, 3)
-    assert reader.positions == {(TOPIC, 0): 5, (TOPIC, 1): 1}  # not moved
+    records = reader.poll(6)  # p0 whole, p1 offset 0
+    reader.handed_over(records[:5])  # p1/0 stayed in the merge when the session failed
     reader.close()
-    reader.open()  # a new session: seeks to the kept positions, not the beginning
-    learned: list[Record] = []
-    reader.feed(learned.extend, 100)
-    assert keys(learned) == [(1, o) for o in range(1, 5)]
-
-
-def test_rewind_moves_back_only_what_was_read_past_the_offset(logs) -> None:  # type: ignore[no-untyped-def]
-    reader = GlobalReader(Settings(), [TOPIC], client_id="c")
     reader.open()
-    reader.feed(lambda records: None, 7)  # p0 at 5, p1 at 2
+    assert keys(reader.poll(100)) == [(1, o) for o in range(5)]
+
+
+def test_owned_partitions_are_paused_and_left_out(logs) -> None:  # type: ignore[no-untyped-def]
+    reader = GlobalReader(Settings(), [TOPIC], client_id="g")
+    reader.open()
+    owned = [global_reader.TopicPartition(TOPIC, 0)]
+    assert keys(reader.poll(100, held=owned, paused=owned)) == [(1, o) for o in range(5)]
+    assert keys(reader.poll(100)) == [(0, o) for o in range(5)]  # no longer owned: resumed
+
+
+def test_rewind_sets_the_committed_offset(logs) -> None:  # type: ignore[no-untyped-def]
+    reader = GlobalReader(Settings(), [TOPIC], client_id="g")
+    reader.open()
+    reader.handed_over(reader.poll(7))  # p0 at 5, p1 at 2
     reader.rewind({(TOPIC, 0): 3, (TOPIC, 1): 4})
-    assert reader.positions == {(TOPIC, 0): 3, (TOPIC, 1): 2} and reader.rewinds == 1
-    learned: list[Record] = []
-    reader.feed(learned.extend, 100)  # the live consumer was sought back too
-    assert keys(learned) == [(0, 3), (0, 4), (1, 2), (1, 3), (1, 4)]
-    # Never read (a new process): nothing to move back, it starts from the beginning.
-    fresh = GlobalReader(Settings(), [TOPIC], client_id="d")
-    fresh.rewind({(TOPIC, 0): 0})
-    assert fresh.positions == {} and fresh.rewinds == 0
+    assert reader.positions == {(TOPIC, 0): 3, (TOPIC, 1): 4} and reader.rewinds == 2
+    # The live consumer was sought too.
+    assert keys(reader.poll(100)) == [(0, 3), (0, 4), (1, 4)]
 
 
 def test_partitions_added_later_are_read_from_the_beginning(logs) -> None:  # type: ignore[no-untyped-def]
-    now = [0.0]
-    reader = GlobalReader(Settings(), [TOPIC], client_id="c", refresh_s=5.0, clock=lambda: now[0])
+    clock = [0.0]
+    reader = GlobalReader(Settings(), [TOPIC], client_id="g", clock=lambda: clock[0])
     reader.open()
-    reader.feed(lambda records: None, 100)
+    reader.handed_over(reader.poll(100))
     logs[TOPIC].append([b"new-0", b"new-1"])
-    assert reader.feed(lambda records: None, 100) == 0  # not looked for yet
-    now[0] = 5.0
-    learned: list[Record] = []
-    assert reader.feed(learned.extend, 100) == 2
-    assert keys(learned) == [(2, 0), (2, 1)] and reader.partitions == 3
-    assert reader.positions[(TOPIC, 0)] == 5  # the others kept their positions
+    assert reader.poll(100) == []  # not looked for yet
+    clock[0] += global_reader.REFRESH_S
+    records = reader.poll(100)
+    assert keys(records) == [(2, 0), (2, 1)] and reader.partitions == 3
