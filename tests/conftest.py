@@ -201,15 +201,14 @@ def secure_settings(request: pytest.FixtureRequest, kafka_secure: SecureBroker,
 # -- scale-out runs (tests/scale_out.py), shared by the integration and the fault test -----
 
 @pytest.fixture(scope="session")
-def scale_out_changelog(kafka_bootstrap: str):  # type: ignore[no-untyped-def]
+def scale_out_changelog():  # type: ignore[no-untyped-def]
     """One ingest run over ML-100K's first ``STREAMREC_SCALE_OUT_EVENTS`` events: the
     changelog every scorer configuration of the session reads."""
     import scale_out
 
     if not scale_out.ML100K.exists():
         pytest.skip(f"MovieLens 100K not at {scale_out.ML100K}")
-    changelog = scale_out.build_changelog(kafka_bootstrap,
-                                          scale_out.first_events(scale_out.scale_out_events()))
+    changelog = scale_out.build_changelog(scale_out.first_events(scale_out.scale_out_events()))
     print(f"\nscale-out changelog: {len(changelog.events)} events -> {len(changelog.records)} "
           f"user-state records, {len(changelog.ledger)} triggers, ingest {changelog.ingest_s:.1f} s")
     return changelog

@@ -1,17 +1,18 @@
 """Scale-out harness: one changelog, several scorer configurations, compared (issue 12).
 
-One ingest run takes ML-100K's first N events (event-time order) into a fresh topic set of
-4 partitions and runs to completion first; what it wrote to ``user-state`` (read with
-``read_committed``) is *the* changelog. Each scorer configuration then gets a fresh topic
-set, a copy of that changelog (same partitions, order, keys, values, headers and
-timestamps: ingest is not what is compared) and a fresh scorer group; its scorers run as
+One ingest run takes ML-100K's first N events (event-time order) over 4 partitions to
+completion first: what it writes to ``user-state`` is *the* changelog (ingest is not what
+is compared; ``build_changelog`` says why it runs in-process). Each scorer configuration
+then gets a fresh topic set on the broker, a copy of that changelog (same partitions,
+order, keys, values, headers and timestamps) and a fresh scorer group; its scorers run as
 ``streamrec score`` processes, so a SIGKILL is real. A run is over when every trigger of
 the changelog is answered; its ``recommendations`` are read with ``read_committed``.
 
 Two things are judged per run:
 
 - ``TriggerLedger``: every trigger answered exactly once (none twice, none lost);
-- ``prequential_ndcg``: NDCG@10 of each trigger's list against the user's next click.
+- ``prequential_ndcg``: NDCG@10 of each trigger's list against the user's next trigger's
+  click, and ``event_ranks``: of the list in effect against every later click.
 
 ``differing_top10`` compares two runs trigger by trigger: the real equivalence signal,
 ideally 0. This module is not a test module; the tests and the fixtures import it.
@@ -27,14 +28,16 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterable, Sequence
+from typing import IO, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from consumers.ingest import IngestProcessor
 from consumers.score import ScoreProcessor
 from online_models.user_state import UserState, decode_state
 from producers.logs import read_log
 from streamrec import kafka_clients
+from streamrec.bus import partition_for
 from streamrec.config import Settings
 from streamrec.evaluation.metrics import hit_rate, ndcg
 from streamrec.events import ClickEvent, encode_click
@@ -42,8 +45,8 @@ from streamrec.kafka_broker_config import pick_free_ports
 from streamrec.messages import Recommendation, recommendation_decoder
 from streamrec.records import Record
 from streamrec.topics import topic_specs
-from support import (CommitWatch, applied_events, ingest_service, read_topic, running_service,
-                     settings_with_topics, start_service_process, user_records)
+from support import (CommitWatch, applied_events, read_topic, settings_with_topics,
+                     start_service_process, user_records)
 
 ML100K = Path("/work/shared/data/ml-100k/u.data")
 EVENTS_ENV = "STREAMREC_SCALE_OUT_EVENTS"
@@ -58,9 +61,11 @@ SCORER_BATCH = 10
 # Ingest folds a user's events of one batch into one state (one trigger); ML-100K users
 # rate in bursts, so batches of 500 leave 420 triggers in 20,000 events, batches of 20 1,500.
 INGEST_BATCH = 20
-# Short sessions: a dead dynamic member would hold its partitions this long (the restarted
-# scorer comes back under its static instance id well before).
-SESSION_TIMEOUT_S = 10.0
+# A killed scorer's partitions wait this long for it (static membership: the restarted
+# process, under the same instance id, takes them back without a rebalance); long enough for
+# a restart on a loaded machine, so the restarted scorer resumes its own partitions from
+# their committed offsets rather than finding them taken over.
+SESSION_TIMEOUT_S = 30.0
 
 
 def scale_out_events() -> int:
@@ -138,7 +143,7 @@ class TriggerLedger:
 # -- the metric ----------------------------------------------------------------------------
 
 def prequential_ranks(ledger: TriggerLedger, items_of: dict[str, str],
-                      lists: dict[str, Sequence[str]], k: int = K) -> np.ndarray:
+                      lists: Mapping[str, Sequence[str]], k: int = K) -> np.ndarray:
     """Per trigger after a user's first: the 1-based rank of its clicked item in the list
     published for the user's previous trigger (0 = not in its top ``k``, or no list)."""
     ranks = []
@@ -151,7 +156,7 @@ def prequential_ranks(ledger: TriggerLedger, items_of: dict[str, str],
 
 
 def prequential_ndcg(ledger: TriggerLedger, items_of: dict[str, str],
-                     lists: dict[str, Sequence[str]], k: int = K) -> float:
+                     lists: Mapping[str, Sequence[str]], k: int = K) -> float:
     """Prequential NDCG@k with the project's formula (``streamrec.evaluation.metrics``).
 
     >>> ledger = TriggerLedger({"u": ["e1", "e2", "e3"]})
@@ -163,7 +168,7 @@ def prequential_ndcg(ledger: TriggerLedger, items_of: dict[str, str],
 
 
 def event_ranks(ledger: TriggerLedger, events: Sequence[ClickEvent],
-                lists: dict[str, Sequence[str]], k: int = K) -> np.ndarray:
+                lists: Mapping[str, Sequence[str]], k: int = K) -> np.ndarray:
     """Per event after a user's first trigger: the rank of its item in the list in effect,
     the one published for the user's latest trigger *before* the event (0 = a miss).
 
@@ -188,7 +193,7 @@ def event_ranks(ledger: TriggerLedger, events: Sequence[ClickEvent],
     return np.asarray(ranks, dtype=np.int64)
 
 
-def differing_top10(first: dict[str, Sequence[str]], second: dict[str, Sequence[str]]
+def differing_top10(first: Mapping[str, Sequence[str]], second: Mapping[str, Sequence[str]]
                     ) -> list[str]:
     """Trigger ids (answered by both) whose top-10 differs, items or order."""
     return sorted(t for t in first.keys() & second.keys()
@@ -199,10 +204,10 @@ def differing_top10(first: dict[str, Sequence[str]], second: dict[str, Sequence[
 
 @dataclass(frozen=True)
 class Changelog:
-    """What one ingest run wrote to ``user-state``, and what is known about it."""
+    """What one ingest run wrote to ``user-state``, and the events it came from."""
 
     events: list[ClickEvent]
-    records: list[Record]  # read_committed, in per-partition order
+    records: list[Record]  # partition by partition, in offset order
     partitions: int
     ingest_s: float
 
@@ -215,22 +220,42 @@ class Changelog:
         return {e.event_id: e.item_id for e in self.events}
 
 
-def build_changelog(bootstrap: str, events: list[ClickEvent], partitions: int = 4) -> Changelog:
-    """Run one ingest over ``events`` to completion; return its committed changelog."""
+def build_changelog(events: list[ClickEvent], partitions: int = 4,
+                    batch_size: int = INGEST_BATCH) -> Changelog:
+    """One ingest run over ``events``, to completion: the ``user-state`` it writes.
+
+    The ingest processor is fed each partition's clicks in batches of ``batch_size``, as
+    its service would poll them, but cut the same way every time: on Kafka the cut follows
+    fetch timing, and each session would compare its scorers on another changelog (and
+    quote another NDCG). Its per-partition state and models do not depend on how the
+    partitions' batches interleave. Offsets and timestamps are those a topic written in
+    this order would give; ``copy_changelog`` writes it to a broker.
+    """
     started = time.monotonic()
-    settings = settings_with_topics(bootstrap, partitions=partitions, batch_size=INGEST_BATCH)
-    try:
-        producer = kafka_clients.producer(settings, linger_ms=5, batch_size=256 * 1024)
-        for event in events:
-            producer.send(settings.topics.clicks, key=event.user_id.encode(),
-                          value=encode_click(event))
-        producer.flush(timeout=60)
-        producer.close()
-        with running_service(ingest_service(settings, "scale-out-ingest")):
-            records = read_topic(settings, settings.topics.user_state, timeout_s=240,
-                                 until=lambda rs: applied_events(rs) >= len(events))
-    finally:
-        delete_topics(settings)
+    settings = Settings(partitions=partitions, batch_size=batch_size)
+    ingest = IngestProcessor(settings)
+    now_ms = int(time.time() * 1000)
+    clicks: dict[int, list[Record]] = {}
+    for event in events:
+        key = event.user_id.encode()
+        partition = partition_for(key, partitions)
+        mine = clicks.setdefault(partition, [])
+        mine.append(Record(settings.topics.clicks, partition, len(mine), key,
+                           encode_click(event), now_ms))
+    written: dict[int, list[Record]] = {p: [] for p in range(partitions)}
+    for partition in sorted(clicks):
+        batches = clicks[partition]
+        for start in range(0, len(batches), batch_size):
+            result = ingest.process(batches[start:start + batch_size])
+            assert result.rejected == 0, f"ingest rejected {result.rejected} ML-100K events"
+            for output in result.outputs:
+                if output.topic != settings.topics.user_state:
+                    continue
+                assert output.partition == partition, "changelog outputs stay co-partitioned"
+                log = written[partition]
+                log.append(Record(output.topic, partition, len(log), output.key, output.value,
+                                  now_ms, output.headers))
+    records = [r for p in range(partitions) for r in written[p]]
     assert applied_events(records) == len(events)
     return Changelog(events, records, partitions, time.monotonic() - started)
 
@@ -282,6 +307,7 @@ class ScorerRun:
     recommendations: list[Recommendation]
     seconds: float
     killed: dict[str, float] = field(default_factory=dict)  # what the kill saw, if any
+    log_tail: str = ""  # the end of every scorer's log, for failure messages
 
     @property
     def answered(self) -> list[str]:
@@ -334,7 +360,7 @@ class _Scorers:
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        codes = {}
+        codes: dict[str, int | None] = {}
         for instance, process in self.processes.items():
             try:
                 codes[instance] = process.wait(60)
@@ -398,10 +424,12 @@ def run_scorers(bootstrap: str, changelog: Changelog, scorers: int, logs: Path,
     finally:
         codes = group.stop_all()
         delete_topics(settings)
-    survivors = {i: c for i, c in codes.items() if c != 0}
-    assert not survivors, f"{name}: scorers exited with {survivors}\n{group.log_tail()}"
-    messages = [recommendation_decoder.decode(r.value) for r in records]
-    return ScorerRun(name, scorers, messages, seconds, killed)
+    unclean = {i: c for i, c in codes.items() if c != 0}  # the killed one was replaced
+    assert not unclean, f"{name}: scorers exited with {unclean}\n{group.log_tail()}"
+    empty = [(r.partition, r.offset) for r in records if r.value is None]
+    assert not empty, f"{name}: recommendations without a value at {empty[:5]}"
+    messages = [recommendation_decoder.decode(r.value) for r in records if r.value is not None]
+    return ScorerRun(name, scorers, messages, seconds, killed, group.log_tail())
 
 
 class _AllAnswered:
@@ -429,9 +457,10 @@ def compare(reference: ScorerRun, other: ScorerRun, changelog: Changelog) -> tup
              f"{len(run.answered)} answers in {run.seconds:.1f} s" for run in (reference, other)]
     gaps = (abs(reference.ndcg(changelog) - other.ndcg(changelog)),
             abs(reference.event_ndcg(changelog) - other.event_ndcg(changelog)))
+    other_sets = sum(set(reference.lists[t][:K]) != set(other.lists[t][:K]) for t in differing)
     lines.append(f"NDCG@10 gap {gaps[0]:.4f} per trigger, {gaps[1]:.4f} per event (bound "
                  f"{NDCG_BOUND}); triggers whose top-10 differs: {len(differing)} of "
-                 f"{len(changelog.ledger)}"
+                 f"{len(changelog.ledger)}, {other_sets} of them in items, not just order"
                  + (f" (e.g. {', '.join(differing[:3])})" if differing else ""))
     return "\n".join(lines), max(gaps)
 
@@ -442,3 +471,35 @@ def assert_ranks_as_well(reference: ScorerRun, other: ScorerRun, changelog: Chan
     report, gap = compare(reference, other, changelog)
     print("\n" + report)
     assert gap <= NDCG_BOUND, report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Compare scorer configurations by hand, each against the first, on one changelog:
+    ``python tests/scale_out.py 1 1 3 3k`` (``k``: with a SIGKILL and restart)."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("configurations", nargs="+", help="scorer counts; 3k = 3 with a kill")
+    parser.add_argument("--events", type=int, default=scale_out_events())
+    args = parser.parse_args(argv)
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    changelog = build_changelog(first_events(args.events))
+    print(f"{len(changelog.events)} events -> {len(changelog.records)} user-state records, "
+          f"{len(changelog.ledger)} triggers")
+    logs = Path(tempfile.mkdtemp(prefix="scale-out-"))
+    runs = []
+    for n, configuration in enumerate(args.configurations):
+        kill = KillPlan() if configuration.endswith("k") else None
+        run = run_scorers(bootstrap, changelog, int(configuration.rstrip("k")), logs / str(n),
+                          kill=kill, name=f"#{n} {configuration}")
+        changelog.ledger.assert_answered_once(run.answered, run.name)
+        runs.append(run)
+        if n:
+            print(compare(runs[0], run, changelog)[0])
+    print(f"logs: {logs}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -26,8 +26,8 @@ def test_a_scorer_killed_and_restarted_loses_and_repeats_no_trigger(
     seen = killed.killed
     print(f"\nkill: {seen}")
     # Mid-stream: the victim had committed answers, and the rest came after it died.
-    assert seen["victim_commits_before_kill"] > 0, seen
+    assert seen["victim_commits_before_kill"] > 0, f"{seen}\n{killed.log_tail}"
     assert seen["answered_before_kill"] < len(changelog.ledger), seen
-    assert seen["restarted_commits"] > 0, "the restarted scorer never committed"
+    assert seen["restarted_commits"] > 0, f"the restarted scorer never committed\n{killed.log_tail}"
     changelog.ledger.assert_answered_once(killed.answered, killed.name)
     assert_ranks_as_well(one, killed, changelog)
