@@ -196,3 +196,30 @@ def secure_settings(request: pytest.FixtureRequest, kafka_secure: SecureBroker,
     yield settings
     with contextlib.suppress(Exception):
         kafka_secure_admin.delete_topics(names)
+
+
+# -- scale-out runs (tests/scale_out.py), shared by the integration and the fault test -----
+
+@pytest.fixture(scope="session")
+def scale_out_changelog():  # type: ignore[no-untyped-def]
+    """One ingest run over ML-100K's first ``STREAMREC_SCALE_OUT_EVENTS`` events: the
+    changelog every scorer configuration of the session reads."""
+    import scale_out
+
+    if not scale_out.ML100K.exists():
+        pytest.skip(f"MovieLens 100K not at {scale_out.ML100K}")
+    changelog = scale_out.build_changelog(scale_out.first_events(scale_out.scale_out_events()))
+    print(f"\nscale-out changelog: {len(changelog.events)} events -> {len(changelog.records)} "
+          f"user-state records, {len(changelog.ledger)} triggers, ingest {changelog.ingest_s:.1f} s")
+    return changelog
+
+
+@pytest.fixture(scope="session")
+def one_scorer_run(kafka_bootstrap: str, scale_out_changelog, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The reference configuration: one scorer over the session's changelog."""
+    import scale_out
+
+    run = scale_out.run_scorers(kafka_bootstrap, scale_out_changelog, 1,
+                                tmp_path_factory.mktemp("one-scorer"))
+    scale_out_changelog.ledger.assert_answered_once(run.answered, run.name)
+    return run
