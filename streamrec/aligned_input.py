@@ -19,7 +19,14 @@ from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTopicPartition
 
 from streamrec.event_time import PAUSE_AT, EventTimeMerge
-from streamrec.global_reader import GlobalReader, poll_limit
+from streamrec.global_reader import GlobalReader
+
+# What one poll of either consumer may return. Large on purpose: kafka-python parses a
+# partition's fetched data, and only then learns its high watermark, when a poll drains it;
+# a poll stopping at a batch's worth leaves other partitions' fetches unparsed, with stale
+# high watermarks that make them look caught up while their records are already here. The
+# merge cuts the batches; ``PAUSE_AT`` bounds what waits in it.
+POLL_RECORDS = PAUSE_AT
 from streamrec.processor import Processor
 from streamrec.records import Record, TopicPartition
 
@@ -55,8 +62,7 @@ class AlignedInput:
         merged = set(self.global_topics)
         self.merge.add(record for record in polled if record.topic in merged)
         full = {tp for tp in self.reader.topic_partitions if self.merge.buffered(tp) >= PAUSE_AT}
-        read = self.reader.poll(poll_limit(self.batch_size, len(self.reader.topic_partitions),
-                                           len(owned)), held=owned, paused=owned | full)
+        read = self.reader.poll(POLL_RECORDS, held=owned, paused=owned | full)
         self.merge.add(read)
         self._pause_full(consumer, owned)
 

@@ -50,7 +50,7 @@ from kafka import TopicPartition as KafkaTopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from streamrec import kafka_clients
-from streamrec.aligned_input import AlignedInput
+from streamrec.aligned_input import POLL_RECORDS, AlignedInput
 from streamrec.assignment import PartitionOwnership
 from streamrec.changelog import read_changelog
 from streamrec.config import Settings
@@ -237,7 +237,8 @@ class ProcessorService:
         while not self._stop.is_set():
             # While the merge waits for records already on their way, the poll does not wait.
             polled = consumer.poll(timeout_ms=0 if waiting else self.settings.poll_timeout_ms,
-                                   max_records=self.settings.batch_size)
+                                   max_records=self.settings.batch_size if self.aligned is None
+                                   else POLL_RECORDS)
             if ownership.changed:
                 self._apply_rebalance(consumer, ownership)
             if consumer.assignment():
