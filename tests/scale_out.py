@@ -66,6 +66,10 @@ INGEST_BATCH = 20
 # a restart on a loaded machine, so the restarted scorer resumes its own partitions from
 # their committed offsets rather than finding them taken over.
 SESSION_TIMEOUT_S = 30.0
+# How long a partition not fetched yet may hold a scorer's event-time merge back: the
+# copy's transaction and the first fetches on a loaded machine must fit in it, or the
+# merge passes a partition over and the order becomes the arrival's.
+EVENT_TIME_IDLE_MS = 60_000
 
 
 def scale_out_events() -> int:
@@ -263,15 +267,24 @@ def build_changelog(events: list[ClickEvent], partitions: int = 4,
 def copy_changelog(changelog: Changelog, settings: Settings) -> None:
     """Write the changelog's records into ``settings``' ``user-state``: same partition,
     order, key, value, headers and timestamp (offsets are dense in the copy; the scorer
-    only compares offsets within a partition, whose order is kept)."""
+    only compares offsets within a partition, whose order is kept).
+
+    In one transaction, as ingest writes its batches: ``read_committed`` scorers see every
+    partition's records become readable at once. Written partition by partition without
+    one, a scorer would find partition 1 empty and at its end while partition 0 arrives,
+    and rightly merge partition 0 ahead: a live stream's order is the arrival's.
+    """
     producer = kafka_clients.producer(settings, linger_ms=5, batch_size=256 * 1024,
-                                      max_request_size=33 * 1024 * 1024)
+                                      max_request_size=33 * 1024 * 1024,
+                                      transactional_id=f"{settings.topic_prefix}copy")
     try:
+        producer.init_transactions()
+        producer.begin_transaction()
         for r in changelog.records:
             producer.send(settings.topics.user_state, key=r.key, value=r.value,
                           partition=r.partition, timestamp_ms=r.timestamp_ms or None,
                           headers=list(r.headers) or None)
-        producer.flush(timeout=120)
+        producer.commit_transaction()
     finally:
         producer.close()
 
@@ -388,7 +401,8 @@ def run_scorers(bootstrap: str, changelog: Changelog, scorers: int, logs: Path,
     until every trigger is answered; their recommendations, read with ``read_committed``."""
     name = name or f"{scorers} scorer{'s' if scorers > 1 else ''}" + (" + SIGKILL" if kill else "")
     settings = settings_with_topics(bootstrap, partitions=changelog.partitions,
-                                    batch_size=SCORER_BATCH, session_timeout_s=SESSION_TIMEOUT_S)
+                                    batch_size=SCORER_BATCH, session_timeout_s=SESSION_TIMEOUT_S,
+                                    event_time_idle_ms=EVENT_TIME_IDLE_MS)
     logs.mkdir(parents=True, exist_ok=True)
     expected = set(changelog.ledger.expected)
     group = _Scorers(settings, logs)
@@ -397,11 +411,15 @@ def run_scorers(bootstrap: str, changelog: Changelog, scorers: int, logs: Path,
     all_answered = _AllAnswered(expected)
 
     try:
-        copy_changelog(changelog, settings)
         started = time.monotonic()
         instances = [f"score-{i}" for i in range(scorers)]
         for instance in instances:
             group.start(instance)
+        # The stream flows through a group already formed, as in a deployment: a member
+        # joining mid-stream moves partitions whose item-side share then jumps to their
+        # committed point (README, "Scaling out"), which is not what is compared here.
+        wait_for_stable_group(settings, settings.score_group_id, scorers, timeout_s)
+        copy_changelog(changelog, settings)
         if kill is not None:
             victim = instances[kill.victim]
             before = read_topic(settings, settings.topics.recommendations, idle_s=0.0,
@@ -430,6 +448,26 @@ def run_scorers(bootstrap: str, changelog: Changelog, scorers: int, logs: Path,
     assert not empty, f"{name}: recommendations without a value at {empty[:5]}"
     messages = [recommendation_decoder.decode(r.value) for r in records if r.value is not None]
     return ScorerRun(name, scorers, messages, seconds, killed, group.log_tail())
+
+
+def wait_for_stable_group(settings: Settings, group_id: str, members: int,
+                          timeout_s: float) -> None:
+    """Until the group is ``Stable`` with ``members`` members (each assigned partitions)."""
+    admin = kafka_clients.admin(settings)
+    deadline = time.monotonic() + timeout_s
+    described: object = None
+    try:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                described = admin.describe_groups([group_id])[group_id]
+                state = described.get("group_state", described.get("state"))  # type: ignore[attr-defined]
+                joined = described.get("members", [])  # type: ignore[attr-defined]
+                if state == "Stable" and len(joined) == members:
+                    return
+            time.sleep(0.2)
+    finally:
+        admin.close()
+    raise AssertionError(f"group {group_id} not stable with {members} members: {described}")
 
 
 class _AllAnswered:

@@ -169,7 +169,8 @@ def service_env(settings: Settings, batch_size: int = 200) -> dict[str, str]:
                 STREAMREC_PARTITIONS=str(settings.partitions), STREAMREC_BATCH_SIZE=str(batch_size),
                 STREAMREC_SESSION_TIMEOUT_S=str(settings.session_timeout_s),
                 STREAMREC_STALL_AFTER_S=str(settings.stall_after_s),
-                STREAMREC_BROKER_SILENCE_S=str(settings.broker_silence_s))
+                STREAMREC_BROKER_SILENCE_S=str(settings.broker_silence_s),
+                STREAMREC_EVENT_TIME_IDLE_MS=str(settings.event_time_idle_ms))
 
 
 def start_service_process(settings: Settings, service: str, instance: str, *, batch_size: int = 200,
