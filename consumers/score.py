@@ -7,7 +7,7 @@ user has seen, with the component scores of each item so that it can be explaine
 Item-side knowledge (popularity, recency, co-visitation) is global: an ``ItemSideTable``
 aggregates the latest state of every user of *every* partition, those it owns and the
 others (records marked ``Record.owned = False``, read by the transport's global reader).
-The transport hands both over merged in event-time order (``streamrec.event_time``), so a
+The transport hands both over merged in event-time order (``streamrec.transport.event_time``), so a
 trigger is ranked with the item-side knowledge of the records before it in that one order:
 the same with 1 or N scorers, after compaction and after a restart.
 """
@@ -21,12 +21,12 @@ from typing import Callable, Iterable
 
 import msgspec
 
-from consumers.partition_models import is_snapshot_key
-from consumers.ranking import fuse
-from consumers.score_drift import ScoreDriftReporter
-from consumers.snapshot_chunks import SnapshotLimits, SnapshotReader
-from online_models.item_side import ItemSideTable
-from online_models.user_state import StateBounds, UserState, decode_state, state_event_time
+from streamrec.consumers.partition_models import is_snapshot_key
+from streamrec.consumers.ranking import fuse
+from streamrec.consumers.score_drift import ScoreDriftReporter
+from streamrec.consumers.snapshot_chunks import SnapshotLimits, SnapshotReader
+from streamrec.online_models.item_side import ItemSideTable
+from streamrec.online_models.user_state import StateBounds, UserState, decode_state, state_event_time
 from streamrec.config import Settings
 from streamrec.events import BadEvent, dead_letter
 from streamrec.input_bounds import (
@@ -389,7 +389,7 @@ class ScoreProcessor(ProcessorDefaults):
 
     def event_time(self, record: Record) -> float | None:
         """A ``global_topics`` record's event time, for the transport's merged order
-        (``streamrec.event_time``): the state's ``last_ts``; None for a snapshot, a
+        (``streamrec.transport.event_time``): the state's ``last_ts``; None for a snapshot, a
         tombstone or a record without a valid time (it takes its partition's previous)."""
         if record.key is None or is_snapshot_key(record.key):
             return None

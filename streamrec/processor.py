@@ -1,15 +1,15 @@
 """The one interface every transport drives a processor through.
 
-The Kafka runtime (``streamrec.runtime``) and the in-process bus (``streamrec.bus``) call
+The Kafka runtime (``streamrec.transport.runtime``) and the in-process bus (``streamrec.transport.bus``) call
 exactly these members, nothing found by ``getattr``: a processor that runs on one runs on the
 other, with the same lifecycle. ``restore`` and ``drop`` scope state by partition;
 ``rewarm_from``/``rewarm`` re-feed committed inputs to models that are snapshotted less often
 than every batch; the three counters are running tallies the transport turns into metrics.
 
 ``global_topics`` are the item-side input: every partition of those topics is read, the owned
-ones by the group's consumer and the others by a global reader (``streamrec.global_reader``),
+ones by the group's consumer and the others by a global reader (``streamrec.transport.global_reader``),
 and their records reach ``process`` merged in event-time order (``event_time``;
-``streamrec.event_time``). A record of a partition the member does not own is marked
+``streamrec.transport.event_time``). A record of a partition the member does not own is marked
 ``Record.owned = False``: it informs the processor's item-side knowledge, is never answered
 and never committed by this member.
 

@@ -28,8 +28,8 @@ class Record:
     timestamp_ms: int = 0
     headers: tuple[tuple[str, bytes], ...] = ()
     # False: a record of a global topic's partition another member owns, read by this one's
-    # global reader (``streamrec.global_reader``) and merged into its batches in event-time
-    # order (``streamrec.event_time``): input to item-side knowledge only, never answered,
+    # global reader (``streamrec.transport.global_reader``) and merged into its batches in event-time
+    # order (``streamrec.transport.event_time``): input to item-side knowledge only, never answered,
     # never committed by this member.
     owned: bool = True
 

@@ -32,19 +32,19 @@ from typing import IO, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from consumers.ingest import IngestProcessor
-from consumers.score import ScoreProcessor
-from online_models.user_state import UserState, decode_state
-from producers.logs import read_log
-from streamrec import kafka_clients
-from streamrec.bus import partition_for
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.consumers.score import ScoreProcessor
+from streamrec.online_models.user_state import UserState, decode_state
+from streamrec.producers.logs import read_log
+from streamrec.transport import kafka_clients
+from streamrec.transport.bus import partition_for
 from streamrec.config import Settings
-from streamrec.evaluation.metrics import hit_rate, ndcg
+from streamrec.ranking_metrics import hit_rate, ndcg
 from streamrec.events import ClickEvent, encode_click
-from streamrec.kafka_broker_config import pick_free_ports
+from streamrec.app.kafka_broker_config import pick_free_ports
 from streamrec.messages import Recommendation, recommendation_decoder
 from streamrec.records import Record
-from streamrec.topics import topic_specs
+from streamrec.transport.topics import topic_specs
 from support import (CommitWatch, applied_events, read_topic, settings_with_topics,
                      start_service_process, user_records)
 
@@ -161,7 +161,7 @@ def prequential_ranks(ledger: TriggerLedger, items_of: dict[str, str],
 
 def prequential_ndcg(ledger: TriggerLedger, items_of: dict[str, str],
                      lists: Mapping[str, Sequence[str]], k: int = K) -> float:
-    """Prequential NDCG@k with the project's formula (``streamrec.evaluation.metrics``).
+    """Prequential NDCG@k with the project's formula (``streamrec.ranking_metrics``).
 
     >>> ledger = TriggerLedger({"u": ["e1", "e2", "e3"]})
     >>> items = {"e1": "a", "e2": "b", "e3": "c"}

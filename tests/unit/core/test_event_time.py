@@ -1,4 +1,4 @@
-"""EventTimeMerge (streamrec.event_time): one release order, whatever the arrival order."""
+"""EventTimeMerge (streamrec.transport.event_time): one release order, whatever the arrival order."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from streamrec.event_time import EventTimeMerge
+from streamrec.transport.event_time import EventTimeMerge
 from streamrec.records import Record, TopicPartition
 
 PARTITIONS = [TopicPartition("s", p) for p in range(4)]

@@ -1,6 +1,6 @@
 """``GlobalReader`` positions: kept across sessions, moved only for records handed over, set
 to the committed offset on drop, new partitions found, owned partitions paused
-(streamrec.global_reader), against a fake consumer."""
+(streamrec.transport.global_reader), against a fake consumer."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from kafka import TopicPartition as TP
 
-from streamrec import global_reader
+from streamrec.transport import global_reader
 from streamrec.config import Settings
-from streamrec.global_reader import GlobalReader
+from streamrec.transport.global_reader import GlobalReader
 from streamrec.records import Record
 
 TOPIC = "user-state"

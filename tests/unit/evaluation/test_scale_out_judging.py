@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from online_models.user_state import UserState, encode_state
+from streamrec.online_models.user_state import UserState, encode_state
 from scale_out import (TriggerLedger, differing_top10, event_ranks, prequential_ndcg,
                        prequential_ranks)
 from streamrec.events import ClickEvent
