@@ -79,10 +79,10 @@ def interleaved(fns: dict[str, Callable[[], object]], reps: int,
 def model_latency(reps: int) -> dict:
     import torch
 
-    from export.release import build_release
-    from export.train import TrainedModel
-    from export.model import SASRec
-    from export.vocab import ItemVocabulary
+    from streamrec.export.release import build_release
+    from streamrec.export.train import TrainedModel
+    from streamrec.export.model import SASRec
+    from streamrec.export.vocab import ItemVocabulary
 
     torch.set_num_threads(2)
     vocab = ItemVocabulary(str(i) for i in range(1, 1683))
@@ -110,7 +110,7 @@ def model_latency(reps: int) -> dict:
 
 
 def retrieval(reps: int, n_items: int = 100_000, dim: int = 64, k: int = 100) -> dict:
-    from export.serving import OnnxSequenceModel
+    from streamrec.export.serving import OnnxSequenceModel
 
     rng = np.random.default_rng(1)
     table = rng.standard_normal((n_items + 1, dim), dtype=np.float32)

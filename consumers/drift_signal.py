@@ -25,7 +25,7 @@ from typing import Collection, Iterable, Sequence
 
 import msgspec
 
-from online_models.drift import HitRateDriftMonitor
+from streamrec.online_models.drift import HitRateDriftMonitor
 
 DRIFT_KEY = b"drift"  # the key of drift messages on ``models`` (models themselves: "current")
 DROP, RISE = "drop", "rise"

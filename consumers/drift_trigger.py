@@ -33,9 +33,9 @@ from typing import Callable, Iterable
 
 from kafka import TopicPartition as KafkaTopicPartition
 
-from consumers.drift_signal import DRIFT_KEY, DROP, DriftMessage, decode_drift
-from consumers.model_follower import CURRENT_KEY
-from streamrec import kafka_clients
+from streamrec.consumers.drift_signal import DRIFT_KEY, DROP, DriftMessage, decode_drift
+from streamrec.consumers.model_follower import CURRENT_KEY
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
 from streamrec.signing import MODELS_KIND, verify_signature
 

@@ -19,11 +19,11 @@ import logging
 from collections import Counter
 from typing import Iterable
 
-from consumers.model_adoption import ItemTableLoader, ModelAdopter
-from consumers.partition_models import PartitionModels, is_snapshot_key
-from consumers.snapshot_chunks import SnapshotLimits, SnapshotReader
-from online_models.blend import OnlineBlend
-from online_models.user_state import StateBounds, UserState, decode_state, encode_state
+from streamrec.consumers.model_adoption import ItemTableLoader, ModelAdopter
+from streamrec.consumers.partition_models import PartitionModels, is_snapshot_key
+from streamrec.consumers.snapshot_chunks import SnapshotLimits, SnapshotReader
+from streamrec.online_models.blend import OnlineBlend
+from streamrec.online_models.user_state import StateBounds, UserState, decode_state, encode_state
 from streamrec.config import Settings
 from streamrec.control import (ADOPT_MODEL, CONTROL_HEADER, CONTROL_KINDS, FORGET, BadControl,
                                kind_of, verify_control)

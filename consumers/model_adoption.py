@@ -35,8 +35,8 @@ from typing import Callable
 
 import numpy as np
 
-from consumers.partition_models import PartitionModels
-from export.item_table import ModelRejected, load_published_item_table
+from streamrec.consumers.partition_models import PartitionModels
+from streamrec.export.item_table import ModelRejected, load_published_item_table
 from streamrec.control import AdoptModelRequest, BadControl, version_number
 
 log = logging.getLogger(__name__)

@@ -40,9 +40,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTopicPartition
 
-from export.serving import OnnxSequenceModel
-from export.store import ModelRejected
-from streamrec import kafka_clients
+from streamrec.export.serving import OnnxSequenceModel
+from streamrec.export.store import ModelRejected
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
 from streamrec.control import BadControl, ModelAnnouncement
 from streamrec.signing import MODELS_KIND, verify_signature

@@ -22,10 +22,10 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from consumers.snapshot_chunks import (SNAPSHOT_KEY, SnapshotLimits, chunk_count,
+from streamrec.consumers.snapshot_chunks import (SNAPSHOT_KEY, SnapshotLimits, chunk_count,
                                        is_snapshot_key, snapshot_records)
-from consumers.snapshot_codec import PartitionSnapshot, encode_snapshot
-from online_models.blend import OnlineBlend
+from streamrec.consumers.snapshot_codec import PartitionSnapshot, encode_snapshot
+from streamrec.online_models.blend import OnlineBlend
 from streamrec.events import ClickEvent
 from streamrec.records import Output
 

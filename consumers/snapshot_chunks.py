@@ -23,7 +23,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 
-from consumers.snapshot_codec import (SNAPSHOT_FORMAT, BadSnapshot, PartitionSnapshot,
+from streamrec.consumers.snapshot_codec import (SNAPSHOT_FORMAT, BadSnapshot, PartitionSnapshot,
                                       SnapshotManifest, decode_manifest, decode_snapshot,
                                       encode_manifest)
 from streamrec.config import Settings

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import msgspec
 
-from online_models.blend import BlendState, OnlineBlend
+from streamrec.online_models.blend import BlendState, OnlineBlend
 
 SNAPSHOT_FORMAT = 2
 PAYLOAD_MAGIC = b"streamrec-snapshot/2\n"

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from consumers.train_window import (TrainingWindow, evaluate, holdout_cases,
+from streamrec.consumers.train_window import (TrainingWindow, evaluate, holdout_cases,
                                     promotion_decision, split_holdout)
-from export.release import build_release, publish_release
-from export.serving import OnnxSequenceModel
-from export.store import ModelRejected, ModelStore, publish_message
-from export.train import EpochStats, TrainedModel, train_model
+from streamrec.export.release import build_release, publish_release
+from streamrec.export.serving import OnnxSequenceModel
+from streamrec.export.store import ModelRejected, ModelStore, publish_message
+from streamrec.export.train import EpochStats, TrainedModel, train_model
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +201,8 @@ def _load_checkpoint(path: Path) -> TrainedModel | None:
         return None
     import torch
 
-    from export.model import SASRec, SASRecConfig
-    from export.vocab import ItemVocabulary
+    from streamrec.export.model import SASRec, SASRecConfig
+    from streamrec.export.vocab import ItemVocabulary
     try:
         data = torch.load(path, weights_only=True)  # never unpickle code from a volume
         model = SASRec.from_config(SASRecConfig(**data["config"]))

@@ -23,10 +23,10 @@ from typing import Any, Callable
 from kafka import KafkaProducer  # type only: kafka_clients builds it
 from kafka import TopicPartition as KafkaTopicPartition
 
-from consumers.train import CurrentModel, Trainer, TrainingOutcome
-from consumers.train_window import TrainingWindow, build_window
-from streamrec.changelog import read_changelog
-from streamrec import kafka_clients
+from streamrec.consumers.train import CurrentModel, Trainer, TrainingOutcome
+from streamrec.consumers.train_window import TrainingWindow, build_window
+from streamrec.transport.changelog import read_changelog
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
 from streamrec.control import BadControl, ModelAnnouncement, adopt_model_requests, send_control
 from streamrec.events import ClickBounds

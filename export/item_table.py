@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from export.store_root import (FILE_CAPS, ITEMS_FILE, MANIFEST, TABLE_FILE, ModelRejected,
+from streamrec.export.store_root import (FILE_CAPS, ITEMS_FILE, MANIFEST, TABLE_FILE, ModelRejected,
                                check_size, read_capped, read_manifest, read_verified,
                                sha256_bytes, version_folder)
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import onnx
 import torch
 
-from export.interface import INPUT_NAME, OPSET, OUTPUT_NAME
-from export.model import SASRec
+from streamrec.export.interface import INPUT_NAME, OPSET, OUTPUT_NAME
+from streamrec.export.model import SASRec
 # Largest batch the graph promises to accept; dynamo needs a bound for its symbolic shape.
 MAX_BATCH = 65_536
 

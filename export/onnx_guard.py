@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from export.store_root import ModelRejected
+from streamrec.export.store_root import ModelRejected
 
 # Field numbers of onnx.proto (stable since IR version 3).
 _MODEL_GRAPH, _MODEL_FUNCTIONS = 7, 25

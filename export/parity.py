@@ -17,8 +17,8 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from export.interface import INPUT_NAME
-from export.onnx_guard import check_inline_weights
+from streamrec.export.interface import INPUT_NAME
+from streamrec.export.onnx_guard import check_inline_weights
 
 ATOL = 1e-4
 

@@ -28,10 +28,10 @@ from typing import Any, Collection
 
 import numpy as np
 
-from online_models.base import Ranking
-from online_models.baselines import top_k
+from streamrec.online_models.base import Ranking
+from streamrec.online_models.baselines import top_k
 from streamrec.events import ClickEvent
-from export.vocab import ItemVocabulary, left_pad
+from streamrec.export.vocab import ItemVocabulary, left_pad
 
 
 class DeepSequentialRecommender:
@@ -103,8 +103,8 @@ class DeepSequentialRecommender:
 
     def retrain(self, now_ts: float) -> None:
         """Train on every sequence so far (warm start), export, check parity, swap in."""
-        from export.release import build_release
-        from export.train import print_epoch, train_model
+        from streamrec.export.release import build_release
+        from streamrec.export.train import print_epoch, train_model
 
         previous = self.trained
         trained = train_model(

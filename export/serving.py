@@ -25,10 +25,10 @@ from typing import Any, Collection, Mapping, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from export.interface import INPUT_NAME, RETRIEVAL_GRAPH_B64
-from export.parity import make_session
-from export.store import VerifiedModel, load_verified
-from export.vocab import ItemVocabulary, left_pad
+from streamrec.export.interface import INPUT_NAME, RETRIEVAL_GRAPH_B64
+from streamrec.export.parity import make_session
+from streamrec.export.store import VerifiedModel, load_verified
+from streamrec.export.vocab import ItemVocabulary, left_pad
 
 Ranking = list[tuple[str, float]]
 

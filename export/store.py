@@ -37,9 +37,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from export.item_table import parse_item_table
-from export.parity import ATOL, ParityError, ParityFixture, make_session, verify_fixture
-from export.store_root import (ITEMS_FILE, MANIFEST, MODEL_FILE, PARITY_FILE, TABLE_FILE,
+from streamrec.export.item_table import parse_item_table
+from streamrec.export.parity import ATOL, ParityError, ParityFixture, make_session, verify_fixture
+from streamrec.export.store_root import (ITEMS_FILE, MANIFEST, MODEL_FILE, PARITY_FILE, TABLE_FILE,
                                ModelRejected, read_manifest, read_verified, sha256_bytes,
                                version_folder)
 from streamrec.control import BadControl, ModelAnnouncement

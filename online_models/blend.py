@@ -17,13 +17,13 @@ from typing import Callable, Collection, Iterable, Mapping, Sequence
 import msgspec
 import numpy as np
 
-from online_models.base import Ranking
-from online_models.baselines import ItemIndex, top_k
-from online_models.embeddings import EmbeddingsState, OnlineUserEmbeddings
-from online_models.fm import NumpyFM, NumpyFMState, pack_rows
-from online_models.learner_state import (ArrayState, RngState, count, distinct, finite,
+from streamrec.online_models.base import Ranking
+from streamrec.online_models.baselines import ItemIndex, top_k
+from streamrec.online_models.embeddings import EmbeddingsState, OnlineUserEmbeddings
+from streamrec.online_models.fm import NumpyFM, NumpyFMState, pack_rows
+from streamrec.online_models.learner_state import (ArrayState, RngState, count, distinct, finite,
                                          require, slots)
-from online_models.popularity import PopularityRecency, PopularityState
+from streamrec.online_models.popularity import PopularityRecency, PopularityState
 from streamrec.events import ClickEvent
 
 ItemFeatures = Mapping[str, Mapping[str, "str | float"]]

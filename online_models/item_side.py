@@ -70,8 +70,8 @@ from typing import Collection, Iterable, Sequence
 
 import numpy as np
 
-from online_models.base import Ranking
-from online_models.user_state import UserState
+from streamrec.online_models.base import Ranking
+from streamrec.online_models.user_state import UserState
 
 # Fractional bits of the fixed-point decayed weights (Python ints: no overflow).
 SHIFT = 60

@@ -29,7 +29,7 @@ from typing import Callable, Iterator
 import msgspec
 from kafka import TopicPartition as KafkaTopicPartition
 
-from streamrec import kafka_clients
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
 from streamrec.messages import Recommendation, recommendation_decoder
 

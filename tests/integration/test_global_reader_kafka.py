@@ -20,11 +20,11 @@ from typing import Callable
 
 import pytest
 
-from streamrec import kafka_clients
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
 from streamrec.processor import ProcessorDefaults
 from streamrec.records import Output, ProcessResult, Record
-from streamrec.runtime import ProcessorService
+from streamrec.transport.runtime import ProcessorService
 from support import new_topic, running_service
 
 pytestmark = pytest.mark.kafka

@@ -13,12 +13,12 @@ from collections import Counter
 
 import pytest
 
-from online_models.user_state import decode_state
-from producers.publisher import ClickPublisher
-from producers.reader import RecommendationReader
-from producers.synthetic import SyntheticStream
+from streamrec.online_models.user_state import decode_state
+from streamrec.producers.publisher import ClickPublisher
+from streamrec.producers.reader import RecommendationReader
+from streamrec.producers.synthetic import SyntheticStream
 from streamrec.config import Settings
-from streamrec.kafka_secure import SecureBroker
+from streamrec.app.kafka_secure import SecureBroker
 from streamrec.messages import Recommendation
 from support import (applied_events, assert_offsets_applied_once, ingest_service, latest_by_key,
                      read_topic, running_service, score_service, trigger_ids)

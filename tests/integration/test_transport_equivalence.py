@@ -33,18 +33,18 @@ import time
 
 import pytest
 
-from consumers.ingest import IngestProcessor
-from consumers.score import ScoreProcessor, recommendation_decoder
-from producers.synthetic import SyntheticStream
-from streamrec import kafka_clients
-from streamrec.bus import InProcessBus
-from streamrec.bus_runner import InProcessRunner
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.consumers.score import ScoreProcessor, recommendation_decoder
+from streamrec.producers.synthetic import SyntheticStream
+from streamrec.transport import kafka_clients
+from streamrec.transport.bus import InProcessBus
+from streamrec.transport.bus_runner import InProcessRunner
 from streamrec.config import Settings
 from streamrec.events import ClickEvent, encode_click
 from streamrec.messages import Recommendation
 from streamrec.records import Output, ProcessResult, Record
-from streamrec.runtime import ProcessorService
-from streamrec.topics import topic_specs
+from streamrec.transport.runtime import ProcessorService
+from streamrec.transport.topics import topic_specs
 from support import read_topic, running_service, settings_with_topics
 
 pytestmark = pytest.mark.kafka

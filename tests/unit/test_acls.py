@@ -5,9 +5,9 @@ from __future__ import annotations
 import shlex
 from collections import defaultdict
 
-from streamrec.acls import (ADMIN, GROUP, PREFIXED, SERVICE_PRINCIPALS, TOPIC, TRANSACTIONAL_ID,
+from streamrec.transport.acls import (ADMIN, GROUP, PREFIXED, SERVICE_PRINCIPALS, TOPIC, TRANSACTIONAL_ID,
                             acl_bindings, kafka_acls_commands, to_kafka_python)
-from streamrec.cli import main
+from streamrec.app.cli import main
 from streamrec.config import Settings, TopicNames
 
 SETTINGS = Settings(topic_prefix="prod-", ingest_group="eu-ingest", score_group="eu-score",

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from consumers.model_follower import ModelFollower
+from streamrec.consumers.model_follower import ModelFollower
 from streamrec.config import Settings
 from unit.consumers.trainer_helpers import tampered_copy
 

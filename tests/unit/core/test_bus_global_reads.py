@@ -11,8 +11,8 @@ from collections import Counter
 
 import pytest
 
-from streamrec.bus import InProcessBus
-from streamrec.bus_runner import InProcessRunner
+from streamrec.transport.bus import InProcessBus
+from streamrec.transport.bus_runner import InProcessRunner
 from streamrec.processor import Processor, ProcessorDefaults
 from streamrec.records import Output, ProcessResult, Record
 

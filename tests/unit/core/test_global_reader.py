@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from kafka import TopicPartition as TP
 
-from streamrec import global_reader
+from streamrec.transport import global_reader
 from streamrec.config import Settings
-from streamrec.global_reader import GlobalReader
+from streamrec.transport.global_reader import GlobalReader
 from streamrec.records import Record
 
 TOPIC = "user-state"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from kafka import errors as kafka_errors
 
-from streamrec import kafka_clients
-from streamrec.cli import main
+from streamrec.transport import kafka_clients
+from streamrec.app.cli import main
 from streamrec.config import ConfigError, Settings
 from streamrec.connection import (KafkaAccessError, KafkaHandshakeError, KafkaSecurity,
                                   KafkaUnreachableError)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kafka import TopicPartition
 
-from streamrec.assignment import PartitionOwnership
+from streamrec.transport.assignment import PartitionOwnership
 
 TOPICS = ["user-state", "requests"]
 

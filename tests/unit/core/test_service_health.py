@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from streamrec.metrics import MetricsRegistry, service_metrics
-from streamrec.service_health import ServiceProgress, heartbeat_of
+from streamrec.transport.service_health import ServiceProgress, heartbeat_of
 
 
 class Clock:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from kafka import KafkaAdminClient
 from kafka import errors as kafka_errors
 
-from streamrec import kafka_clients
+from streamrec.transport import kafka_clients
 from streamrec.config import ConfigError, Settings
 
 COMPACT = {"cleanup.policy": "compact"}

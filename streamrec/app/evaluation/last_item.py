@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 from typing import Callable, Mapping, Sequence
 
-from online_models.base import Recommender
-from streamrec.evaluation.metrics import MetricsAccumulator
-from streamrec.evaluation.prequential import EvaluationResult, rank_of
+from streamrec.online_models.base import Recommender
+from streamrec.ranking_metrics import MetricsAccumulator
+from streamrec.app.evaluation.prequential import EvaluationResult, rank_of
 from streamrec.events import ClickEvent
 
 

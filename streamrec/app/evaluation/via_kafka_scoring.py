@@ -28,8 +28,8 @@ from typing import Any, NamedTuple, Protocol, Sequence
 
 import numpy as np
 
-from streamrec.evaluation.metrics import MetricsAccumulator
-from streamrec.evaluation.prequential import EvaluationResult
+from streamrec.ranking_metrics import MetricsAccumulator
+from streamrec.app.evaluation.prequential import EvaluationResult
 
 SYSTEM_NAME = "streamrec-kafka"
 HIT_RULE = ("hit if the event's item is in the latest recommendation for its user received "

@@ -5,9 +5,9 @@
 result into JSON, Markdown and PNG plots. See "Evaluation: replaying logs" in DESIGN.md.
 """
 
-from streamrec.evaluation.last_item import evaluate_last_item, split_last_item
-from streamrec.evaluation.metrics import MetricsAccumulator, hit_rate, mrr, ndcg
-from streamrec.evaluation.prequential import EvaluationResult, PrequentialEvaluator
+from streamrec.app.evaluation.last_item import evaluate_last_item, split_last_item
+from streamrec.ranking_metrics import MetricsAccumulator, hit_rate, mrr, ndcg
+from streamrec.app.evaluation.prequential import EvaluationResult, PrequentialEvaluator
 
 __all__ = [
     "EvaluationResult", "MetricsAccumulator", "PrequentialEvaluator", "evaluate_last_item",

@@ -16,13 +16,13 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Callable
 
-from streamrec.argtypes import positive_int
+from streamrec.app.argtypes import positive_int
 from streamrec.config import Settings
-from streamrec.kafka_args import add_kafka_options, kafka_settings
+from streamrec.app.kafka_args import add_kafka_options, kafka_settings
 
 if TYPE_CHECKING:
     from streamrec.metrics import MetricsRegistry
-    from streamrec.runtime import ProcessorService
+    from streamrec.transport.runtime import ProcessorService
 
 log = logging.getLogger("streamrec")
 
@@ -100,7 +100,7 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_topics_create(args: argparse.Namespace) -> int:
-    from streamrec.topics import create_topics
+    from streamrec.transport.topics import create_topics
     settings = settings_from_args(args)
     created = create_topics(settings)
     print(f"topics ready on {settings.bootstrap_servers}: {', '.join(created) or 'all existed'}")
@@ -108,14 +108,14 @@ def _cmd_topics_create(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from streamrec.pipeline import run_demo
+    from streamrec.app.pipeline import run_demo
     settings = settings_from_args(args)
     run_demo(settings, users=args.users, items=args.items, events=args.events, seed=args.seed)
     return 0
 
 
 def _cmd_forget(args: argparse.Namespace) -> int:
-    from streamrec import kafka_clients
+    from streamrec.transport import kafka_clients
     from streamrec.control import forget_request, send_control
     settings = settings_from_args(args)
     producer = kafka_clients.producer(settings)
@@ -128,17 +128,17 @@ def _cmd_forget(args: argparse.Namespace) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from streamrec.services import ingest_service
+    from streamrec.app.services import ingest_service
     settings = settings_from_args(args)
     return _serve("ingest", args, settings, ingest_service)
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from consumers.model_follower import ModelFollower
-    from consumers.score import ScoreProcessor
-    from export.candidates import DeepCandidateGenerator
+    from streamrec.consumers.model_follower import ModelFollower
+    from streamrec.consumers.score import ScoreProcessor
+    from streamrec.export.candidates import DeepCandidateGenerator
     from streamrec.metrics import MetricsRegistry
-    from streamrec.services import score_service
+    from streamrec.app.services import score_service
     settings = settings_from_args(args)
     processor = ScoreProcessor(settings)
     registry = MetricsRegistry()
@@ -165,7 +165,7 @@ def _serve(service: str, args: argparse.Namespace, settings: Settings,
            build: Callable[..., ProcessorService], registry: MetricsRegistry | None = None,
            also_ready: Callable[[], dict[str, object]] | None = None) -> int:
     """Run the service ``build`` makes (a ``streamrec.services`` factory) until a signal."""
-    from streamrec.logging_setup import configure_logging
+    from streamrec.app.logging_setup import configure_logging
     from streamrec.metrics import MetricsRegistry, MetricsServer, service_metrics
 
     configure_logging(fmt=args.log_format)

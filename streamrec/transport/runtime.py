@@ -47,17 +47,17 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from streamrec import kafka_clients
-from streamrec.assignment import PartitionOwnership
-from streamrec.changelog import read_changelog
+from streamrec.transport import kafka_clients
+from streamrec.transport.assignment import PartitionOwnership
+from streamrec.transport.changelog import read_changelog
 from streamrec.config import Settings
-from streamrec.global_reader import GlobalReader, poll_limit
-from streamrec.poison_pill import PoisonPillPolicy, process_in_isolation, raised_at
+from streamrec.transport.global_reader import GlobalReader, poll_limit
+from streamrec.transport.poison_pill import PoisonPillPolicy, process_in_isolation, raised_at
 from streamrec.processor import Processor, rewarm_each
 from streamrec.records import ProcessResult, Record
-from streamrec.recovery_budget import RecoveryBudget
-from streamrec.service_health import ServiceProgress
-from streamrec.verified_commit import (
+from streamrec.transport.recovery_budget import RecoveryBudget
+from streamrec.transport.service_health import ServiceProgress
+from streamrec.transport.verified_commit import (
     BAD_STATE,
     COMMIT_RAISED,
     OFFSETS_FAILED,

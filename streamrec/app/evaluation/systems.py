@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from online_models.base import Recommender
+from streamrec.online_models.base import Recommender
 from streamrec.config import Settings
 
 
@@ -32,7 +32,7 @@ SystemFactory = Callable[[SystemOptions], Recommender]
 
 def _streamrec(options: SystemOptions) -> Recommender:
     try:
-        from streamrec.pipeline import build_online_system
+        from streamrec.app.pipeline import build_online_system
     except ImportError as exc:
         raise SystemUnavailable(
             f"the streamrec system needs streamrec.pipeline.build_online_system ({exc})"
@@ -41,34 +41,34 @@ def _streamrec(options: SystemOptions) -> Recommender:
 
 
 def _most_popular(options: SystemOptions) -> Recommender:
-    from online_models.baselines import MostPopular
+    from streamrec.online_models.baselines import MostPopular
     return MostPopular()
 
 
 def _recent_popular(options: SystemOptions) -> Recommender:
-    from online_models.baselines import RecentPopular
+    from streamrec.online_models.baselines import RecentPopular
     return RecentPopular(half_life_s=options.settings.popularity_half_life_s)
 
 
 def _item_knn(options: SystemOptions) -> Recommender:
-    from online_models.baselines import ItemKNN
+    from streamrec.online_models.baselines import ItemKNN
     return ItemKNN(recent=20)
 
 
 def _markov(options: SystemOptions) -> Recommender:
-    from online_models.baselines import MarkovChain
+    from streamrec.online_models.baselines import MarkovChain
     return MarkovChain()
 
 
 def _river_mf(options: SystemOptions) -> Recommender:
-    from online_models.baselines import RiverMF
+    from streamrec.online_models.baselines import RiverMF
     return RiverMF(seed=options.seed)
 
 
 def _deep_trainer(options: SystemOptions, name: str) -> Recommender:
     try:
         import torch  # noqa: F401  - training needs the `train` extra
-        from export.recommender import DeepSequentialRecommender
+        from streamrec.export.recommender import DeepSequentialRecommender
     except ImportError as exc:
         raise SystemUnavailable(f"the {name} system needs torch and onnx ({exc})") from None
     # First model at 1,000 events, then a warm retrain (5 epochs) every 5,000 events, on the
@@ -83,22 +83,22 @@ def _deep(options: SystemOptions) -> Recommender:
 
 
 def _streamrec_full(options: SystemOptions) -> Recommender:
-    from streamrec.pipeline import build_online_system
+    from streamrec.app.pipeline import build_online_system
     return build_online_system(options.settings, deep=_deep_trainer(options, "streamrec-full"))
 
 
 def _online_embedding(options: SystemOptions) -> Recommender:
-    from online_models.embeddings import OnlineUserEmbeddings
+    from streamrec.online_models.embeddings import OnlineUserEmbeddings
     return OnlineUserEmbeddings(seed=options.seed)
 
 
 def _online_fm(options: SystemOptions) -> Recommender:
-    from online_models.blend import FMRecommender
+    from streamrec.online_models.blend import FMRecommender
     return FMRecommender(seed=options.seed)
 
 
 def _online_blend(options: SystemOptions) -> Recommender:
-    from online_models.blend import OnlineBlend
+    from streamrec.online_models.blend import OnlineBlend
     return OnlineBlend(half_life_s=options.settings.popularity_half_life_s, seed=options.seed)
 
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumers.ingest import IngestProcessor
-from consumers.score import ScoreProcessor
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.consumers.score import ScoreProcessor
 from streamrec.config import Settings
-from streamrec.runtime import ProcessorService
+from streamrec.transport.runtime import ProcessorService
 
 
 def ingest_service(settings: Settings, instance_id: str, *, processor: Any = None,

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from streamrec.commands.core import settings_from_args
-from streamrec.kafka_args import add_kafka_options
+from streamrec.app.commands.core import settings_from_args
+from streamrec.app.kafka_args import add_kafka_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_print(args: argparse.Namespace) -> int:
-    from streamrec.acls import kafka_acls_commands
+    from streamrec.transport.acls import kafka_acls_commands
     settings = settings_from_args(args)
     for line in kafka_acls_commands(settings, command_config=args.command_config):
         print(line)
@@ -47,8 +47,8 @@ def _cmd_print(args: argparse.Namespace) -> int:
 def _cmd_apply(args: argparse.Namespace) -> int:
     from kafka import errors as kafka_errors
 
-    from streamrec import kafka_clients
-    from streamrec.acls import AclApplyError, apply_acls
+    from streamrec.transport import kafka_clients
+    from streamrec.transport.acls import AclApplyError, apply_acls
     settings = settings_from_args(args)
     # Refused credentials or an unreachable broker raise the factory's one-line errors,
     # which the CLI edge prints; what the broker refuses afterwards is worded here.

@@ -7,8 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from streamrec.kafka_launcher import DEFAULT_HOME, KafkaLauncher, KafkaLaunchError
-from streamrec.kafka_secure import write_client_properties
+from streamrec.app.kafka_launcher import DEFAULT_HOME, KafkaLauncher, KafkaLaunchError
+from streamrec.app.kafka_secure import write_client_properties
 
 
 def add_kafka_command(subparsers: argparse._SubParsersAction) -> None:

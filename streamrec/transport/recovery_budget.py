@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from kafka import errors as kafka_errors
 
-from streamrec import kafka_clients
+from streamrec.transport import kafka_clients
 from streamrec.config import ConfigError
 
 # Errors no retry can fix besides the client's own (``kafka_clients.is_fatal``: refused

@@ -11,7 +11,7 @@ import argparse
 
 from streamrec.config import Settings
 from streamrec.connection import MECHANISMS, PROTOCOLS, read_secret_file
-from streamrec.logging_setup import redact_secrets
+from streamrec.app.logging_setup import redact_secrets
 
 # Where the CLI edge finds the settings a command ran with, to word a Kafka error.
 SETTINGS_ATTR = "resolved_settings"

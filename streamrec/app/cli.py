@@ -19,12 +19,12 @@ from streamrec.connection import KafkaAccessError, KafkaUnreachableError
 
 # Modules that contribute subcommands, in the order they appear in --help.
 SUBCOMMAND_MODULES = (
-    "streamrec.commands.core",        # schema, topics, ingest, score, forget, demo
-    "streamrec.kafka_launcher",       # kafka start|stop|status
-    "producers.cli",                  # produce replay|synthetic
-    "streamrec.evaluation.cli",       # replay
-    "streamrec.commands.train",       # train
-    "streamrec.commands.acls",        # acls print|apply
+    "streamrec.app.commands.core",        # schema, topics, ingest, score, forget, demo
+    "streamrec.app.kafka_launcher",       # kafka start|stop|status
+    "streamrec.producers.cli",                  # produce replay|synthetic
+    "streamrec.app.evaluation.cli",       # replay
+    "streamrec.app.commands.train",       # train
+    "streamrec.app.commands.acls",        # acls print|apply
 )
 
 
@@ -83,23 +83,23 @@ def _check_credentials_first(args: argparse.Namespace) -> None:
     offline = getattr(args, "stdout", False) or getattr(args, "via_kafka", True) is False
     if not hasattr(args, "kafka_config") or offline:  # no connection flags, or no broker
         return
-    from streamrec.kafka_args import kafka_settings
-    from streamrec.kafka_clients import check_credentials
+    from streamrec.app.kafka_args import kafka_settings
+    from streamrec.transport.kafka_clients import check_credentials
     check_credentials(kafka_settings(args))
 
 
 def _error_line(message: str) -> None:
-    from streamrec.logging_setup import redact  # a secret never reaches the terminal either
+    from streamrec.app.logging_setup import redact  # a secret never reaches the terminal either
     sys.stderr.write(f"streamrec: error: {redact(message)}\n")
 
 
 def _kafka_access_error(exc: Exception, args: argparse.Namespace) -> Exception | None:
     """A raw kafka-python authentication/ACL error raised mid-run, as one line."""
-    from streamrec.kafka_args import SETTINGS_ATTR
+    from streamrec.app.kafka_args import SETTINGS_ATTR
     settings = getattr(args, SETTINGS_ATTR, None)
     if settings is None or not type(exc).__module__.startswith("kafka"):
         return None
-    from streamrec.kafka_clients import access_error
+    from streamrec.transport.kafka_clients import access_error
     return access_error(exc, settings)
 
 

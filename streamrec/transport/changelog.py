@@ -7,7 +7,7 @@ import time
 
 from kafka import TopicPartition as KafkaTopicPartition
 
-from streamrec import kafka_clients
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
 from streamrec.records import Record
 

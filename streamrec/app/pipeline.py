@@ -13,18 +13,18 @@ import time
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Collection
 
-from consumers.ingest import IngestProcessor
-from consumers.score import ScoreProcessor, encode_request, recommendation_decoder
-from online_models.base import Ranking
-from streamrec.bus import InProcessBus
-from streamrec.bus_runner import InProcessRunner
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.consumers.score import ScoreProcessor, encode_request, recommendation_decoder
+from streamrec.online_models.base import Ranking
+from streamrec.transport.bus import InProcessBus
+from streamrec.transport.bus_runner import InProcessRunner
 from streamrec.config import Settings
 from streamrec.events import ClickEvent, encode_click
 from streamrec.progress import Progress
 from streamrec.records import Output
 
 if TYPE_CHECKING:  # export.serving loads onnxruntime: only replay with a deep model needs it
-    from export.serving import OnnxSequenceModel
+    from streamrec.export.serving import OnnxSequenceModel
 
 
 class OnlineSystem:
@@ -72,7 +72,7 @@ class OnlineSystem:
         if self.deep is not None:
             self.deep.learn_one(event)  # retrains when due, on the events so far only
             if self.deep.serving is not None and self.deep.serving is not self._served:
-                from export.candidates import DeepCandidateGenerator  # replay-only import
+                from streamrec.export.candidates import DeepCandidateGenerator  # replay-only import
                 self._served = self.deep.serving
                 self.score.swap_deep(DeepCandidateGenerator(self._served,
                                                             self.score.deep_candidates))
@@ -131,7 +131,7 @@ def run_demo(settings: Settings, *, users: int = 2_000, items: int = 1_000, even
     judged (seen items are never recommended). The oracle (the generator's true top-K
     among unseen items) gives the ceiling next to it.
     """
-    from producers.synthetic import SyntheticStream  # the generator is a producers concern
+    from streamrec.producers.synthetic import SyntheticStream  # the generator is a producers concern
 
     k = settings.top_k
     stream = SyntheticStream(n_users=users, n_items=items, n_events=events, seed=seed)

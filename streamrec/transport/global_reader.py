@@ -28,9 +28,9 @@ from typing import Callable, Iterable, Mapping
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTopicPartition
 
-from streamrec import kafka_clients
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
-from streamrec.poison_pill import raised_at
+from streamrec.transport.poison_pill import raised_at
 from streamrec.records import Record
 
 log = logging.getLogger(__name__)

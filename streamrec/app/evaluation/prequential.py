@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from online_models.base import Recommender
-from streamrec.evaluation.metrics import MetricsAccumulator
+from streamrec.online_models.base import Recommender
+from streamrec.ranking_metrics import MetricsAccumulator
 from streamrec.events import ClickEvent
 
 

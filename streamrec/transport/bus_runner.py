@@ -35,9 +35,9 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from streamrec.bus import InProcessBus
-from streamrec.global_reader import poll_limit
-from streamrec.poison_pill import PoisonPillPolicy, process_in_isolation
+from streamrec.transport.bus import InProcessBus
+from streamrec.transport.global_reader import poll_limit
+from streamrec.transport.poison_pill import PoisonPillPolicy, process_in_isolation
 from streamrec.processor import Processor, rewarm_each
 from streamrec.records import ProcessResult, Record
 

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamrec.argtypes import positive_float, positive_int, speed
+from streamrec.app.argtypes import positive_float, positive_int, speed
 from streamrec.config import Settings
-from streamrec.evaluation.systems import DEFAULT_SYSTEMS, SYSTEMS, SystemOptions, build_systems
-from streamrec.kafka_args import add_kafka_options, kafka_settings
+from streamrec.app.evaluation.systems import DEFAULT_SYSTEMS, SYSTEMS, SystemOptions, build_systems
+from streamrec.app.kafka_args import add_kafka_options, kafka_settings
 from streamrec.progress import Progress
 
 FORMATS = ("movielens", "csv", "jsonl")
@@ -75,8 +75,8 @@ def _error(message: str) -> int:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from producers.logs import LogFormatError, read_log
-    from streamrec.evaluation.report import file_sha256, write_report
+    from streamrec.producers.logs import LogFormatError, read_log
+    from streamrec.app.evaluation.report import file_sha256, write_report
 
     if not args.path.is_file():
         return _error(f"no such file: {args.path}")
@@ -111,7 +111,7 @@ def run_replay(args: argparse.Namespace) -> int:
         if result is None:
             return 2
         if systems:  # the references, on the identical sequence, in the same report
-            from streamrec.evaluation.prequential import PrequentialEvaluator
+            from streamrec.app.evaluation.prequential import PrequentialEvaluator
             reference = PrequentialEvaluator(systems, ks, args.window).run(events)
             result.metrics.update(reference.metrics)
         paths = write_report(args.out, result, config, unavailable)
@@ -122,10 +122,10 @@ def run_replay(args: argparse.Namespace) -> int:
                         enabled=not args.no_progress)
     with progress:
         if args.protocol == "prequential":
-            from streamrec.evaluation.prequential import PrequentialEvaluator
+            from streamrec.app.evaluation.prequential import PrequentialEvaluator
             result = PrequentialEvaluator(systems, ks, args.window).run(events, progress.update)
         else:
-            from streamrec.evaluation.last_item import evaluate_last_item
+            from streamrec.app.evaluation.last_item import evaluate_last_item
             result = evaluate_last_item(systems, events, ks, progress.update)
     paths = write_report(args.out, result, config, unavailable)
     _print_summary(result, ks, len(events), time.perf_counter() - start, paths)
@@ -146,9 +146,9 @@ def _print_summary(result: Any, ks: list[int], n_events: int, elapsed: float,
 def _replay_via_kafka(args: argparse.Namespace, events: list[Any], ks: list[int],
                       config: dict[str, Any]) -> Any:
     """Run the Kafka replay; record its set-up in ``config``; None (after a message) on failure."""
-    from streamrec.evaluation.via_kafka import (ViaKafkaError, ViaKafkaOptions,
+    from streamrec.app.evaluation.via_kafka import (ViaKafkaError, ViaKafkaOptions,
                                                 run_replay_via_kafka, replay_prefix)
-    from streamrec.evaluation.via_kafka_scoring import HIT_RULE
+    from streamrec.app.evaluation.via_kafka_scoring import HIT_RULE
 
     prefix = args.topic_prefix if args.topic_prefix is not None else replay_prefix()
     settings = kafka_settings(args, topic_prefix=prefix)

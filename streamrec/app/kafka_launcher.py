@@ -39,13 +39,13 @@ from pathlib import Path
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Callable, Mapping
 
-from streamrec.kafka_broker_process import (KafkaLaunchError, LogMark, die_with_parent,
+from streamrec.app.kafka_broker_process import (KafkaLaunchError, LogMark, die_with_parent,
                                             failure_report, kill_group, probe,
                                             wait_until_bindable)
-from streamrec.kafka_broker_config import (KAFKA_VERSION, LOG4J2, LOG4J_VERSION, POM, STATE_FILE,
+from streamrec.app.kafka_broker_config import (KAFKA_VERSION, LOG4J2, LOG4J_VERSION, POM, STATE_FILE,
                                            BrokerState, pick_free_ports, pid_alive,
                                            random_cluster_id, render_server_properties)
-from streamrec.kafka_secure import (SecureBroker, add_scram_arguments, make_tls_files,
+from streamrec.app.kafka_secure import (SecureBroker, add_scram_arguments, make_tls_files,
                                     random_passwords, redact, secure_properties, tls_files)
 
 DEFAULT_HOME = Path(__file__).resolve().parent.parent / ".kafka"  # git-ignored
@@ -357,5 +357,5 @@ class _PortTaken(Exception):
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``streamrec kafka start|stop|status`` (written in ``streamrec.kafka_command``)."""
-    from streamrec.kafka_command import add_kafka_command  # late: it imports this module
+    from streamrec.app.kafka_command import add_kafka_command  # late: it imports this module
     add_kafka_command(subparsers)

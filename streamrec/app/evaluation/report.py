@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from streamrec.evaluation.prequential import EvaluationResult
+from streamrec.app.evaluation.prequential import EvaluationResult
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from streamrec.acls import ADMIN, SERVICE_PRINCIPALS
+from streamrec.transport.acls import ADMIN, SERVICE_PRINCIPALS
 from streamrec.config import Settings
 from streamrec.connection import KafkaSecurity
 

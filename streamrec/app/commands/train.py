@@ -18,8 +18,8 @@ import logging
 import sys
 from pathlib import Path
 
-from streamrec.argtypes import finite_float, positive_float, positive_int
-from streamrec.commands.core import (_install_stop_handlers, add_kafka_options,
+from streamrec.app.argtypes import finite_float, positive_float, positive_int
+from streamrec.app.commands.core import (_install_stop_handlers, add_kafka_options,
                                      settings_from_args)
 from streamrec.config import ConfigError
 
@@ -74,8 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from streamrec.kafka_launcher import probe
-    from streamrec.logging_setup import configure_logging
+    from streamrec.app.kafka_launcher import probe
+    from streamrec.app.logging_setup import configure_logging
 
     settings = settings_from_args(args, model_store=args.store)
     store_root = Path(settings.model_store)
@@ -91,9 +91,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for chatty in ("onnxscript", "onnx_ir"):  # the dynamo exporter narrates every pass
         logging.getLogger(chatty).setLevel(logging.WARNING)
     # Heavy imports (torch, onnx) only now: the parser must stay importable without them.
-    from consumers.train import Trainer, TrainerConfig
-    from consumers.train_service import TrainerService
-    from export.store import ModelStore
+    from streamrec.consumers.train import Trainer, TrainerConfig
+    from streamrec.consumers.train_service import TrainerService
+    from streamrec.export.store import ModelStore
 
     config = TrainerConfig(
         window_events=args.window_events, since_ts=args.since, epochs=args.epochs,
@@ -103,7 +103,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed)
     drift = None
     if not (args.once or args.no_drift):
-        from consumers.drift_trigger import DriftTrigger
+        from streamrec.consumers.drift_trigger import DriftTrigger
         # The lambda reads the service built just below, when the trigger is polled.
         drift = DriftTrigger(settings, last_run_started=lambda: service.last_run_started_at)
     service = TrainerService(settings, Trainer(config, ModelStore(store_root)),

@@ -27,10 +27,10 @@ from typing import Iterator, Sequence
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.errors import KafkaError
 
-from streamrec import kafka_clients
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
-from streamrec.evaluation.prequential import EvaluationResult
-from streamrec.evaluation.via_kafka_scoring import ReceivedRecommendation, score_via_kafka
+from streamrec.app.evaluation.prequential import EvaluationResult
+from streamrec.app.evaluation.via_kafka_scoring import ReceivedRecommendation, score_via_kafka
 from streamrec.events import ClickEvent
 from streamrec.progress import Progress
 
@@ -98,7 +98,7 @@ class RecommendationReader:
             return len(trigger_ids & self.trigger_ids), len(self.received)
 
     def _run(self) -> None:
-        from consumers.score import recommendation_decoder
+        from streamrec.consumers.score import recommendation_decoder
         try:
             while not self._stop.is_set():
                 for messages in self._consumer.poll(timeout_ms=100).values():
@@ -128,8 +128,8 @@ def in_process_services(settings: Settings) -> Iterator[list[BaseException]]:
 
     Yields the list their errors land in, so the waiting loop can fail fast.
     """
-    from streamrec.runtime import ProcessorService
-    from streamrec.services import ingest_service, score_service
+    from streamrec.transport.runtime import ProcessorService
+    from streamrec.app.services import ingest_service, score_service
 
     run = uuid.uuid4().hex[:8]
     services = [
@@ -187,11 +187,11 @@ def run_replay_via_kafka(events: Sequence[ClickEvent], settings: Settings, ks: S
     (idempotently) first. Raises ``ViaKafkaError`` if the broker cannot be reached, a
     service fails, or the last recommendations do not arrive within the timeout.
     """
-    from producers.publisher import ClickPublisher, PublishError
-    from producers.replay import replay
-    from streamrec.topics import create_topics
+    from streamrec.producers.publisher import ClickPublisher, PublishError
+    from streamrec.producers.replay import replay
+    from streamrec.transport.topics import create_topics
 
-    from streamrec.kafka_launcher import probe
+    from streamrec.app.kafka_launcher import probe
 
     # Seconds, not a 30 s client timeout; refused credentials raise KafkaAccessError.
     unreachable = probe(settings.bootstrap_servers, settings.kafka_security)

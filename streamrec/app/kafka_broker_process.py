@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamrec.connection import KafkaSecurity
-from streamrec.kafka_broker_config import tail
+from streamrec.app.kafka_broker_config import tail
 
 LOG_FILES = ("server.log", "stdout.log")
 
@@ -122,7 +122,7 @@ def probe(bootstrap: str, security: KafkaSecurity | None = None) -> Exception | 
     """
     from kafka.errors import KafkaConfigurationError  # late: the pure helpers need no client
 
-    from streamrec import kafka_clients
+    from streamrec.transport import kafka_clients
     from streamrec.config import Settings
     settings = Settings(bootstrap_servers=bootstrap, kafka_security=security or KafkaSecurity())
     try:
