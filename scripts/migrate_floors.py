@@ -22,12 +22,18 @@ branch written against the old layout can be ported by running it there:
    - string literals that are nothing but a dotted module path, optionally with ``:attr``:
      ``monkeypatch.setattr("consumers.model_follower.MAX_BACKOFF_S", ...)``, ``mock.patch``
      targets, ``[sys.executable, "-m", "streamrec.cli"]``, logger names, ``sys.modules`` keys;
+   - import statements of ``>>>`` examples in docstrings (doctests run them);
    - in Makefile, Dockerfile, compose files, shell scripts, ``.ci/run`` and README: only
      ``-m <module>`` (``python -m streamrec.cli``);
    - pyproject.toml: the entry point, ``packages.find`` and mypy ``files``.
    Comments, docstrings and prose are left alone, and so is a local variable called
    ``consumers``: only the names an import statement binds are followed.
-4. Report what it changed, and root modules of ``streamrec/`` that the floor plan does not
+4. With ``--prose`` (a separate pass, so its result can be its own commit): references in
+   comments, docstrings, messages and Markdown/YAML/Makefile text, ``streamrec.runtime`` or
+   ``streamrec/runtime.py``, follow their module. A dotted reference is rewritten only when it
+   names a module that exists after the move (so ``consumers.append(x)`` stays as it is);
+   folder paths such as ``consumers/score.py`` are right as they are.
+5. Report what it changed, and root modules of ``streamrec/`` that the floor plan does not
    know (a branch's new module: decide its floor by what it imports).
 
 It does not edit itself (its tables name the old paths on purpose).
@@ -315,10 +321,33 @@ def _usage_edits(tokens: list[tokenize.TokenInfo], bound: dict[str, str],
     return edits
 
 
+DOCTEST_LINE = re.compile(r"^(?P<prompt>\s*>>> )(?P<code>(?:import|from) .*)$", re.M)
+
+
+def _doctest_import_edit(token: tokenize.TokenInfo) -> Edit | None:
+    """``>>> from online_models.user_state import UserState`` in a docstring is code too."""
+    if ">>>" not in token.string:
+        return None
+
+    def replace(match: re.Match[str]) -> str:
+        try:
+            new, _, _ = rewrite_python(match["code"] + "\n")
+        except (SyntaxError, tokenize.TokenError):
+            return match[0]
+        return match["prompt"] + new.rstrip("\n")
+
+    text = DOCTEST_LINE.sub(replace, token.string)
+    return Edit(token.start, token.end, text) if text != token.string else None
+
+
 def _string_edits(tokens: list[tokenize.TokenInfo]) -> list[Edit]:
     edits = []
     for token in tokens:
         if token.type != tokenize.STRING:
+            continue
+        doctest_edit = _doctest_import_edit(token)
+        if doctest_edit is not None:
+            edits.append(doctest_edit)
             continue
         try:
             value = ast.literal_eval(token.string)
@@ -376,11 +405,23 @@ def rewrite_python(source: str) -> tuple[str, list[str], list[str]]:
     edits += _string_edits(tokens)
     if not edits:
         return source, [], notes
-    changed = [f"{e.start[0]}: {_span(source_lines, e)} -> {e.text}" for e in
-               sorted(edits, key=lambda e: e.start)]
+    changed = [_describe(source, source_lines, e) for e in sorted(edits, key=lambda e: e.start)]
     new_source = apply_edits(source, edits)
     ast.parse(new_source)  # a rewrite that breaks the syntax must fail loudly, not be written
     return new_source, changed, notes
+
+
+def _describe(source: str, lines: list[str], edit: Edit) -> str:
+    if "\n" not in edit.text:
+        return f"{edit.start[0]}: {_span(lines, edit)} -> {edit.text}"
+    before = apply_edits(source, [])[_offset(lines, edit.start):_offset(lines, edit.end)]
+    gone = [line.strip() for line in before.splitlines() if line not in edit.text.splitlines()]
+    came = [line.strip() for line in edit.text.splitlines() if line not in before.splitlines()]
+    return f"{edit.start[0]}: {' | '.join(gone)} -> {' | '.join(came)}"
+
+
+def _offset(lines: list[str], pos: tuple[int, int]) -> int:
+    return sum(len(line) for line in lines[:pos[0] - 1]) + pos[1]
 
 
 def _span(lines: list[str], edit: Edit) -> str:
@@ -483,6 +524,116 @@ def rewrite_all(root: Path, report: Report) -> None:
             write(pyproject, new, report)
 
 
+# --- prose (--prose) ----------------------------------------------------------------------
+
+PROSE_DOTTED = re.compile(r"(?<![\w./-])(?P<name>(?:streamrec|consumers|producers|online_models|export)"
+                          r"(?:\.[A-Za-z_]\w*)+)")
+PROSE_PATH = re.compile(r"(?<![\w./-])streamrec/(?P<path>(?:commands|evaluation)/[\w/]*|"
+                        r"(?:commands|evaluation)\b|\w+\.py\b)")
+PROSE_FILES = ("*.md", "Makefile", "Dockerfile", "docker-compose*.yml", ".ci/run", "scripts/**/*.sh",
+               "pyproject.toml", ".dockerignore")
+
+
+def _module_exists(root: Path, dotted: str) -> bool:
+    path = root.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def map_prose_name(root: Path, name: str) -> str | None:
+    """The new name of a dotted reference, if the module it names exists after the move."""
+    new = map_module(name)
+    if new is None:
+        return None
+    parts = new.split(".")
+    mapped_parts = len(new.split(".")) - (len(name.split(".")) - _mapped_prefix_parts(name))
+    floor = mapped_parts + (1 if name.split(".")[0] in FOLDERS else 0)
+    for end in range(len(parts), floor - 1, -1):
+        if _module_exists(root, ".".join(parts[:end])):
+            return new
+    return None
+
+
+def _mapped_prefix_parts(name: str) -> int:
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        if ".".join(parts[:end]) in MODULE_MAP:
+            return end
+    return 0
+
+
+def map_prose_path(path: str) -> str | None:
+    """``streamrec/runtime.py`` -> ``streamrec/transport/runtime.py`` and the like."""
+    if path == "evaluation/metrics.py":
+        return "streamrec/ranking_metrics.py"
+    head = path.split("/")[0]
+    if head in APP_PACKAGES:
+        return f"streamrec/app/{path}"
+    stem = path[:-3] if path.endswith(".py") else None
+    if stem in TRANSPORT:
+        return f"streamrec/transport/{path}"
+    if stem in APP:
+        return f"streamrec/app/{path}"
+    return None
+
+
+def rewrite_prose_text(root: Path, text: str) -> tuple[str, list[str]]:
+    changed: list[str] = []
+
+    def dotted(match: re.Match[str]) -> str:
+        new = map_prose_name(root, match["name"])
+        if new is None:
+            return match[0]
+        changed.append(f"{match['name']} -> {new}")
+        return new
+
+    def path(match: re.Match[str]) -> str:
+        new = map_prose_path(match["path"])
+        if new is None:
+            return match[0]
+        changed.append(f"{match[0]} -> {new}")
+        return new
+
+    return PROSE_PATH.sub(path, PROSE_DOTTED.sub(dotted, text)), changed
+
+
+def rewrite_prose_python(root: Path, source: str) -> tuple[str, list[str]]:
+    """Comments and string literals (docstrings, messages) of a Python source."""
+    edits: list[Edit] = []
+    changed: list[str] = []
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type not in (tokenize.COMMENT, tokenize.STRING):
+            continue
+        new, found = rewrite_prose_text(root, token.string)
+        if new != token.string:
+            edits.append(Edit(token.start, token.end, new))
+            changed += [f"{token.start[0]}: {line}" for line in found]
+    if not edits:
+        return source, []
+    new_source = apply_edits(source, edits)
+    ast.parse(new_source)
+    return new_source, changed
+
+
+def rewrite_prose(root: Path, report: Report) -> None:
+    for path in python_files(root):
+        source = path.read_text("utf-8")
+        new, changed = rewrite_prose_python(root, source)
+        for line in changed:
+            report.say(f"{path.relative_to(root)}:{line}")
+        if new != source:
+            write(path, new, report)
+    found: set[Path] = set()
+    for pattern in PROSE_FILES:
+        found |= {p for p in root.glob(pattern) if p.is_file()}
+    for path in sorted(found):
+        text = path.read_text("utf-8")
+        new, changed = rewrite_prose_text(root, text)
+        for line in changed:
+            report.say(f"{path.relative_to(root)}: {line}")
+        if new != text:
+            write(path, new, report)
+
+
 def unplanned_root_modules(root: Path) -> list[str]:
     known = set(CONTRACTS) | set(TRANSPORT) | set(APP)
     return sorted(p.stem for p in (root / "streamrec").glob("*.py") if p.stem not in known)
@@ -491,11 +642,15 @@ def unplanned_root_modules(root: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="print the changes, make none")
+    parser.add_argument("--prose", action="store_true",
+                        help="also rewrite module references in comments, docstrings and docs")
     args = parser.parse_args(argv)
     root = Path(git(Path.cwd(), "rev-parse", "--show-toplevel").strip())
     report = Report(dry_run=args.dry_run)
     move_files(root, report)
     rewrite_all(root, report)
+    if args.prose:
+        rewrite_prose(root, report)
     for name in unplanned_root_modules(root):
         print(f"UNPLANNED streamrec/{name}.py: not in the floor plan; stays a contract unless "
               f"moved (see TRANSPORT/APP in {SELF.name})")
