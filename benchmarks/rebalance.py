@@ -5,7 +5,7 @@ Two runs on one broker, each on its own topics with the same pre-filled clicks:
 * ``rebuild`` (the reference, ``keep_state_on_rebalance=False``): every rebalance drops
   and restores every partition a member owns, as the runtime did before;
 * ``keep``: a member keeps the state of the partitions it still owns and restores only
-  the newly assigned ones (``streamrec.assignment``).
+  the newly assigned ones (``streamrec.transport.assignment``).
 
 For each scaling step it prints the partitions restored and the records re-read (changelog
 records plus re-warmed inputs) by both instances, and saves JSON. The ratio keep / rebuild

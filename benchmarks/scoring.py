@@ -4,7 +4,7 @@ Two comparisons, each against its reference in the same process:
 
 1. The served SASRec (2 blocks, d=64, max_len 50, 1,682 items as in ML-100K, random
    weights: speed does not depend on training) at batch 1 and 32: ONNX Runtime
-   (``export.serving``) vs torch eager under ``no_grad``, both with 2 threads. Calls are
+   (``streamrec.export.serving``) vs torch eager under ``no_grad``, both with 2 threads. Calls are
    interleaved (torch, ORT, torch, ...) so both see the same background load.
    Target: ORT p50 <= 0.6x torch p50 at batch 1.
 2. Top-100 of 100,000 items (d=64, float32, row-major) for one user vector, as served

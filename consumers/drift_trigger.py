@@ -1,7 +1,7 @@
 """The trainer's drift trigger: retrain when a scorer publishes a drop of its hit-rate.
 
 Scorers put a ``drift`` message on ``models`` when ADWIN sees their online hit-rate drop
-(``consumers.score_drift``). ``DriftTrigger`` is the ``drift_signal`` of ``TrainerService``:
+(``streamrec.consumers.score_drift``). ``DriftTrigger`` is the ``drift_signal`` of ``TrainerService``:
 polled between runs, it reads what is new on ``models`` and returns True once for a drop
 that is newer than both
 

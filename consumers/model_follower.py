@@ -16,7 +16,7 @@ older version as ``current`` (a rollback) loads it again. No torch here.
 
 Hostile input: a message is decoded by ``ModelAnnouncement.decode`` (bounded, typed), its
 version must be in the scorer's own store (``Settings.model_store``, see
-``export.store_root``), and with a control secret set it must carry the trainer's signature
+``streamrec.export.store_root``), and with a control secret set it must carry the trainer's signature
 (``streamrec.signing``); anything else is skipped and counted, never served. Every value
 handed to ``accept``/``handle`` ends in exactly one ``outcomes`` count.
 

@@ -9,8 +9,8 @@ models: it loads the latest snapshot and re-learns the events committed since.
 A snapshot is written to ``user-state`` (pinned to the partition) inside the same
 transaction as the states, right after a micro-batch: the buffer is empty then, so the
 snapshot plus the offset of its last event is the whole model state. It is plain data
-(``consumers.snapshot_codec``, never pickle), in chunks named by a record under
-``SNAPSHOT_KEY`` (``consumers.snapshot_chunks``).
+(``streamrec.consumers.snapshot_codec``, never pickle), in chunks named by a record under
+``SNAPSHOT_KEY`` (``streamrec.consumers.snapshot_chunks``).
 
 Control messages (forget, adopt-model) first ``flush`` the pending events as a shorter
 micro-batch, so what they change happens at their own position in the partition's order,

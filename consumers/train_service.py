@@ -1,4 +1,4 @@
-"""``TrainerService``: the Kafka binding of the ``Trainer`` (see ``consumers.train``).
+"""``TrainerService``: the Kafka binding of the ``Trainer`` (see ``streamrec.consumers.train``).
 
 Reads the training window from ``clicks`` by offsets with ``read_committed`` (an aborted
 or open transaction's events never train a model), finds the serving model as the newest
@@ -54,7 +54,7 @@ class TrainerService:
         self.current: CurrentModel | None = None
         self.runs: list[TrainingOutcome] = []
         # Wall clock (epoch s) of the last run's start: a drift signal skips drift that the
-        # run's data already covered (see consumers.drift_trigger).
+        # run's data already covered (see streamrec.consumers.drift_trigger).
         self.last_run_started_at: float | None = None
         self._stop = threading.Event()
         self._consumer = kafka_clients.committed_reader(settings)

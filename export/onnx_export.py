@@ -107,7 +107,7 @@ def check_graph(onnx_bytes: bytes) -> None:
 
 
 def retrieval_graph() -> bytes:
-    """The scoring graph serving embeds (``export.interface.RETRIEVAL_GRAPH_B64``)."""
+    """The scoring graph serving embeds (``streamrec.export.interface.RETRIEVAL_GRAPH_B64``)."""
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(

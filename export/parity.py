@@ -59,7 +59,7 @@ def make_session(onnx_bytes: bytes, threads: int = 2) -> ort.InferenceSession:
 
     Built from the bytes given, never from a path (the bytes are the ones whose sha256
     was checked), and only if every weight is inline: ``ModelRejected("external_data")``
-    otherwise (``export.onnx_guard``).
+    otherwise (``streamrec.export.onnx_guard``).
     """
     check_inline_weights(onnx_bytes)
     options = ort.SessionOptions()

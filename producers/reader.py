@@ -15,7 +15,7 @@ Two styles, same reader::
     reader.run(callback, until=lambda: done.is_set())   # callback(rec) per message
     reader.latest("u42")                        # the newest one seen for a user, or None
 
-Built through ``streamrec.kafka_clients``: TLS and SASL come from ``settings``.
+Built through ``streamrec.transport.kafka_clients``: TLS and SASL come from ``settings``.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class TopicNames:
 @dataclass(frozen=True)
 class Settings:
     bootstrap_servers: str = "127.0.0.1:9092"
-    # TLS / SASL of every client (streamrec.kafka_clients builds them all from it).
+    # TLS / SASL of every client (streamrec.transport.kafka_clients builds them all from it).
     kafka_security: KafkaSecurity = KafkaSecurity()
     topic_prefix: str = ""
     partitions: int = 4
@@ -90,7 +90,7 @@ class Settings:
     ingest_group: str = "streamrec-ingest"
     score_group: str = "streamrec-score"
     transactional_id_prefix: str = "streamrec"
-    # -- group membership and health (streamrec.runtime, streamrec.service_health) ---------
+    # -- group membership and health (streamrec.transport.runtime, streamrec.transport.service_health) ---------
     # A member silent this long is dropped from its group and its partitions move. With
     # ``--instance-id`` (static membership) a restarted instance takes its partitions back
     # without a rebalance if it returns within this time; a stopped one keeps them idle
@@ -113,7 +113,7 @@ class Settings:
     snapshot_chunk_bytes: int = 4 * 1024 * 1024
     snapshot_max_chunks: int = 1024
     snapshot_max_bytes: int = 1024 * 1024 * 1024
-    # --- Control-plane trust (issue 9; export.store_root, streamrec.signing) -------------
+    # --- Control-plane trust (issue 9; streamrec.export.store_root, streamrec.signing) -------------
     # Models are loaded only from version folders directly under this root (resolved, no
     # ".." or symlink out): the trainer writes there, the scorer and ingest read there.
     # `streamrec train --store` overrides it for the trainer; compose mounts /models.
@@ -277,7 +277,7 @@ def _security_from_env(environ: Mapping[str, str]) -> dict[str, object]:
     return values
 
 
-# The ``max.message.bytes`` ``streamrec.topics`` gives user-state (it also carries model
+# The ``max.message.bytes`` ``streamrec.transport.topics`` gives user-state (it also carries model
 # snapshots); the same number, here so that Settings can check a state fits under it.
 USER_STATE_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 # Worst-case JSON bytes of one id of ``max_id_bytes`` UTF-8 bytes: every byte a quote or
@@ -294,7 +294,7 @@ def _id_bytes(settings: Settings) -> int:
 def recommendation_bytes_bound(settings: Settings) -> int:
     """Upper bound of one recommendation message: ``max_k`` items, each explained.
 
-    Per item: its id, its score, and at most 8 named components (consumers.ranking); the
+    Per item: its id, its score, and at most 8 named components (streamrec.consumers.ranking); the
     user and trigger ids come from states, whose ids are bounded in characters (4 bytes
     each at most), and the model version is a store folder name.
     """

@@ -293,7 +293,7 @@ def start_traced_service_process(settings: Settings, service: str, instance: str
     launch = ("import faulthandler, runpy, signal, sys; "
               "faulthandler.register(signal.SIGUSR1, all_threads=True); "
               "sys.argv[0] = 'streamrec'; "
-              "runpy.run_module('streamrec.cli', run_name='__main__', alter_sys=True)")
+              "runpy.run_module('streamrec.app.cli', run_name='__main__', alter_sys=True)")
     return subprocess.Popen([sys.executable, "-c", launch, service, "--instance-id", instance,
                              "--log-format", "text", "--metrics-port", str(metrics_port)],
                             env=service_env(settings, batch_size),

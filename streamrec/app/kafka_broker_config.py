@@ -1,6 +1,6 @@
 """What a local single-node Kafka is made of: its pom, log4j2 and server.properties.
 
-Pure helpers of ``streamrec.kafka_launcher`` (no processes, no broker), kept apart so the
+Pure helpers of ``streamrec.app.kafka_launcher`` (no processes, no broker), kept apart so the
 launcher stays about processes and the rendering can be unit-tested on its own: the broker
 config for one combined KRaft broker+controller, free local ports, a cluster id, and the
 JSON state file through which ``streamrec kafka stop|status`` find a broker.
@@ -96,7 +96,7 @@ def render_server_properties(data_dir: Path, broker_port: int, controller_port: 
     """The ``server.properties`` of one combined broker+controller for local use.
 
     ``secure_port`` adds a ``SASL_SSL`` listener there; ``extra`` then carries its TLS, SASL
-    and authorizer settings (``streamrec.kafka_secure.secure_properties``).
+    and authorizer settings (``streamrec.app.kafka_secure.secure_properties``).
     """
     listeners = f"PLAINTEXT://{host}:{broker_port},CONTROLLER://{host}:{controller_port}"
     advertised = f"PLAINTEXT://{host}:{broker_port}"

@@ -1,7 +1,7 @@
 """The operating-system side of one local broker process: kill its group, wait for its ports,
 read what it logged since it was launched, and probe whether it answers.
 
-Helpers of ``streamrec.kafka_launcher``, kept apart so the launcher reads as the broker's
+Helpers of ``streamrec.app.kafka_launcher``, kept apart so the launcher reads as the broker's
 life cycle (start, kill, restart, stop) and these stay testable without a JVM.
 """
 

@@ -1,4 +1,4 @@
-"""``streamrec kafka start|stop|status``: the CLI edge of ``streamrec.kafka_launcher``."""
+"""``streamrec kafka start|stop|status``: the CLI edge of ``streamrec.app.kafka_launcher``."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ config, so clients reconnect to the address they had::
         launcher.restart(down_s=30)    # back after 30 s, same bootstrap, same topics
 
 ``secure=True`` (``streamrec kafka start --secure``) adds a ``SASL_SSL`` listener with SCRAM
-users and ACLs enforced (``streamrec.kafka_secure``); ``launcher.secured`` then says how to
+users and ACLs enforced (``streamrec.app.kafka_secure``); ``launcher.secured`` then says how to
 reach it, passwords included (never logged).
 """
 
@@ -356,6 +356,6 @@ class _PortTaken(Exception):
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``streamrec kafka start|stop|status`` (written in ``streamrec.kafka_command``)."""
+    """Add ``streamrec kafka start|stop|status`` (written in ``streamrec.app.kafka_command``)."""
     from streamrec.app.kafka_command import add_kafka_command  # late: it imports this module
     add_kafka_command(subparsers)

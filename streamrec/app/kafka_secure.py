@@ -49,7 +49,7 @@ class SecureBroker:
     """How to reach a secured broker: its ``SASL_SSL`` address, CA and one user per principal.
 
     ``passwords`` never shows in ``repr``; ``settings_for`` gives a principal's ``Settings``
-    (what ``streamrec.kafka_clients`` builds clients from).
+    (what ``streamrec.transport.kafka_clients`` builds clients from).
     """
 
     bootstrap: str
@@ -74,7 +74,7 @@ class SecureBroker:
     def settings_for(self, principal: str, base: Settings | None = None, *,
                      password: str | None = None, mechanism: str | None = None) -> Settings:
         """``base`` (topic prefix, groups...) pointed at this broker as ``principal``: what
-        ``streamrec.kafka_clients`` builds that principal's clients from."""
+        ``streamrec.transport.kafka_clients`` builds that principal's clients from."""
         return (base or Settings()).replace(
             bootstrap_servers=self.bootstrap,
             kafka_security=self.security_for(principal, password, mechanism))

@@ -23,7 +23,7 @@ from streamrec.events import ClickEvent, encode_click
 from streamrec.progress import Progress
 from streamrec.records import Output
 
-if TYPE_CHECKING:  # export.serving loads onnxruntime: only replay with a deep model needs it
+if TYPE_CHECKING:  # streamrec.export.serving loads onnxruntime: only replay with a deep model needs it
     from streamrec.export.serving import OnnxSequenceModel
 
 
@@ -33,7 +33,7 @@ class OnlineSystem:
     The production path with the transport swapped: a click is produced on ``clicks``, the
     ingest runner turns it into ``user-state`` records (states and model snapshots), the
     scorer runner reads them and publishes on ``recommendations``, exactly as on Kafka
-    (``streamrec.bus_runner``: same processors, same lifecycle, polls of at most
+    (``streamrec.transport.bus_runner``: same processors, same lifecycle, polls of at most
     ``batch_size``). The scorer knows ingest's models only from the snapshots on
     ``user-state``, never from shared objects. ``recommend`` answers with what an app would
     hold: the latest recommendation published for the user; for a user without one (or a

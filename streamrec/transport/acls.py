@@ -9,7 +9,7 @@ Each service authenticates as its own principal and may touch only what its code
 - ``ingest``: consumes ``clicks`` in ``ingest_group_id`` (the topic prefix, then
   ``ingest_group``); writes ``user-state`` and the DLQ in
   transactions whose ids start with ``{transactional_id_prefix}-{ingest_group_id}-``
-  (``streamrec.runtime``); reads ``user-state`` back to restore its partitions.
+  (``streamrec.transport.runtime``); reads ``user-state`` back to restore its partitions.
 - ``score``: consumes ``user-state`` and ``requests`` in ``score_group_id``; writes
   ``recommendations``, the DLQ and drift messages on ``models`` in its own transactions;
   follows ``models`` (no group).

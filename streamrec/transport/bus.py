@@ -4,7 +4,7 @@ Partitioning uses Kafka's own murmur2 key hash, so a user lands on the same part
 number here as on a real broker, and processors see exactly the records they would see
 from a consumer. ``InProcessRunner`` plays the consumer loop: poll, process, produce,
 advance the committed position, with the Kafka runtime's lifecycle
-(``streamrec.bus_runner``).
+(``streamrec.transport.bus_runner``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The consumer loop over the in-process bus, with the lifecycle of the Kafka runtime.
 
 ``InProcessRunner`` drives a processor through exactly the members and the order that
-``streamrec.runtime.ProcessorService`` uses on Kafka, so the demo, replay and tests measure
+``streamrec.transport.runtime.ProcessorService`` uses on Kafka, so the demo, replay and tests measure
 what a deployment runs:
 
 1. an assigned partition is restored from the changelog before its first batch (the
@@ -15,11 +15,11 @@ what a deployment runs:
    every partition's state is dropped and restored from what is committed, and the batch
    is read again;
 5. a batch whose processing raises is re-processed record by record under the poison-pill
-   policy (``streamrec.poison_pill``), exactly as on Kafka;
+   policy (``streamrec.transport.poison_pill``), exactly as on Kafka;
 6. ``revoke`` drops partitions; ``assign`` restores only the ones not held (a rebalance
    keeps the state of kept partitions); ``crash`` is a failed session;
 7. a processor with ``global_topics`` is fed every partition of them, owned or not, before
-   each owned batch: up to ``poll_limit`` records (``streamrec.global_reader``) taken
+   each owned batch: up to ``poll_limit`` records (``streamrec.transport.global_reader``) taken
    partition by partition from the runner's global positions to ``learn_global``, which
    advance once it returned. Dropping a partition (revoke, crash, a poisoned batch's
    restore) moves its global position back to its committed position if beyond it: the

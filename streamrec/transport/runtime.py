@@ -16,7 +16,7 @@ batch (the only place it is written down):
    require the client to be back in a clean ``READY`` state with the same epoch.
 
 Steps 4 and 5 exist because kafka-python can return from ``commit_transaction`` for a
-transaction the broker aborted (``streamrec.verified_commit``): a batch counts as committed
+transaction the broker aborted (``streamrec.transport.verified_commit``): a batch counts as committed
 only once that is proven, and anything else raises ``UnverifiedCommit``, counted in
 ``commit_failures_total`` by cause.
 
@@ -24,15 +24,15 @@ If any step fails the transaction is aborted and the session is torn down: in-me
 may be ahead of what is committed, so it is dropped and restored from the changelog by the
 next session, which resumes from the committed offsets. Nothing is lost or applied twice.
 Failed sessions are retried within a ``RecoveryBudget`` (consecutive failures, reset by
-every committed batch; ``streamrec.recovery_budget``).
+every committed batch; ``streamrec.transport.recovery_budget``).
 
 If step 1 raises, the batch never reaches Kafka: the processor is pure, so the error is a
 bug or a poisoned record, and retrying the batch would fail forever. The batch's
 partitions are restored from the changelog and its records are processed one per
-transaction; a record that keeps failing is dead-lettered (``streamrec.poison_pill``).
+transaction; a record that keeps failing is dead-lettered (``streamrec.transport.poison_pill``).
 
 A processor with ``global_topics`` also gets every partition of them, owned or not, through
-a group-less reader polled before each owned batch (``streamrec.global_reader``); if its
+a group-less reader polled before each owned batch (``streamrec.transport.global_reader``); if its
 ``learn_global`` raises, the session fails like any other.
 """
 

@@ -1,4 +1,4 @@
-"""Every member of a group learns every partition of its global topics (streamrec.global_reader).
+"""Every member of a group learns every partition of its global topics (streamrec.transport.global_reader).
 
 Three ``ProcessorService`` members of one group share a 4-partition topic; a fake processor
 learns its own partitions through ``process`` and ignores their global records (as the

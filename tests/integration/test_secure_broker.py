@@ -1,7 +1,7 @@
 """The least-privilege ACLs on a real secured broker (SASL_SSL, SCRAM-SHA-512, authorizer on).
 
-Every client comes from ``streamrec.kafka_clients`` with one principal's settings
-(``SecureBroker.settings_for``); the ACLs are the ones ``streamrec.acls.apply_acls`` creates
+Every client comes from ``streamrec.transport.kafka_clients`` with one principal's settings
+(``SecureBroker.settings_for``); the ACLs are the ones ``streamrec.transport.acls.apply_acls`` creates
 as ``admin``. Each principal does what its service
 does (transactions and group commits included) and is refused what it must not do.
 """
@@ -48,7 +48,7 @@ def read_all(broker: SecureBroker, principal: str, topic: str, group: str | None
                                       isolation_level="read_committed")
     try:
         if group is None:
-            # As streamrec.changelog reads: end offsets first. A refused fetch by assignment
+            # As streamrec.transport.changelog reads: end offsets first. A refused fetch by assignment
             # is only retried by kafka-python; ListOffsets is where the refusal surfaces.
             tp = TopicPartition(topic, 0)
             consumer.assign([tp])

@@ -3,7 +3,7 @@
 ``app`` publishes 5,000 clicks with ``ClickPublisher``; ``ingest`` and ``score`` run as
 in-process services; ``app`` reads the recommendations back with ``RecommendationReader``;
 ``admin`` reads user-state to check exactly-once. The ACLs are the least-privilege ones of
-``streamrec.acls`` for this test's topics, groups and transactional ids.
+``streamrec.transport.acls`` for this test's topics, groups and transactional ids.
 """
 
 from __future__ import annotations

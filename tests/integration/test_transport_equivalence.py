@@ -1,7 +1,7 @@
 """Transport equivalence: the in-process bus and a real broker publish the same recommendations.
 
 For the same 5,000-event log, one ingest and one scorer on the ``InProcessBus``
-(``streamrec.bus_runner``) and one of each as ``ProcessorService`` on Kafka, with the same
+(``streamrec.transport.bus_runner``) and one of each as ``ProcessorService`` on Kafka, with the same
 batch size, publish identical recommendations, message for message: user, trigger, kind,
 model version, items in order, scores and component scores (to 1e-9). Latencies
 (``end_to_end_ms``, ``score_ms``, ``scored_at_ms``) are the only fields left out.

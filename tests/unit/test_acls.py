@@ -63,7 +63,7 @@ def test_groups_and_transactional_ids_follow_settings() -> None:
         # Groups sit behind the topic prefix, so pipelines with other prefixes never share one.
         ("ingest", GROUP, "prod-eu-ingest", "literal", "read"),
         ("score", GROUP, "prod-eu-score", "literal", "read"),
-        # streamrec.runtime: transactional_id = f"{prefix}-{group_id}-{instance}"
+        # streamrec.transport.runtime: transactional_id = f"{prefix}-{group_id}-{instance}"
         ("ingest", TRANSACTIONAL_ID, "eu-prod-eu-ingest-", PREFIXED, "write"),
         ("ingest", TRANSACTIONAL_ID, "eu-prod-eu-ingest-", PREFIXED, "describe"),
         ("score", TRANSACTIONAL_ID, "eu-prod-eu-score-", PREFIXED, "write"),

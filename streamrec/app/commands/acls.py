@@ -1,4 +1,4 @@
-"""``streamrec acls print|apply``: the least-privilege ACLs of ``streamrec.acls``.
+"""``streamrec acls print|apply``: the least-privilege ACLs of ``streamrec.transport.acls``.
 
 ``print`` needs no broker: it writes one ``kafka-acls.sh --add`` line per principal and
 resource, for an operator to review and run with a super user's ``--command-config``.

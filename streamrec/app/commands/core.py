@@ -164,7 +164,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 def _serve(service: str, args: argparse.Namespace, settings: Settings,
            build: Callable[..., ProcessorService], registry: MetricsRegistry | None = None,
            also_ready: Callable[[], dict[str, object]] | None = None) -> int:
-    """Run the service ``build`` makes (a ``streamrec.services`` factory) until a signal."""
+    """Run the service ``build`` makes (a ``streamrec.app.services`` factory) until a signal."""
     from streamrec.app.logging_setup import configure_logging
     from streamrec.metrics import MetricsRegistry, MetricsServer, service_metrics
 
@@ -203,7 +203,7 @@ def _serve(service: str, args: argparse.Namespace, settings: Settings,
 def _readiness(runner: object, also_ready: Callable[[], dict[str, object]] | None
                ) -> dict[str, object]:
     """Ready once the loop joined its group and restored, while it makes progress and hears
-    from the broker (``streamrec.service_health``), and ``also_ready`` (the scorer's model
+    from the broker (``streamrec.transport.service_health``), and ``also_ready`` (the scorer's model
     follower) says ``ok``; the body names what is not."""
     if not (runner.ready.is_set() and not runner.stopping):  # type: ignore[attr-defined]
         return {"status": "unhealthy", "reason": "not restored or stopping"}

@@ -1,9 +1,9 @@
 """The one registry of recommenders that replay can run, by the names the CLI accepts.
 
-``streamrec`` is the system under test, built by ``streamrec.pipeline.build_online_system``
+``streamrec`` is the system under test, built by ``streamrec.app.pipeline.build_online_system``
 from the same processor objects the Kafka consumers use; it is imported lazily so that the
 baselines still run when the pipeline (or one of its dependencies) is unavailable. The
-others are the baselines of ``online_models.baselines``.
+others are the baselines of ``streamrec.online_models.baselines``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _streamrec(options: SystemOptions) -> Recommender:
         from streamrec.app.pipeline import build_online_system
     except ImportError as exc:
         raise SystemUnavailable(
-            f"the streamrec system needs streamrec.pipeline.build_online_system ({exc})"
+            f"the streamrec system needs streamrec.app.pipeline.build_online_system ({exc})"
         ) from None
     return build_online_system(options.settings)
 

@@ -1,4 +1,4 @@
-"""The in-process runner has the Kafka runtime's lifecycle (streamrec.bus_runner), no broker."""
+"""The in-process runner has the Kafka runtime's lifecycle (streamrec.transport.bus_runner), no broker."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``GlobalReader`` positions: kept across sessions, moved only once learned, moved back on
-drop, new partitions found (streamrec.global_reader), against a fake consumer."""
+drop, new partitions found (streamrec.transport.global_reader), against a fake consumer."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ def test_no_kafka_client_is_constructed_outside_the_factory():
                           for part in p.relative_to(ROOT).parts)]
     assert len(sources) > 50  # the scan really walks the tree
     offenders = [hit for path in sources if path != FACTORY for hit in _constructions(path)]
-    assert offenders == [], "build clients with streamrec.kafka_clients: " + ", ".join(offenders)
+    assert offenders == [], "build clients with streamrec.transport.kafka_clients: " + ", ".join(offenders)
     assert len(_constructions(FACTORY)) == 3  # and the factory does build all three
 
 

@@ -1,4 +1,4 @@
-"""What a rebalance drops, restores and keeps (streamrec.assignment), without a broker."""
+"""What a rebalance drops, restores and keeps (streamrec.transport.assignment), without a broker."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The readiness verdict of a consumer loop (streamrec.service_health), on a fake clock."""
+"""The readiness verdict of a consumer loop (streamrec.transport.service_health), on a fake clock."""
 
 from __future__ import annotations
 

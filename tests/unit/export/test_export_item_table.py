@@ -1,4 +1,4 @@
-"""export.item_table: ids and vectors of a stored version, read with numpy and checked."""
+"""streamrec.export.item_table: ids and vectors of a stored version, read with numpy and checked."""
 
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ def test_serving_never_imports_torch(published) -> None:
     store, manifest = published
     script = textwrap.dedent(f"""
         import sys
-        from export.serving import OnnxSequenceModel
-        from export.store import publish_message, load_verified
+        from streamrec.export.serving import OnnxSequenceModel
+        from streamrec.export.store import publish_message, load_verified
         import json
         model = OnnxSequenceModel(json.loads({json.dumps(publish_message(manifest, store.root))!r}))
         out = model.recommend([["i1", "i2"], []], 5, [{{"i1"}}, set()])
