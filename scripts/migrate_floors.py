@@ -36,7 +36,8 @@ branch written against the old layout can be ported by running it there:
 5. Report what it changed, and root modules of ``streamrec/`` that the floor plan does not
    know (a branch's new module: decide its floor by what it imports).
 
-It does not edit itself (its tables name the old paths on purpose).
+It does not edit itself (its tables name the old paths on purpose), nor a file that says
+``migrate-floors: skip`` (tests whose data are old-layout sources).
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ SKIP_DIRS = {".git", ".venv", "venv", "__pycache__", ".mypy_cache", ".pytest_cac
 TEXT_FILES = ("Makefile", "Dockerfile", "README.md", ".ci/run")
 TEXT_GLOBS = ("docker-compose*.yml", "scripts/**/*.sh", "scripts/*")
 SELF = Path(__file__).resolve()
+SKIP_MARK = "migrate-floors: skip"
 DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
 MODULE_STRING = re.compile(r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)(?P<attr>:[\w.]+)?")
 DASH_M = re.compile(r"(?<![\w-])(?P<flag>-m\s+)(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)(?![\w.])")
@@ -321,7 +323,7 @@ def _usage_edits(tokens: list[tokenize.TokenInfo], bound: dict[str, str],
     return edits
 
 
-DOCTEST_LINE = re.compile(r"^(?P<prompt>\s*>>> )(?P<code>(?:import|from) .*)$", re.M)
+DOCTEST_LINE = re.compile(r"^(?P<prompt>[ \t]*>>> )(?P<code>(?:import|from) .*)$", re.M)
 
 
 def _doctest_import_edit(token: tokenize.TokenInfo) -> Edit | None:
@@ -478,7 +480,8 @@ def python_files(root: Path) -> list[Path]:
                             and not d.endswith(".egg-info")
                             and not (Path(directory) / d).is_symlink())
         found += [Path(directory) / f for f in sorted(files) if f.endswith(".py")]
-    return [path for path in found if path.resolve() != SELF]
+    return [path for path in found if path.resolve() != SELF
+            and SKIP_MARK not in path.read_text("utf-8")]
 
 
 def text_files(root: Path) -> list[Path]:
