@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from kafka import errors as kafka_errors
 
-from streamrec import kafka_clients
+from streamrec import kafka_args, kafka_clients
 from streamrec.cli import main
 from streamrec.config import ConfigError, Settings
 from streamrec.connection import (KafkaAccessError, KafkaHandshakeError, KafkaSecurity,
@@ -115,6 +115,8 @@ def test_cli_prints_one_line_and_exits_2_on_refused_credentials(monkeypatch, cap
         raise kafka_errors.SaslAuthenticationFailedError("invalid credentials")
 
     monkeypatch.setattr(kafka_clients, "KafkaProducer", refuse)
+    # No broker listens: skip the CLI's reachability probe, this is about the refusal after.
+    monkeypatch.setattr(kafka_args, "check_reachable", lambda settings: None)
     password = tmp_path / "pw"
     password.write_text("hunter2-x")
     code = main(["forget", "u1", "--bootstrap-servers", "127.0.0.1:9094",
@@ -135,6 +137,7 @@ def test_cli_words_an_acl_refusal_raised_mid_run(monkeypatch, capsys):
             raise kafka_errors.TopicAuthorizationFailedError({"clicks"})
 
     monkeypatch.setattr(kafka_clients, "KafkaProducer", _Producer)
+    monkeypatch.setattr(kafka_args, "check_reachable", lambda settings: None)  # no broker
     code = main(["forget", "u1", "--bootstrap-servers", "127.0.0.1:9094"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
