@@ -35,6 +35,10 @@ class ConfigError(ValueError):
         self.setting = setting
         self.problem = problem
 
+    # Other (setting, problem) wordings of the same refusal, for a rule between fields:
+    # the CLI edge names the one the user set (``--k 300`` rather than max_k's default).
+    alternatives: tuple[tuple[str, str], ...] = ()
+
     def named(self, label: str) -> "ConfigError":
         """The same error with the setting called ``label`` (``--k 300``, ``STREAMREC_TOP_K=300``)."""
         if self.problem is None:
@@ -226,9 +230,11 @@ class Settings:
                 raise refuse(f.name, getattr(self, f.name), problem)
         for rule in CROSS_FIELD_RULES:
             refused = rule(self)
-            if refused is not None:
-                name, problem = refused
-                raise refuse(name, getattr(self, name), problem)
+            if refused:
+                (name, problem), others = refused[0], tuple(refused[1:])
+                error = refuse(name, getattr(self, name), problem)
+                error.alternatives = tuple((n, p) for n, p in others)
+                raise error
         self.kafka_security.validate()
         if self.kafka_security.ssl_password and not self.kafka_security.ssl_keyfile:
             raise ConfigError("an ssl key password (STREAMREC_KAFKA_SSL_PASSWORD or "
@@ -237,51 +243,63 @@ class Settings:
                               "--ssl-certfile, or without a key password)")
 
 
-# Rules between fields: each returns None, or (field to blame, problem with what is accepted).
-CrossFieldRule = Callable[[Settings], "tuple[str, str] | None"]
+# Rules between fields: each returns None, or the (field to blame, problem with what is
+# accepted) wordings of its refusal, the likeliest culprit first.
+CrossFieldRule = Callable[[Settings], "list[tuple[str, str]] | None"]
 
 
-def _top_k_within_max_k(s: Settings) -> tuple[str, str] | None:
+def _top_k_within_max_k(s: Settings) -> list[tuple[str, str]] | None:
     if s.top_k <= s.max_k:
         return None
-    return "top_k", f"must not exceed max_k={s.max_k} (accepted: 1 ... max_k)"
+    return [("top_k", f"must not exceed max_k={s.max_k} (accepted: 1 ... max_k)"),
+            ("max_k", f"must be at least top_k={s.top_k} (accepted: top_k ... "
+                      f"{RULES['max_k'].accepted().split()[-1]})")]
 
 
-def _event_fits_a_message(s: Settings) -> tuple[str, str] | None:
+def _event_fits_a_message(s: Settings) -> list[tuple[str, str]] | None:
     if s.max_event_bytes <= s.max_message_bytes:
         return None
-    return ("max_event_bytes", f"must not exceed max_message_bytes={s.max_message_bytes} "
-            "(accepted: 64 ... max_message_bytes)")
+    return [("max_event_bytes", f"must not exceed max_message_bytes={s.max_message_bytes} "
+             "(accepted: 64 ... max_message_bytes)"),
+            ("max_message_bytes", f"must be at least max_event_bytes={s.max_event_bytes} "
+             "(accepted: max_event_bytes ... 2147483647)")]
 
 
-def _snapshot_room_for_a_chunk(s: Settings) -> tuple[str, str] | None:
+def _snapshot_room_for_a_chunk(s: Settings) -> list[tuple[str, str]] | None:
     if s.snapshot_max_bytes >= s.snapshot_chunk_bytes:
         return None
-    return ("snapshot_max_bytes", f"must be at least snapshot_chunk_bytes="
-            f"{s.snapshot_chunk_bytes} (accepted: snapshot_chunk_bytes ... 2**40)")
+    return [("snapshot_max_bytes", f"must be at least snapshot_chunk_bytes="
+             f"{s.snapshot_chunk_bytes} (accepted: snapshot_chunk_bytes ... 2**40)"),
+            ("snapshot_chunk_bytes", f"must not exceed snapshot_max_bytes="
+             f"{s.snapshot_max_bytes} (accepted: 1024 ... snapshot_max_bytes)")]
 
 
-def _recommendation_fits_a_message(s: Settings) -> tuple[str, str] | None:
+def _recommendation_fits_a_message(s: Settings) -> list[tuple[str, str]] | None:
     size = recommendation_bytes_bound(s)
     if size <= s.max_message_bytes:
         return None
     fitting = max(0, (s.max_message_bytes - recommendation_bytes_bound(s.replace(max_k=0)))
                   // (recommendation_bytes_bound(s.replace(max_k=1))
                       - recommendation_bytes_bound(s.replace(max_k=0))))
-    return ("max_k", f"a recommendation of max_k={s.max_k} items with ids of max_id_bytes="
-            f"{s.max_id_bytes} can take {size} bytes > max_message_bytes={s.max_message_bytes}"
-            f" (accepted: max_k 1 ... {fitting} with these ids and limit)")
+    what = (f"a recommendation of max_k={s.max_k} items with ids of max_id_bytes="
+            f"{s.max_id_bytes} can take {size} bytes > max_message_bytes={s.max_message_bytes}")
+    return [("max_k", f"{what} (accepted: max_k 1 ... {fitting} with these ids and limit)"),
+            ("max_id_bytes", f"{what} (accepted: shorter ids, a smaller max_k or a larger "
+                             "max_message_bytes)"),
+            ("max_message_bytes", f"{what} (accepted: at least {size})")]
 
 
-def _user_state_fits_its_topic(s: Settings) -> tuple[str, str] | None:
+def _user_state_fits_its_topic(s: Settings) -> list[tuple[str, str]] | None:
     size = user_state_bytes_bound(s)
     if size <= USER_STATE_MAX_MESSAGE_BYTES:
         return None
-    return ("max_seen_items", f"a user state (recent_items={s.recent_items}, max_seen_items="
-            f"{s.max_seen_items}, batch_size={s.batch_size}, ids of {s.max_id_bytes} bytes) "
-            f"can take {size} bytes > the user-state topic limit "
-            f"{USER_STATE_MAX_MESSAGE_BYTES} (accepted: fewer items, a smaller batch_size or "
-            "max_id_bytes)")
+    problem = (f"a user state (recent_items={s.recent_items}, max_seen_items="
+               f"{s.max_seen_items}, batch_size={s.batch_size}, ids of {s.max_id_bytes} bytes) "
+               f"can take {size} bytes > the user-state topic limit "
+               f"{USER_STATE_MAX_MESSAGE_BYTES} (accepted: fewer items, a smaller batch_size or "
+               "max_id_bytes)")
+    return [(name, problem) for name in ("max_seen_items", "recent_items", "batch_size",
+                                         "max_id_bytes", "max_embedding_dim")]
 
 
 CROSS_FIELD_RULES: tuple[CrossFieldRule, ...] = (

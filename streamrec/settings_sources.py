@@ -142,8 +142,11 @@ def read_settings(cls: type[Settings], environ: Mapping[str, str], *, kafka_conf
     try:
         settings.validate()
     except ConfigError as exc:
-        if exc.setting in origins:
-            raise exc.named(origins[exc.setting]) from None
+        # Name the value the user set: the blamed field, else another field of the rule.
+        for name, problem in ((exc.setting or "", exc.problem or ""), *exc.alternatives):
+            if name in origins and problem:
+                raise ConfigError(f"{origins[name]}: {problem}", setting=name,
+                                  problem=problem) from None
         raise
     return settings
 
