@@ -20,8 +20,14 @@ SETTINGS_ATTR = "resolved_settings"
 # Where ``streamrec.cli`` leaves each parser's {dest: flag} (``--prefix`` for topic_prefix in
 # ``acls``), so that a refused value is named by the flag the user typed.
 FLAGS_ATTR = "flag_names"
-# Settings fields a flag sets under another name (dest); the others share the field's name.
-FIELD_DESTS = {"top_k": "k", "model_store": "store"}
+# Flags (by argparse dest) that set a Settings field, and the field: wherever a command has
+# one, ``commands.core.settings_from_args`` passes it on (scripts/settings-table lists them).
+SETTING_FLAGS = {"bootstrap_servers": "bootstrap_servers", "topic_prefix": "topic_prefix",
+                 "partitions": "partitions", "replication_factor": "replication_factor",
+                 "batch_size": "batch_size", "metrics_port": "metrics_port",
+                 "metrics_host": "metrics_host", "k": "top_k", "store": "model_store",
+                 "connect_timeout_s": "connect_timeout_s", "log_level": "log_level"}
+_FIELD_DESTS = {field: dest for dest, field in SETTING_FLAGS.items()}
 
 
 def _upper_choice(choices: tuple[str, ...]):  # type: ignore[no-untyped-def]
@@ -90,7 +96,7 @@ def kafka_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     parser_flags: dict[str, str] = getattr(args, FLAGS_ATTR, {})
     flag_names = {}
     for name, value in overrides.items():
-        dest = FIELD_DESTS.get(name, name)
+        dest = _FIELD_DESTS.get(name, name)
         if value is not None and dest in parser_flags and getattr(args, dest, None) == value:
             flag_names[name] = parser_flags[dest]
     # environ=None (the process environment) is named so **overrides cannot be taken for it.

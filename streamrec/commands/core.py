@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable
 
 from streamrec.argtypes import positive_int, setting
 from streamrec.config import Settings
-from streamrec.kafka_args import add_kafka_options, kafka_settings
+from streamrec.kafka_args import SETTING_FLAGS, add_kafka_options, kafka_settings
 
 if TYPE_CHECKING:
     from streamrec.metrics import MetricsRegistry
@@ -31,16 +31,9 @@ __all__ = ["add_kafka_options", "register", "settings_from_args"]
 
 
 def settings_from_args(args: argparse.Namespace, **extra: object) -> Settings:
-    overrides = {
-        "topic_prefix": getattr(args, "topic_prefix", None),
-        "partitions": getattr(args, "partitions", None),
-        "replication_factor": getattr(args, "replication_factor", None),
-        "batch_size": getattr(args, "batch_size", None),
-        "metrics_port": getattr(args, "metrics_port", None),
-        "metrics_host": getattr(args, "metrics_host", None),
-        "top_k": getattr(args, "k", None),
-        "model_store": getattr(args, "store", None),
-    }
+    """The command's ``Settings``: every flag of ``SETTING_FLAGS`` it has, then ``extra``."""
+    overrides: dict[str, object] = {field: getattr(args, dest, None)
+                                    for dest, field in SETTING_FLAGS.items()}
     overrides.update(extra)
     return kafka_settings(args, **overrides)
 

@@ -279,3 +279,18 @@ def test_an_unreachable_broker_is_one_line_and_fast(command, closed_address, log
     assert err.startswith(f"streamrec: error: cannot reach Kafka at {closed_address} "
                           "(PLAINTEXT) within 0.5 s"), err
     assert elapsed < 10, elapsed  # the 0.5 s bound (plus imports), not a 30 s client default
+
+
+# -- the README's table -------------------------------------------------------------------
+
+def test_the_settings_table_script_lists_every_setting_and_every_refusal() -> None:
+    script = [sys.executable, str(REPO / "scripts" / "settings-table")]
+    table = subprocess.run(script, capture_output=True, text=True, timeout=120, check=True,
+                           cwd=REPO).stdout
+    for name in FIELDS:
+        assert f"| {name} | `{variable(name)}" in table, name
+    assert "| top_k | `STREAMREC_TOP_K` | `--k` | `10` | 1 ... 100000 |" in table
+    errors = subprocess.run([*script, "--errors"], capture_output=True, text=True, timeout=120,
+                            check=True, cwd=REPO).stdout.splitlines()
+    assert len(errors) == 2 + len(FIELDS)
+    assert all("`streamrec: error: STREAMREC_" in line for line in errors[2:])
