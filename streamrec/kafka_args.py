@@ -119,6 +119,8 @@ def check_reachable(settings: Settings) -> None:
         admin = kafka_clients.admin(settings, client_id="streamrec-connect-check",
                                     bootstrap_timeout_ms=timeout_ms,
                                     request_timeout_ms=max(timeout_ms, 1000))
+    except kafka_clients.KafkaHandshakeError:
+        raise  # the listener answered, but TLS failed: its own words say why, not a timeout
     except kafka_clients.KafkaUnreachableError as exc:
         where = f"Kafka at {settings.bootstrap_servers} ({settings.kafka_security.describe()})"
         reason = str(exc).removeprefix(f"cannot connect to {where}: ")
