@@ -289,7 +289,8 @@ def test_the_settings_table_script_lists_every_setting_and_every_refusal() -> No
                            cwd=REPO).stdout
     for name in FIELDS:
         assert f"| {name} | `{variable(name)}" in table, name
-    assert "| top_k | `STREAMREC_TOP_K` | `--k` | `10` | 1 ... 100000 |" in table
+    assert "| top_k | `STREAMREC_TOP_K` | `--k` | `10` | 1 ... 100000 | recommendations" in table
+    assert not [line for line in table.splitlines() if line.endswith("|  |")], "a meaning is missing"
     errors = subprocess.run([*script, "--errors"], capture_output=True, text=True, timeout=120,
                             check=True, cwd=REPO).stdout.splitlines()
     assert len(errors) == 2 + len(FIELDS)
