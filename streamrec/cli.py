@@ -4,7 +4,7 @@ Every subcommand module exposes ``register(subparsers)``, which adds its parser 
 ``func`` to a callable taking the parsed ``argparse.Namespace`` and returning an exit code.
 Bad arguments get a one-line message and exit code 2; a ``ConfigError`` exits with 2 too
 (one line naming the variable or flag and what it accepts), and so does a Kafka cluster
-that refuses us (wrong password, missing ACL) or that no broker of answers within
+that refuses us (wrong password, missing ACL) or of which no broker answers within
 ``connect_timeout_s``: one line naming the broker and the mechanism, never a traceback.
 
 Every command takes ``--log-level``; a ``STREAMREC_*`` variable that no setting reads gets
