@@ -3,8 +3,9 @@
 Nothing below the CLI reads ``os.environ``; ``Settings.from_env`` is the only place that
 does (through ``streamrec.settings_sources``), with the ``STREAMREC_`` prefix (plus the
 standard ``KAFKA_BOOTSTRAP_SERVERS``). What each field accepts is one rule per field in
-``streamrec.setting_rules``, plus the rules between fields below; ``validate`` checks them
-all and a refusal is one line naming the setting and the accepted range.
+``streamrec.setting_rules``, plus the rules between fields of ``streamrec.setting_bounds``;
+``validate`` checks them all and a refusal is one line naming the setting and the accepted
+range.
 How clients connect (``kafka_security``) comes, by precedence, from flags, then
 ``STREAMREC_KAFKA_*`` variables, then a Kafka client properties file
 (``--kafka-config`` / ``STREAMREC_KAFKA_CONFIG``), then the plaintext defaults.
