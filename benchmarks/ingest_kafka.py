@@ -26,15 +26,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_results import save_results  # noqa: E402
 
-from consumers.ingest import IngestProcessor  # noqa: E402
-from producers.publisher import ClickPublisher  # noqa: E402
-from producers.synthetic import SyntheticStream  # noqa: E402
+from streamrec.consumers.ingest import IngestProcessor  # noqa: E402
+from streamrec.producers.publisher import ClickPublisher  # noqa: E402
+from streamrec.producers.synthetic import SyntheticStream  # noqa: E402
 from streamrec.config import Settings  # noqa: E402
 from streamrec.events import BadEvent, decode_click  # noqa: E402
 from streamrec.processor import ProcessorDefaults  # noqa: E402
 from streamrec.records import Output, ProcessResult, Record  # noqa: E402
-from streamrec.services import ingest_service  # noqa: E402
-from streamrec.topics import create_topics  # noqa: E402
+from streamrec.app.services import ingest_service  # noqa: E402
+from streamrec.transport.topics import create_topics  # noqa: E402
 
 
 class PassThroughProcessor(ProcessorDefaults):

@@ -28,8 +28,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_results import save_results  # noqa: E402
 
-from online_models.fm import NumpyFM, RiverFM  # noqa: E402
-from producers.logs import read_log  # noqa: E402
+from streamrec.online_models.fm import NumpyFM, RiverFM  # noqa: E402
+from streamrec.producers.logs import read_log  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 GENRES = ["unknown", "Action", "Adventure", "Animation", "Children", "Comedy", "Crime",

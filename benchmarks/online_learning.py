@@ -32,10 +32,10 @@ from typing import Callable, Collection, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_results import save_results  # noqa: E402
 
-from online_models.base import Ranking  # noqa: E402
-from online_models.blend import FMRecommender, OnlineBlend  # noqa: E402
-from online_models.embeddings import OnlineUserEmbeddings  # noqa: E402
-from producers.logs import read_log  # noqa: E402
+from streamrec.online_models.base import Ranking  # noqa: E402
+from streamrec.online_models.blend import FMRecommender, OnlineBlend  # noqa: E402
+from streamrec.online_models.embeddings import OnlineUserEmbeddings  # noqa: E402
+from streamrec.producers.logs import read_log  # noqa: E402
 from streamrec.events import ClickEvent  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k" / "u.data"
@@ -89,7 +89,7 @@ def time_learning(factory: Callable[[], object], events: Sequence[ClickEvent],
 def quality(events: Sequence[ClickEvent], chunk: int) -> dict[str, float]:
     """Prequential NDCG@10 / HR@10 of the blend learning per event and per chunk."""
     from streamrec.config import Settings
-    from streamrec.evaluation.prequential import PrequentialEvaluator
+    from streamrec.app.evaluation.prequential import PrequentialEvaluator
 
     half_life_s = Settings().popularity_half_life_s  # as ``streamrec replay`` builds it
     systems = {"online-blend": OnlineBlend(half_life_s=half_life_s, seed=0),

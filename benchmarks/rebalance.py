@@ -5,7 +5,7 @@ Two runs on one broker, each on its own topics with the same pre-filled clicks:
 * ``rebuild`` (the reference, ``keep_state_on_rebalance=False``): every rebalance drops
   and restores every partition a member owns, as the runtime did before;
 * ``keep``: a member keeps the state of the partitions it still owns and restores only
-  the newly assigned ones (``streamrec.assignment``).
+  the newly assigned ones (``streamrec.transport.assignment``).
 
 For each scaling step it prints the partitions restored and the records re-read (changelog
 records plus re-warmed inputs) by both instances, and saves JSON. The ratio keep / rebuild
@@ -27,12 +27,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_results import save_results  # noqa: E402
 
-from consumers.ingest import IngestProcessor  # noqa: E402
-from producers.publisher import ClickPublisher  # noqa: E402
-from producers.synthetic import SyntheticStream  # noqa: E402
+from streamrec.consumers.ingest import IngestProcessor  # noqa: E402
+from streamrec.producers.publisher import ClickPublisher  # noqa: E402
+from streamrec.producers.synthetic import SyntheticStream  # noqa: E402
 from streamrec.config import Settings  # noqa: E402
-from streamrec.services import ingest_service  # noqa: E402
-from streamrec.topics import create_topics  # noqa: E402
+from streamrec.app.services import ingest_service  # noqa: E402
+from streamrec.transport.topics import create_topics  # noqa: E402
 
 
 class Instance:

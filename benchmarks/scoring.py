@@ -4,7 +4,7 @@ Two comparisons, each against its reference in the same process:
 
 1. The served SASRec (2 blocks, d=64, max_len 50, 1,682 items as in ML-100K, random
    weights: speed does not depend on training) at batch 1 and 32: ONNX Runtime
-   (``export.serving``) vs torch eager under ``no_grad``, both with 2 threads. Calls are
+   (``streamrec.export.serving``) vs torch eager under ``no_grad``, both with 2 threads. Calls are
    interleaved (torch, ORT, torch, ...) so both see the same background load.
    Target: ORT p50 <= 0.6x torch p50 at batch 1.
 2. Top-100 of 100,000 items (d=64, float32, row-major) for one user vector, as served
@@ -79,10 +79,10 @@ def interleaved(fns: dict[str, Callable[[], object]], reps: int,
 def model_latency(reps: int) -> dict:
     import torch
 
-    from export.release import build_release
-    from export.train import TrainedModel
-    from export.model import SASRec
-    from export.vocab import ItemVocabulary
+    from streamrec.export.release import build_release
+    from streamrec.export.train import TrainedModel
+    from streamrec.export.model import SASRec
+    from streamrec.export.vocab import ItemVocabulary
 
     torch.set_num_threads(2)
     vocab = ItemVocabulary(str(i) for i in range(1, 1683))
@@ -110,7 +110,7 @@ def model_latency(reps: int) -> dict:
 
 
 def retrieval(reps: int, n_items: int = 100_000, dim: int = 64, k: int = 100) -> dict:
-    from export.serving import OnnxSequenceModel
+    from streamrec.export.serving import OnnxSequenceModel
 
     rng = np.random.default_rng(1)
     table = rng.standard_normal((n_items + 1, dim), dtype=np.float32)

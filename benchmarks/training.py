@@ -39,10 +39,10 @@ def timed(fn):  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    from export.recommender import DeepSequentialRecommender
-    from export.release import build_release
-    from export.train import train_model
-    from producers.logs import read_log
+    from streamrec.export.recommender import DeepSequentialRecommender
+    from streamrec.export.release import build_release
+    from streamrec.export.train import train_model
+    from streamrec.producers.logs import read_log
 
     defaults = DeepSequentialRecommender()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

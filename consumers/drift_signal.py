@@ -3,7 +3,7 @@
 Every event a user produces is a free label for the recommendation we last published for
 that user: a hit if the item is in it. ``OnlineHitRateTracker`` keeps, per user, the items
 of that last recommendation, judges each new event of a user-state delta against it, and
-feeds the hits to ADWIN (``online_models.drift.HitRateDriftMonitor``). When ADWIN flags a
+feeds the hits to ADWIN (``streamrec.online_models.drift.HitRateDriftMonitor``). When ADWIN flags a
 change it returns a ``HitRateDrift``: the scorer publishes drops on ``models`` under the key
 ``drift`` (``DriftMessage``), and the trainer retrains on them.
 
@@ -25,7 +25,7 @@ from typing import Collection, Iterable, Sequence
 
 import msgspec
 
-from online_models.drift import HitRateDriftMonitor
+from streamrec.online_models.drift import HitRateDriftMonitor
 
 DRIFT_KEY = b"drift"  # the key of drift messages on ``models`` (models themselves: "current")
 DROP, RISE = "drop", "rise"

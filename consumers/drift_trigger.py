@@ -1,7 +1,7 @@
 """The trainer's drift trigger: retrain when a scorer publishes a drop of its hit-rate.
 
 Scorers put a ``drift`` message on ``models`` when ADWIN sees their online hit-rate drop
-(``consumers.score_drift``). ``DriftTrigger`` is the ``drift_signal`` of ``TrainerService``:
+(``streamrec.consumers.score_drift``). ``DriftTrigger`` is the ``drift_signal`` of ``TrainerService``:
 polled between runs, it reads what is new on ``models`` and returns True once for a drop
 that is newer than both
 
@@ -33,9 +33,9 @@ from typing import Callable, Iterable
 
 from kafka import TopicPartition as KafkaTopicPartition
 
-from consumers.drift_signal import DRIFT_KEY, DROP, DriftMessage, decode_drift
-from consumers.model_follower import CURRENT_KEY
-from streamrec import kafka_clients
+from streamrec.consumers.drift_signal import DRIFT_KEY, DROP, DriftMessage, decode_drift
+from streamrec.consumers.model_follower import CURRENT_KEY
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
 from streamrec.signing import MODELS_KIND, verify_signature
 

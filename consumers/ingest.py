@@ -9,7 +9,7 @@ changelog and re-learn the committed events since their snapshot on restore.
 
 Control messages on ``clicks`` (``streamrec.control``) are applied at their position in
 partition order: ``forget`` erases a user; ``adopt-model`` moves the partition's online
-embeddings into a newly published deep model's item space (``consumers.model_adoption``),
+embeddings into a newly published deep model's item space (``streamrec.consumers.model_adoption``),
 re-emits every user whose vector moved, and writes a snapshot ahead of those states.
 """
 
@@ -19,11 +19,11 @@ import logging
 from collections import Counter
 from typing import Iterable
 
-from consumers.model_adoption import ItemTableLoader, ModelAdopter
-from consumers.partition_models import PartitionModels, is_snapshot_key
-from consumers.snapshot_chunks import SnapshotLimits, SnapshotReader
-from online_models.blend import OnlineBlend
-from online_models.user_state import StateBounds, UserState, decode_state, encode_state
+from streamrec.consumers.model_adoption import ItemTableLoader, ModelAdopter
+from streamrec.consumers.partition_models import PartitionModels, is_snapshot_key
+from streamrec.consumers.snapshot_chunks import SnapshotLimits, SnapshotReader
+from streamrec.online_models.blend import OnlineBlend
+from streamrec.online_models.user_state import StateBounds, UserState, decode_state, encode_state
 from streamrec.config import Settings
 from streamrec.control import (ADOPT_MODEL, CONTROL_HEADER, CONTROL_KINDS, FORGET, BadControl,
                                kind_of, verify_control)
@@ -353,7 +353,7 @@ class IngestProcessor(ProcessorDefaults):
 
     def dead_letter(self, record: Record, reason: str, detail: str) -> Output | None:
         """The ``clicks.dlq`` message for a record the runtime gave up on (its processing
-        kept raising: ``streamrec.poison_pill``); counted like any rejected click."""
+        kept raising: ``streamrec.transport.poison_pill``); counted like any rejected click."""
         self.rejected_by_reason[reason] += 1
         return dead_letter(record, BadEvent(reason, detail), self.topics.dlq)
 

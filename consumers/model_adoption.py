@@ -10,7 +10,7 @@ partition (``streamrec.control``). When ingest reaches it in partition order,
    the same, ``stale_version`` for an older one: a replayed old announcement never moves
    the embeddings back), then reads the model's item ids and vectors from
    ``root/version`` of its own model store, checked against the manifest there, which the
-   message pins by sha256 (``export.item_table.load_published_item_table``: numpy only,
+   message pins by sha256 (``streamrec.export.item_table.load_published_item_table``: numpy only,
    ingest stays torch-free; a folder outside the store is ``outside_store``);
 3. calls ``OnlineUserEmbeddings.adopt_item_table``: users move so their scores are kept,
    and the vector size becomes the deep model's (``current_dim``).
@@ -35,8 +35,8 @@ from typing import Callable
 
 import numpy as np
 
-from consumers.partition_models import PartitionModels
-from export.item_table import ModelRejected, load_published_item_table
+from streamrec.consumers.partition_models import PartitionModels
+from streamrec.export.item_table import ModelRejected, load_published_item_table
 from streamrec.control import AdoptModelRequest, BadControl, version_number
 
 log = logging.getLogger(__name__)

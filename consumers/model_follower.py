@@ -16,7 +16,7 @@ older version as ``current`` (a rollback) loads it again. No torch here.
 
 Hostile input: a message is decoded by ``ModelAnnouncement.decode`` (bounded, typed), its
 version must be in the scorer's own store (``Settings.model_store``, see
-``export.store_root``), and with a control secret set it must carry the trainer's signature
+``streamrec.export.store_root``), and with a control secret set it must carry the trainer's signature
 (``streamrec.signing``); anything else is skipped and counted, never served. Every value
 handed to ``accept``/``handle`` ends in exactly one ``outcomes`` count.
 
@@ -40,9 +40,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTopicPartition
 
-from export.serving import OnnxSequenceModel
-from export.store import ModelRejected
-from streamrec import kafka_clients
+from streamrec.export.serving import OnnxSequenceModel
+from streamrec.export.store import ModelRejected
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
 from streamrec.control import BadControl, ModelAnnouncement
 from streamrec.signing import MODELS_KIND, verify_signature

@@ -9,8 +9,8 @@ models: it loads the latest snapshot and re-learns the events committed since.
 A snapshot is written to ``user-state`` (pinned to the partition) inside the same
 transaction as the states, right after a micro-batch: the buffer is empty then, so the
 snapshot plus the offset of its last event is the whole model state. It is plain data
-(``consumers.snapshot_codec``, never pickle), in chunks named by a record under
-``SNAPSHOT_KEY`` (``consumers.snapshot_chunks``).
+(``streamrec.consumers.snapshot_codec``, never pickle), in chunks named by a record under
+``SNAPSHOT_KEY`` (``streamrec.consumers.snapshot_chunks``).
 
 Control messages (forget, adopt-model) first ``flush`` the pending events as a shorter
 micro-batch, so what they change happens at their own position in the partition's order,
@@ -22,10 +22,10 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from consumers.snapshot_chunks import (SNAPSHOT_KEY, SnapshotLimits, chunk_count,
+from streamrec.consumers.snapshot_chunks import (SNAPSHOT_KEY, SnapshotLimits, chunk_count,
                                        is_snapshot_key, snapshot_records)
-from consumers.snapshot_codec import PartitionSnapshot, encode_snapshot
-from online_models.blend import OnlineBlend
+from streamrec.consumers.snapshot_codec import PartitionSnapshot, encode_snapshot
+from streamrec.online_models.blend import OnlineBlend
 from streamrec.events import ClickEvent
 from streamrec.records import Output
 

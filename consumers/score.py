@@ -20,12 +20,12 @@ from typing import Callable, Iterable
 
 import msgspec
 
-from consumers.partition_models import is_snapshot_key
-from consumers.ranking import fuse
-from consumers.score_drift import ScoreDriftReporter
-from consumers.snapshot_chunks import SnapshotLimits, SnapshotReader
-from online_models.item_side import ItemSideTable
-from online_models.user_state import StateBounds, UserState, decode_state
+from streamrec.consumers.partition_models import is_snapshot_key
+from streamrec.consumers.ranking import fuse
+from streamrec.consumers.score_drift import ScoreDriftReporter
+from streamrec.consumers.snapshot_chunks import SnapshotLimits, SnapshotReader
+from streamrec.online_models.item_side import ItemSideTable
+from streamrec.online_models.user_state import StateBounds, UserState, decode_state
 from streamrec.config import Settings
 from streamrec.events import BadEvent, dead_letter
 from streamrec.input_bounds import (

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
-from consumers.drift_signal import DRIFT_KEY, DROP, RISE, HitRateDrift, OnlineHitRateTracker, encode_drift
-from online_models.user_state import UserState
+from streamrec.consumers.drift_signal import DRIFT_KEY, DROP, RISE, HitRateDrift, OnlineHitRateTracker, encode_drift
+from streamrec.online_models.user_state import UserState
 from streamrec.config import Settings
 from streamrec.records import Output
 from streamrec.signing import MODELS_KIND, sign_headers

@@ -1,7 +1,7 @@
 """A partition's model snapshot on ``user-state``: chunk records, then the record naming them.
 
 One snapshot can outgrow the topic's ``max.message.bytes`` (32 MB): 20k users with long
-ids already pickled to 27 MB. So the payload (``consumers.snapshot_codec``) is cut into
+ids already pickled to 27 MB. So the payload (``streamrec.consumers.snapshot_codec``) is cut into
 chunks of at most ``snapshot_chunk_bytes`` under ``__streamrec_snapshot__.chunk.<i>``,
 followed by a manifest under ``__streamrec_snapshot__`` that names the set (snapshot id,
 total size, sha256 of each chunk, format), then tombstones for the chunks of an older,
@@ -23,7 +23,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 
-from consumers.snapshot_codec import (SNAPSHOT_FORMAT, BadSnapshot, PartitionSnapshot,
+from streamrec.consumers.snapshot_codec import (SNAPSHOT_FORMAT, BadSnapshot, PartitionSnapshot,
                                       SnapshotManifest, decode_manifest, decode_snapshot,
                                       encode_manifest)
 from streamrec.config import Settings

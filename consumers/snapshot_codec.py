@@ -8,7 +8,7 @@ version. Nothing in it can run code when decoded: that is the point. Format 1 wa
 pickle; it is refused (reason ``snapshot_pickle``), never loaded.
 
 On ``user-state`` the payload travels in chunks named by a manifest (``SnapshotManifest``,
-also msgpack behind its own magic); ``consumers.snapshot_chunks`` splits and reassembles.
+also msgpack behind its own magic); ``streamrec.consumers.snapshot_chunks`` splits and reassembles.
 
 Decoding is the border: ``decode_snapshot`` and ``decode_manifest`` return the typed value
 or raise :class:`BadSnapshot`, and nothing else, whatever the bytes.
@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import msgspec
 
-from online_models.blend import BlendState, OnlineBlend
+from streamrec.online_models.blend import BlendState, OnlineBlend
 
 SNAPSHOT_FORMAT = 2
 PAYLOAD_MAGIC = b"streamrec-snapshot/2\n"

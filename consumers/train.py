@@ -4,7 +4,7 @@
 current model where vocabularies allow), export through the parity gate, evaluate
 candidate and current model on the newest events through ONNX Runtime, and store the new
 version. The data rules (window, holdout, metrics, decision) are pure functions in
-``consumers.train_window``; ``consumers.train_service.TrainerService`` is the Kafka
+``streamrec.consumers.train_window``; ``streamrec.consumers.train_service.TrainerService`` is the Kafka
 binding: read the window by offsets (read_committed), learn the
 current model from ``models``, publish promotions, and decide when to run again.
 
@@ -12,7 +12,7 @@ A rejected candidate is logged (one line with both metrics) and **not** publishe
 consumer follows ``models`` by key, and a ``rejected`` key would read as a model name.
 
 Drift: ``TrainerService(drift_signal=...)`` is polled between runs and a True retrains now.
-``streamrec train`` passes ``consumers.drift_trigger.DriftTrigger``, which fires on the
+``streamrec train`` passes ``streamrec.consumers.drift_trigger.DriftTrigger``, which fires on the
 ``drift`` messages scorers publish on ``models`` when their online hit-rate drops.
 """
 
@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from consumers.train_window import (TrainingWindow, evaluate, holdout_cases,
+from streamrec.consumers.train_window import (TrainingWindow, evaluate, holdout_cases,
                                     promotion_decision, split_holdout)
-from export.release import build_release, publish_release
-from export.serving import OnnxSequenceModel
-from export.store import ModelRejected, ModelStore, publish_message
-from export.train import EpochStats, TrainedModel, train_model
+from streamrec.export.release import build_release, publish_release
+from streamrec.export.serving import OnnxSequenceModel
+from streamrec.export.store import ModelRejected, ModelStore, publish_message
+from streamrec.export.train import EpochStats, TrainedModel, train_model
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class Trainer:
     def load_current(self, message: dict[str, Any]) -> CurrentModel | None:
         """The model a ``models`` message points to, verified; None if it cannot serve.
 
-        Only a version of this trainer's own store loads (``export.store_root``), and its
+        Only a version of this trainer's own store loads (``streamrec.export.store_root``), and its
         warm-start checkpoint is looked up there too, never next to the message's path.
         """
         try:
@@ -201,8 +201,8 @@ def _load_checkpoint(path: Path) -> TrainedModel | None:
         return None
     import torch
 
-    from export.model import SASRec, SASRecConfig
-    from export.vocab import ItemVocabulary
+    from streamrec.export.model import SASRec, SASRecConfig
+    from streamrec.export.vocab import ItemVocabulary
     try:
         data = torch.load(path, weights_only=True)  # never unpickle code from a volume
         model = SASRec.from_config(SASRecConfig(**data["config"]))

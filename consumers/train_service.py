@@ -1,4 +1,4 @@
-"""``TrainerService``: the Kafka binding of the ``Trainer`` (see ``consumers.train``).
+"""``TrainerService``: the Kafka binding of the ``Trainer`` (see ``streamrec.consumers.train``).
 
 Reads the training window from ``clicks`` by offsets with ``read_committed`` (an aborted
 or open transaction's events never train a model), finds the serving model as the newest
@@ -23,10 +23,10 @@ from typing import Any, Callable
 from kafka import KafkaProducer  # type only: kafka_clients builds it
 from kafka import TopicPartition as KafkaTopicPartition
 
-from consumers.train import CurrentModel, Trainer, TrainingOutcome
-from consumers.train_window import TrainingWindow, build_window
-from streamrec.changelog import read_changelog
-from streamrec import kafka_clients
+from streamrec.consumers.train import CurrentModel, Trainer, TrainingOutcome
+from streamrec.consumers.train_window import TrainingWindow, build_window
+from streamrec.transport.changelog import read_changelog
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
 from streamrec.control import BadControl, ModelAnnouncement, adopt_model_requests, send_control
 from streamrec.events import ClickBounds
@@ -54,7 +54,7 @@ class TrainerService:
         self.current: CurrentModel | None = None
         self.runs: list[TrainingOutcome] = []
         # Wall clock (epoch s) of the last run's start: a drift signal skips drift that the
-        # run's data already covered (see consumers.drift_trigger).
+        # run's data already covered (see streamrec.consumers.drift_trigger).
         self.last_run_started_at: float | None = None
         self._stop = threading.Event()
         self._consumer = kafka_clients.committed_reader(settings)

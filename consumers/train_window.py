@@ -20,9 +20,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from export.serving import OnnxSequenceModel
+from streamrec.export.serving import OnnxSequenceModel
 from streamrec.control import ADOPT_MODEL, FORGET, kind_of
-from streamrec.evaluation.metrics import hit_rate, ndcg
+from streamrec.ranking_metrics import hit_rate, ndcg
 from streamrec.events import ClickBounds, ClickEvent, decode_click_record
 from streamrec.input_bounds import BadInput, check_user_id, decode_user_key
 from streamrec.records import Record

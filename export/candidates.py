@@ -21,7 +21,7 @@ from typing import Collection, Sequence
 
 import numpy as np
 
-from export.serving import OnnxSequenceModel, top_k_excluding
+from streamrec.export.serving import OnnxSequenceModel, top_k_excluding
 
 NO_MODEL = "none"
 

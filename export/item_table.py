@@ -2,14 +2,14 @@
 
 Ingest adopts the item vectors of each new deep model into its online embeddings; it needs
 the item ids and the table, not the graph, so it reads just those two files of the model
-folder (see ``export.store``), each checked against the sha256 the version's manifest in
+folder (see ``streamrec.export.store``), each checked against the sha256 the version's manifest in
 the store gives (``load_published_item_table``). No torch, no ONNX Runtime: the ingest
 image has neither to spare.
 
 The decoders here are the border for those two files: ``decode_item_ids`` and
 ``decode_item_table`` raise ``ModelRejected`` and nothing else (no pickle, dtype and shape
 checked, finite values only: one NaN in a table would spread into every user vector that
-adopts it). ``ModelRejected`` lives in ``export.store_root`` and is re-exported here.
+adopts it). ``ModelRejected`` lives in ``streamrec.export.store_root`` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from export.store_root import (FILE_CAPS, ITEMS_FILE, MANIFEST, TABLE_FILE, ModelRejected,
+from streamrec.export.store_root import (FILE_CAPS, ITEMS_FILE, MANIFEST, TABLE_FILE, ModelRejected,
                                check_size, read_capped, read_manifest, read_verified,
                                sha256_bytes, version_folder)
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import onnx
 import torch
 
-from export.interface import INPUT_NAME, OPSET, OUTPUT_NAME
-from export.model import SASRec
+from streamrec.export.interface import INPUT_NAME, OPSET, OUTPUT_NAME
+from streamrec.export.model import SASRec
 # Largest batch the graph promises to accept; dynamo needs a bound for its symbolic shape.
 MAX_BATCH = 65_536
 
@@ -107,7 +107,7 @@ def check_graph(onnx_bytes: bytes) -> None:
 
 
 def retrieval_graph() -> bytes:
-    """The scoring graph serving embeds (``export.interface.RETRIEVAL_GRAPH_B64``)."""
+    """The scoring graph serving embeds (``streamrec.export.interface.RETRIEVAL_GRAPH_B64``)."""
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(

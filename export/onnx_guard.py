@@ -16,14 +16,14 @@ Anything that does not parse is refused too.
 >>> check_inline_weights(b"\\x3a\\x03\\x2a\\x01\\x00")  # a graph whose initializer is bad
 Traceback (most recent call last):
 ...
-export.store_root.ModelRejected: model rejected (bad_graph) : malformed protobuf: truncated
+streamrec.export.store_root.ModelRejected: model rejected (bad_graph) : malformed protobuf: truncated
 """
 
 from __future__ import annotations
 
 from typing import Iterator
 
-from export.store_root import ModelRejected
+from streamrec.export.store_root import ModelRejected
 
 # Field numbers of onnx.proto (stable since IR version 3).
 _MODEL_GRAPH, _MODEL_FUNCTIONS = 7, 25

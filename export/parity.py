@@ -17,8 +17,8 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from export.interface import INPUT_NAME
-from export.onnx_guard import check_inline_weights
+from streamrec.export.interface import INPUT_NAME
+from streamrec.export.onnx_guard import check_inline_weights
 
 ATOL = 1e-4
 
@@ -59,7 +59,7 @@ def make_session(onnx_bytes: bytes, threads: int = 2) -> ort.InferenceSession:
 
     Built from the bytes given, never from a path (the bytes are the ones whose sha256
     was checked), and only if every weight is inline: ``ModelRejected("external_data")``
-    otherwise (``export.onnx_guard``).
+    otherwise (``streamrec.export.onnx_guard``).
     """
     check_inline_weights(onnx_bytes)
     options = ort.SessionOptions()

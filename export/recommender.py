@@ -5,7 +5,7 @@ The replay counterpart of the trainer + scorer pair, as one pure ``Recommender``
 (or ``retrain_interval_s`` of event time), retrains on everything seen so far — only the
 past — warm-starting from the previous model. The new model goes through the same gate as
 production (ONNX export, parity at batch 1 and 32) and then serves from ONNX Runtime via
-``export.serving``; ``serve_with="torch"`` serves the torch model instead (to measure
+``streamrec.export.serving``; ``serve_with="torch"`` serves the torch model instead (to measure
 the difference). Until the first model exists, and for users with no known item, it ranks
 by popularity; ``popularity_weight`` optionally blends popularity into every ranking.
 
@@ -28,10 +28,10 @@ from typing import Any, Collection
 
 import numpy as np
 
-from online_models.base import Ranking
-from online_models.baselines import top_k
+from streamrec.online_models.base import Ranking
+from streamrec.online_models.baselines import top_k
 from streamrec.events import ClickEvent
-from export.vocab import ItemVocabulary, left_pad
+from streamrec.export.vocab import ItemVocabulary, left_pad
 
 
 class DeepSequentialRecommender:
@@ -73,8 +73,8 @@ class DeepSequentialRecommender:
         self.events_seen = 0
         self.events_since_retrain = 0
         self.last_retrain_ts: float | None = None
-        self.trained: Any = None  # export.train.TrainedModel (torch), None until trained
-        self.serving: Any = None  # export.serving.OnnxSequenceModel when serving ONNX
+        self.trained: Any = None  # streamrec.export.train.TrainedModel (torch), None until trained
+        self.serving: Any = None  # streamrec.export.serving.OnnxSequenceModel when serving ONNX
         self.retrains: list[dict[str, float]] = []
 
     # -- learning -------------------------------------------------------------------------
@@ -103,8 +103,8 @@ class DeepSequentialRecommender:
 
     def retrain(self, now_ts: float) -> None:
         """Train on every sequence so far (warm start), export, check parity, swap in."""
-        from export.release import build_release
-        from export.train import print_epoch, train_model
+        from streamrec.export.release import build_release
+        from streamrec.export.train import print_epoch, train_model
 
         previous = self.trained
         trained = train_model(

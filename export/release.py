@@ -20,11 +20,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from export.onnx_export import export_onnx
-from export.parity import ParityFixture, check_parity
-from export.serving import OnnxSequenceModel
-from export.store import ModelStore
-from export.train import TrainedModel
+from streamrec.export.onnx_export import export_onnx
+from streamrec.export.parity import ParityFixture, check_parity
+from streamrec.export.serving import OnnxSequenceModel
+from streamrec.export.store import ModelStore
+from streamrec.export.train import TrainedModel
 
 
 @dataclass

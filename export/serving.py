@@ -25,10 +25,10 @@ from typing import Any, Collection, Mapping, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from export.interface import INPUT_NAME, RETRIEVAL_GRAPH_B64
-from export.parity import make_session
-from export.store import VerifiedModel, load_verified
-from export.vocab import ItemVocabulary, left_pad
+from streamrec.export.interface import INPUT_NAME, RETRIEVAL_GRAPH_B64
+from streamrec.export.parity import make_session
+from streamrec.export.store import VerifiedModel, load_verified
+from streamrec.export.vocab import ItemVocabulary, left_pad
 
 Ranking = list[tuple[str, float]]
 
@@ -152,7 +152,7 @@ class OnnxSequenceModel:
                    threads: int = 2) -> "OnnxSequenceModel":
         """A model straight from memory (replay, tests): no folder, no checksums.
 
-        Callers must have checked parity themselves (``export.parity.check_parity``).
+        Callers must have checked parity themselves (``streamrec.export.parity.check_parity``).
         """
         verified = VerifiedModel(Path("."), {"version": version, "model": {"max_len": max_len}},
                                  onnx_bytes, list(item_ids),
@@ -212,7 +212,7 @@ class OnnxSequenceModel:
         """Scores of one vector in this thread's buffer, valid until its next call.
 
         A bandwidth-bound matvec on the single-threaded retrieval session (see
-        ``export.interface.RETRIEVAL_GRAPH_B64`` for why not numpy).
+        ``streamrec.export.interface.RETRIEVAL_GRAPH_B64`` for why not numpy).
         """
         buffer = getattr(self._per_thread, "buffer", None)
         if buffer is None:

@@ -15,8 +15,8 @@ topic; ``load_verified`` accepts that message (or a folder path) and raises
 ``ModelRejected`` with a reason code on a folder outside the store root, an oversize or
 missing file, a checksum mismatch, a bad manifest, a graph with external data or a failed
 parity check, so the caller can keep serving the previous model. Where a folder may be
-and how its files are read is ``export.store_root``'s rule. No torch here.
-``export.item_table`` reads only the item ids and table of a version (what ingest adopts)
+and how its files are read is ``streamrec.export.store_root``'s rule. No torch here.
+``streamrec.export.item_table`` reads only the item ids and table of a version (what ingest adopts)
 with the same checks and errors.
 """
 
@@ -37,9 +37,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from export.item_table import parse_item_table
-from export.parity import ATOL, ParityError, ParityFixture, make_session, verify_fixture
-from export.store_root import (ITEMS_FILE, MANIFEST, MODEL_FILE, PARITY_FILE, TABLE_FILE,
+from streamrec.export.item_table import parse_item_table
+from streamrec.export.parity import ATOL, ParityError, ParityFixture, make_session, verify_fixture
+from streamrec.export.store_root import (ITEMS_FILE, MANIFEST, MODEL_FILE, PARITY_FILE, TABLE_FILE,
                                ModelRejected, read_manifest, read_verified, sha256_bytes,
                                version_folder)
 from streamrec.control import BadControl, ModelAnnouncement
@@ -196,7 +196,7 @@ def load_verified(source: str | Path | bytes | Mapping[str, Any], *, check_parit
                   threads: int = 2, root: str | Path | None = None) -> VerifiedModel:
     """Load a model version and verify it completely, or raise ``ModelRejected``.
 
-    Checks, in order: the version folder is inside ``root`` (``export.store_root``); the
+    Checks, in order: the version folder is inside ``root`` (``streamrec.export.store_root``); the
     manifest is there, within its size cap, parses and (for a message) matches the
     message's sha256; every listed file is within its cap and matches its sha256; the item
     list and table agree and are finite; the graph has no external data; and, unless

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from export.model import SASRec, SASRecConfig
-from export.vocab import ItemVocabulary, left_pad
+from streamrec.export.model import SASRec, SASRecConfig
+from streamrec.export.vocab import ItemVocabulary, left_pad
 from streamrec.events import ClickEvent
 
 

@@ -19,7 +19,7 @@ from typing import Collection
 
 import numpy as np
 
-from online_models.base import Ranking
+from streamrec.online_models.base import Ranking
 from streamrec.events import ClickEvent
 
 

@@ -1,6 +1,6 @@
 """Recommenders built on the online learners: the FM as a ranker, and their blend.
 
-``FMRecommender`` learns a :class:`online_models.fm.NumpyFM` on (user, recent items, item,
+``FMRecommender`` learns a :class:`streamrec.online_models.fm.NumpyFM` on (user, recent items, item,
 item metadata) rows, one positive and sampled negatives per event, and ranks every known
 item for a user in one vectorised pass. The recent-items field lets the FM learn
 item-to-item affinities (what follows what), which a user vector alone learns slowly.
@@ -17,13 +17,13 @@ from typing import Callable, Collection, Iterable, Mapping, Sequence
 import msgspec
 import numpy as np
 
-from online_models.base import Ranking
-from online_models.baselines import ItemIndex, top_k
-from online_models.embeddings import EmbeddingsState, OnlineUserEmbeddings
-from online_models.fm import NumpyFM, NumpyFMState, pack_rows
-from online_models.learner_state import (ArrayState, RngState, count, distinct, finite,
+from streamrec.online_models.base import Ranking
+from streamrec.online_models.baselines import ItemIndex, top_k
+from streamrec.online_models.embeddings import EmbeddingsState, OnlineUserEmbeddings
+from streamrec.online_models.fm import NumpyFM, NumpyFMState, pack_rows
+from streamrec.online_models.learner_state import (ArrayState, RngState, count, distinct, finite,
                                          require, slots)
-from online_models.popularity import PopularityRecency, PopularityState
+from streamrec.online_models.popularity import PopularityRecency, PopularityState
 from streamrec.events import ClickEvent
 
 ItemFeatures = Mapping[str, Mapping[str, "str | float"]]
@@ -72,7 +72,7 @@ class FMRecommender:
     Parameters
     ----------
     n_factors, lr, l2, init_scale
-        Passed to :class:`~online_models.fm.NumpyFM`.
+        Passed to :class:`~streamrec.online_models.fm.NumpyFM`.
     n_negatives
         Items drawn uniformly from the known catalogue per event, each learned as a 0.
     history

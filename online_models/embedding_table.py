@@ -13,7 +13,7 @@ from typing import Sequence
 import msgspec
 import numpy as np
 
-from online_models.learner_state import ArrayState, require, slots
+from streamrec.online_models.learner_state import ArrayState, require, slots
 
 
 def ridge_map(x: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:

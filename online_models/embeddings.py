@@ -20,11 +20,11 @@ from typing import Collection, Iterable, Sequence
 import msgspec
 import numpy as np
 
-from online_models.base import Ranking
-from online_models.baselines import top_k
-from online_models.embedding_table import (EmbeddingTable, EmbeddingTableState, adopt_table,
+from streamrec.online_models.base import Ranking
+from streamrec.online_models.baselines import top_k
+from streamrec.online_models.embedding_table import (EmbeddingTable, EmbeddingTableState, adopt_table,
                                            rounds)
-from online_models.learner_state import (ArrayState, RngState, count, finite, require,
+from streamrec.online_models.learner_state import (ArrayState, RngState, count, finite, require,
                                          slots)
 from streamrec.events import ClickEvent
 

@@ -17,7 +17,7 @@ from typing import Mapping, Protocol, Sequence
 import msgspec
 import numpy as np
 
-from online_models.learner_state import ArrayState, RngState, count, finite, require, slots
+from streamrec.online_models.learner_state import ArrayState, RngState, count, finite, require, slots
 
 Features = Mapping[str, "str | float"]
 

@@ -39,7 +39,7 @@ Updates are incremental in the common case, a state that appended items (and dro
 oldest ones at the cap): only the pairs of the dropped and the appended positions change.
 Any other change subtracts the whole old contribution and adds the new one.
 
->>> from online_models.user_state import UserState
+>>> from streamrec.online_models.user_state import UserState
 >>> table = ItemSideTable(window=2, half_life_s=10.0)
 >>> table.apply(0, 0, UserState(user_id="a", seen_items=["x", "y"],
 ...                             recent_items=["x", "y"], recent_ts=[0.0, 10.0]))
@@ -70,8 +70,8 @@ from typing import Collection, Iterable, Sequence
 
 import numpy as np
 
-from online_models.base import Ranking
-from online_models.user_state import UserState
+from streamrec.online_models.base import Ranking
+from streamrec.online_models.user_state import UserState
 
 # Fractional bits of the fixed-point decayed weights (Python ints: no overflow).
 SHIFT = 60

@@ -23,8 +23,8 @@ from typing import Collection
 import msgspec
 import numpy as np
 
-from online_models.base import Ranking
-from online_models.learner_state import ArrayState, distinct, finite, require
+from streamrec.online_models.base import Ranking
+from streamrec.online_models.learner_state import ArrayState, distinct, finite, require
 from streamrec.events import ClickEvent
 
 # Decayed scores are stored relative to a reference time; past this exponent we rebase

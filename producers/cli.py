@@ -18,16 +18,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from streamrec.argtypes import non_negative_int, positive_float, positive_int, speed
-from producers.delivery import (DEFAULT_DELIVERY_TIMEOUT_S, MAX_DELIVERY_TIMEOUT_S,
+from streamrec.app.argtypes import non_negative_int, positive_float, positive_int, speed
+from streamrec.producers.delivery import (DEFAULT_DELIVERY_TIMEOUT_S, MAX_DELIVERY_TIMEOUT_S,
                                 DeliveryCounts, describe_error)
-from producers.logs import FORMATS, LogFormatError, ReadStats, read_log, sniff_format
-from producers.publisher import ClickPublisher, PublishError
-from producers.replay import replay
-from producers.synthetic import SyntheticStream
+from streamrec.producers.logs import FORMATS, LogFormatError, ReadStats, read_log, sniff_format
+from streamrec.producers.publisher import ClickPublisher, PublishError
+from streamrec.producers.replay import replay
+from streamrec.producers.synthetic import SyntheticStream
 from streamrec.events import encode_click
-from streamrec.kafka_args import add_kafka_options, kafka_settings
-from streamrec.logging_setup import redact
+from streamrec.app.kafka_args import add_kafka_options, kafka_settings
+from streamrec.app.logging_setup import redact
 from streamrec.progress import Progress
 
 MIN_DELIVERY_TIMEOUT_S = 1.0  # below a second a healthy broker's own hiccups would fail events

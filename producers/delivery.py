@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from streamrec.verified_commit import force_close  # the one place that stops a sender
+from streamrec.transport.verified_commit import force_close  # the one place that stops a sender
 
 DEFAULT_DELIVERY_TIMEOUT_S = 120.0  # Kafka's delivery.timeout.ms
 MAX_DELIVERY_TIMEOUT_S = 86_400.0  # a day: past that, "retry" has become "hang"

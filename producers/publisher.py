@@ -36,11 +36,11 @@ from typing import Any, NoReturn
 from kafka.codec import has_lz4
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from producers.delivery import (DEFAULT_DELIVERY_TIMEOUT_S, GIVE_UP_GRACE_S, DeliveryCounts,
+from streamrec.producers.delivery import (DEFAULT_DELIVERY_TIMEOUT_S, GIVE_UP_GRACE_S, DeliveryCounts,
                                 DeliveryLedger, check_delivery_timeout, check_wait_timeout,
                                 delivery_config, describe_error, not_delivered_message,
                                 stop_producer, stuck_reason)
-from streamrec import kafka_clients
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
 from streamrec.connection import KafkaAccessError, KafkaSecurity, KafkaUnreachableError
 from streamrec.events import ClickEvent, encode_click

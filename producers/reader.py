@@ -15,7 +15,7 @@ Two styles, same reader::
     reader.run(callback, until=lambda: done.is_set())   # callback(rec) per message
     reader.latest("u42")                        # the newest one seen for a user, or None
 
-Built through ``streamrec.kafka_clients``: TLS and SASL come from ``settings``.
+Built through ``streamrec.transport.kafka_clients``: TLS and SASL come from ``settings``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Callable, Iterator
 import msgspec
 from kafka import TopicPartition as KafkaTopicPartition
 
-from streamrec import kafka_clients
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
 from streamrec.messages import Recommendation, recommendation_decoder
 

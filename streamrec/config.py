@@ -80,7 +80,7 @@ class TopicNames:
 @dataclass(frozen=True)
 class Settings:
     bootstrap_servers: str = "127.0.0.1:9092"
-    # TLS / SASL of every client (streamrec.kafka_clients builds them all from it).
+    # TLS / SASL of every client (streamrec.transport.kafka_clients builds them all from it).
     kafka_security: KafkaSecurity = KafkaSecurity()
     topic_prefix: str = ""
     partitions: int = 4
@@ -128,7 +128,7 @@ class Settings:
     ingest_group: str = "streamrec-ingest"
     score_group: str = "streamrec-score"
     transactional_id_prefix: str = "streamrec"
-    # -- group membership and health (streamrec.runtime, streamrec.service_health) ---------
+    # -- group membership and health (streamrec.transport.runtime, streamrec.transport.service_health) ---------
     # A member silent this long is dropped from its group and its partitions move. With
     # ``--instance-id`` (static membership) a restarted instance takes its partitions back
     # without a rebalance if it returns within this time; a stopped one keeps them idle
@@ -151,7 +151,7 @@ class Settings:
     snapshot_chunk_bytes: int = 4 * 1024 * 1024
     snapshot_max_chunks: int = 1024
     snapshot_max_bytes: int = 1024 * 1024 * 1024
-    # --- Control-plane trust (issue 9; export.store_root, streamrec.signing) -------------
+    # --- Control-plane trust (issue 9; streamrec.export.store_root, streamrec.signing) -------------
     # Models are loaded only from version folders directly under this root (resolved, no
     # ".." or symlink out): the trainer writes there, the scorer and ingest read there.
     # `streamrec train --store` overrides it for the trainer; compose mounts /models.
@@ -178,7 +178,7 @@ class Settings:
     max_embedding_dim: int = 1024
     # -- the command line ----------------------------------------------------------------
     # How long a command waits for a first answer from the brokers before it exits with one
-    # line (``streamrec.kafka_args.check_reachable``): a typo in an address fails in seconds.
+    # line (``streamrec.app.kafka_args.check_reachable``): a typo in an address fails in seconds.
     connect_timeout_s: float = 10.0
     # Log level of every command (``--log-level`` wins).
     log_level: str = "info"

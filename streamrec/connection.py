@@ -1,7 +1,7 @@
 """How every Kafka client connects: security protocol, SASL and TLS, in one frozen value.
 
 ``KafkaSecurity`` is the one connection config of the project (``Settings.kafka_security``);
-``streamrec.kafka_clients`` turns it into kafka-python clients and nothing else builds one.
+``streamrec.transport.kafka_clients`` turns it into kafka-python clients and nothing else builds one.
 This module is a contract: stdlib only, no kafka import, so the CLI can parse and validate
 a configuration without a client library.
 

@@ -11,7 +11,7 @@ partition reaches the same models. Two kinds exist:
   value the trainer put on ``models`` for the version (``ModelAnnouncement``): the version,
   the folder and the sha256 of the version's manifest. Ingest takes every file checksum
   from that manifest in its own model store, never from the message, and adopts only a
-  version newer than the one it holds (``consumers.model_adoption``).
+  version newer than the one it holds (``streamrec.consumers.model_adoption``).
 
 Why the adopt-model message carries the announcement instead of ingest reading ``models``:
 ingest must stay a pure function of its partition's record order (a restart re-reads the

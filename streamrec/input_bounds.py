@@ -1,7 +1,7 @@
 """The border every byte from Kafka crosses: the typed bad-input error and the bounds.
 
 Each message kind has one decoder (``streamrec.events.decode_click``, the scorer's request
-decoder, ``online_models.user_state.decode_state``, the forget key below). They all go
+decoder, ``streamrec.online_models.user_state.decode_state``, the forget key below). They all go
 through ``guarded_decode``, which turns *every* failure of the JSON decoder — recursion,
 Unicode, memory and overflow errors included — into ``BadInput`` with a short ``reason``,
 and then check the bounds here: ids short and printable, event time in a window, the

@@ -1,7 +1,7 @@
 """The ``recommendations`` message: the contract between the scorer and every reader.
 
-Kept at the contracts floor so an app-side reader (``producers.reader``) decodes what the
-scorer (``consumers.score``, which re-exports these names) encodes, without importing it.
+Kept at the contracts floor so an app-side reader (``streamrec.producers.reader``) decodes what the
+scorer (``streamrec.consumers.score``, which re-exports these names) encodes, without importing it.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """The one interface every transport drives a processor through.
 
-The Kafka runtime (``streamrec.runtime``) and the in-process bus (``streamrec.bus``) call
+The Kafka runtime (``streamrec.transport.runtime``) and the in-process bus (``streamrec.transport.bus``) call
 exactly these members, nothing found by ``getattr``: a processor that runs on one runs on the
 other, with the same lifecycle. ``restore`` and ``drop`` scope state by partition;
 ``rewarm_from``/``rewarm`` re-feed committed inputs to models that are snapshotted less often
 than every batch; the three counters are running tallies the transport turns into metrics.
 
 ``global_topics``/``learn_global`` are the item-side input: every partition of those topics,
-owned or not, is fed to ``learn_global`` beside the owned batches (``streamrec.global_reader``).
+owned or not, is fed to ``learn_global`` beside the owned batches (``streamrec.transport.global_reader``).
 
 ``ProcessorDefaults`` gives a processor without models, adoptions or global input the neutral
 answers.

@@ -77,7 +77,7 @@ CROSS_FIELD_RULES: tuple[CrossFieldRule, ...] = (
     _recommendation_fits_a_message, _user_state_fits_its_topic)
 
 
-# The ``max.message.bytes`` ``streamrec.topics`` gives user-state (it also carries model
+# The ``max.message.bytes`` ``streamrec.transport.topics`` gives user-state (it also carries model
 # snapshots); the same number, here so that Settings can check a state fits under it.
 USER_STATE_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 # Worst-case JSON bytes of one id of ``max_id_bytes`` UTF-8 bytes: every byte a quote or
@@ -94,7 +94,7 @@ def _id_bytes(settings: Settings) -> int:
 def recommendation_bytes_bound(settings: Settings) -> int:
     """Upper bound of one recommendation message: ``max_k`` items, each explained.
 
-    Per item: its id, its score, and at most 8 named components (consumers.ranking); the
+    Per item: its id, its score, and at most 8 named components (streamrec.consumers.ranking); the
     user and trigger ids come from states, whose ids are bounded in characters (4 bytes
     each at most), and the model version is a store folder name.
     """

@@ -23,12 +23,12 @@ from urllib.parse import urlparse
 import pytest
 from kafka import KafkaAdminClient
 
-from streamrec import kafka_clients
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
-from streamrec.kafka_broker_config import pick_free_ports
-from streamrec.kafka_launcher import DEFAULT_HOME, KafkaLauncher, probe
-from streamrec.kafka_secure import PRINCIPALS, SecureBroker
-from streamrec.topics import create_topics
+from streamrec.app.kafka_broker_config import pick_free_ports
+from streamrec.app.kafka_launcher import DEFAULT_HOME, KafkaLauncher, probe
+from streamrec.app.kafka_secure import PRINCIPALS, SecureBroker
+from streamrec.transport.topics import create_topics
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 
@@ -184,7 +184,7 @@ def secure_settings(request: pytest.FixtureRequest, kafka_secure: SecureBroker,
     ``kafka_secure.settings_for(principal, secure_settings)``: the same, as another principal.
     A test module may set ``SECURE_PARTITIONS`` (default 2).
     """
-    from streamrec.acls import apply_acls
+    from streamrec.transport.acls import apply_acls
     prefix = f"s{uuid.uuid4().hex[:12]}-"
     partitions = getattr(request.module, "SECURE_PARTITIONS", 2)
     settings = kafka_secure.settings_for("admin", Settings(

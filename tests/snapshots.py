@@ -8,9 +8,9 @@ import pickle
 from collections import Counter
 from typing import Iterable
 
-from consumers.partition_models import SNAPSHOT_KEY, is_snapshot_key
-from consumers.snapshot_chunks import SnapshotLimits, SnapshotReader, chunk_key
-from consumers.snapshot_codec import (SNAPSHOT_FORMAT, PartitionSnapshot, SnapshotManifest,
+from streamrec.consumers.partition_models import SNAPSHOT_KEY, is_snapshot_key
+from streamrec.consumers.snapshot_chunks import SnapshotLimits, SnapshotReader, chunk_key
+from streamrec.consumers.snapshot_codec import (SNAPSHOT_FORMAT, PartitionSnapshot, SnapshotManifest,
                                       encode_manifest)
 from streamrec.records import Output, Record
 

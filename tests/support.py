@@ -12,11 +12,12 @@ from typing import IO, Callable, Iterable, Iterator
 
 from kafka import TopicPartition as KafkaTopicPartition
 
-from consumers.ingest import IngestProcessor
-from streamrec import kafka_clients, services
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.transport import kafka_clients
+from streamrec.app import services
 from streamrec.config import Settings
 from streamrec.records import Record
-from streamrec.runtime import ProcessorService
+from streamrec.transport.runtime import ProcessorService
 
 
 def produce_raw(settings: Settings, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]],
@@ -103,7 +104,7 @@ def read_topic(settings: Settings, topic: str, *, expect: int | None = None,
 
 def user_records(records: Iterable[Record]) -> list[Record]:
     """user-state records that are about users (not the partitions' model snapshots)."""
-    from consumers.partition_models import is_snapshot_key
+    from streamrec.consumers.partition_models import is_snapshot_key
 
     return [r for r in records if r.key is not None and not is_snapshot_key(r.key)]
 
@@ -177,7 +178,7 @@ def start_service_process(settings: Settings, service: str, instance: str, *, ba
                           output: IO[str] | int = subprocess.PIPE) -> subprocess.Popen:
     """`streamrec ingest|score` as its own process, as an operator would run it
     (stderr goes with stdout, to ``output``)."""
-    return subprocess.Popen([sys.executable, "-m", "streamrec.cli", service, "--instance-id",
+    return subprocess.Popen([sys.executable, "-m", "streamrec.app.cli", service, "--instance-id",
                              instance, "--log-format", log_format, "--metrics-port", str(metrics_port)],
                             env=service_env(settings, batch_size),
                             stdout=output, stderr=subprocess.STDOUT, text=True)
@@ -194,7 +195,7 @@ def reference_states(settings: Settings, events: list) -> dict[str, dict]:
     Fed in batches of an arbitrary size (999): by design the result must not depend on
     how a consumer's polls cut the stream.
     """
-    from streamrec.bus import partition_for
+    from streamrec.transport.bus import partition_for
     from streamrec.events import encode_click
 
     reference = IngestProcessor(settings)
@@ -218,7 +219,7 @@ def assert_offsets_applied_once(records: list[Record]) -> None:
     models moved its embedding): then offset and event count are unchanged. Any new
     offset must come with a higher event count, and offsets never go back.
     """
-    from online_models.user_state import decode_state
+    from streamrec.online_models.user_state import decode_state
 
     last: dict[bytes, tuple[int, int]] = {}
     for record in user_records(records):
@@ -238,7 +239,7 @@ def assert_offsets_applied_once(records: list[Record]) -> None:
 
 def applied_events(records: list[Record]) -> int:
     """How many clicks the latest user states account for (tombstones count nothing)."""
-    from online_models.user_state import decode_state
+    from streamrec.online_models.user_state import decode_state
 
     return sum(decode_state(r.value).event_count for r in latest_by_key(records).values()
                if r.value is not None)
@@ -250,7 +251,7 @@ def trigger_ids(records: list[Record]) -> set[str]:
     A state re-emitted by a micro-batch of the online models (same offset, same count: only
     the embedding moved) refreshes the scorer's mirror but triggers nothing.
     """
-    from online_models.user_state import decode_state
+    from streamrec.online_models.user_state import decode_state
 
     last: dict[bytes, tuple[int, int]] = {}
     triggers: set[str] = set()
@@ -273,7 +274,7 @@ def settings_with_topics(bootstrap: str, **overrides: object) -> Settings:
     the ``kafka_settings`` fixture), every topic created: for tests on a private broker."""
     import uuid
 
-    from streamrec.topics import create_topics
+    from streamrec.transport.topics import create_topics
 
     prefix = f"t{uuid.uuid4().hex[:12]}-"
     settings = Settings(bootstrap_servers=bootstrap, topic_prefix=prefix,
@@ -292,7 +293,7 @@ def start_traced_service_process(settings: Settings, service: str, instance: str
     launch = ("import faulthandler, runpy, signal, sys; "
               "faulthandler.register(signal.SIGUSR1, all_threads=True); "
               "sys.argv[0] = 'streamrec'; "
-              "runpy.run_module('streamrec.cli', run_name='__main__', alter_sys=True)")
+              "runpy.run_module('streamrec.app.cli', run_name='__main__', alter_sys=True)")
     return subprocess.Popen([sys.executable, "-c", launch, service, "--instance-id", instance,
                              "--log-format", "text", "--metrics-port", str(metrics_port)],
                             env=service_env(settings, batch_size),

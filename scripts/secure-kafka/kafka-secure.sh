@@ -11,7 +11,7 @@
 # their principal User:ANONYMOUS (a super user: the broker itself, the healthcheck) cannot
 # be reached from any other container.
 #
-# streamrec.kafka_secure does the same for the local launcher, in Python; keep them alike.
+# streamrec.app.kafka_secure does the same for the local launcher, in Python; keep them alike.
 set -eu
 
 TLS_DIR=${KAFKA_SECURE_TLS_DIR:-/etc/kafka/secrets}  # keystore, truststore: kafka only

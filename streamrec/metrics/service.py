@@ -23,7 +23,7 @@ from streamrec.metrics.registry import (
 KNOWN_REJECT_REASONS = ("bad_json", "schema", "oversized", "empty", "key_mismatch",
                         "reserved_user_id", "too_deep", "bad_id", "bad_key", "missing_key",
                         "ts_out_of_range", "out_of_bounds", "unknown_control")
-# The ``cause`` values of ``streamrec_commit_failures_total`` (``streamrec.verified_commit``,
+# The ``cause`` values of ``streamrec_commit_failures_total`` (``streamrec.transport.verified_commit``,
 # which sits above this floor and so is not imported), created up front like the reasons.
 KNOWN_COMMIT_FAILURE_CAUSES = ("send_failed", "offsets_failed", "commit_raised", "bad_state")
 
@@ -77,7 +77,7 @@ class ServiceMetrics:
     # Seconds since the loop last committed a batch (read at scrape time).
     seconds_since_commit: GaugeChild | None = None
     # Records of the global topics' partitions not yet handed to ``learn_global``
-    # (``streamrec.global_reader``); stays 0 for a service without global topics.
+    # (``streamrec.transport.global_reader``); stays 0 for a service without global topics.
     global_reader_lag: GaugeChild | None = None
 
     def rejected(self, reason: str) -> CounterChild:

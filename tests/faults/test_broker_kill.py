@@ -46,15 +46,15 @@ from typing import Callable, Iterator, NamedTuple
 
 import pytest
 
-from consumers.score import recommendation_decoder
-from online_models.user_state import decode_state
-from producers.publisher import ClickPublisher, PublishError
-from producers.synthetic import SyntheticStream
-from streamrec import kafka_clients
+from streamrec.consumers.score import recommendation_decoder
+from streamrec.online_models.user_state import decode_state
+from streamrec.producers.publisher import ClickPublisher, PublishError
+from streamrec.producers.synthetic import SyntheticStream
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
 from streamrec.events import ClickEvent, decode_click
-from streamrec.kafka_broker_config import pick_free_ports
-from streamrec.kafka_launcher import DEFAULT_HOME, KafkaLauncher
+from streamrec.app.kafka_broker_config import pick_free_ports
+from streamrec.app.kafka_launcher import DEFAULT_HOME, KafkaLauncher
 from streamrec.records import Record
 from support import (CommitWatch, applied_events, assert_offsets_applied_once, ingest_service,
                      latest_by_key, read_topic, reference_states, running_service,
@@ -379,7 +379,7 @@ def test_broker_sigkill_inside_an_open_transaction_kept_down_past_its_timeout(
 
     ingest = ingest_service(settings, "txn-kill", before_commit=kill_inside_the_transaction)
     not_committed = _NotCommitted()
-    logging.getLogger("streamrec.runtime").addHandler(not_committed)
+    logging.getLogger("streamrec.transport.runtime").addHandler(not_committed)
     ingest_watch = CommitWatch(lambda: ingest.batches_committed)
     try:
         # Ingest stops last: a failure inside dumps this process's threads while it still runs.
@@ -399,7 +399,7 @@ def test_broker_sigkill_inside_an_open_transaction_kept_down_past_its_timeout(
             failures = score.watch.counters("streamrec_commit_failures_total")
     finally:
         ingest_watch.close()
-        logging.getLogger("streamrec.runtime").removeHandler(not_committed)
+        logging.getLogger("streamrec.transport.runtime").removeHandler(not_committed)
     report(f"outage {outage_s} s from inside ingest's open transaction", down,
            {"ingest": ingest_watch, "score": score.watch}, feeder,
            f"ingest: {ingest.recovery.total} failed sessions, batches not committed by cause "

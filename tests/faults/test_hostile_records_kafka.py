@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from snapshots import planted_records
 
-from consumers.model_follower import CURRENT_KEY, ModelFollower
-from consumers.score import recommendation_decoder
-from consumers.snapshot_chunks import chunk_key
-from export.candidates import DeepCandidateGenerator
-from online_models.user_state import decode_state
-from producers.synthetic import SyntheticStream
-from streamrec.bus import partition_for
+from streamrec.consumers.model_follower import CURRENT_KEY, ModelFollower
+from streamrec.consumers.score import recommendation_decoder
+from streamrec.consumers.snapshot_chunks import chunk_key
+from streamrec.export.candidates import DeepCandidateGenerator
+from streamrec.online_models.user_state import decode_state
+from streamrec.producers.synthetic import SyntheticStream
+from streamrec.transport.bus import partition_for
 from streamrec.config import Settings
 from streamrec.control import ADOPT_MODEL, CONTROL_HEADER, CONTROL_KEY, FORGET
 from streamrec.events import (DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC, ClickEvent,

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from online_models.user_state import decode_state
-from producers.synthetic import SyntheticStream
+from streamrec.online_models.user_state import decode_state
+from streamrec.producers.synthetic import SyntheticStream
 from streamrec.events import encode_click
 from support import (applied_events, assert_offsets_applied_once, latest_by_key, produce_raw, read_topic,
                      reference_states, start_ingest_process)

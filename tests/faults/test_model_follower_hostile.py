@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from consumers.model_follower import CURRENT_KEY, ModelFollower
-from export.release import build_release, publish_release
-from export.store import ModelStore, publish_message
-from export.train import train_model
+from streamrec.consumers.model_follower import CURRENT_KEY, ModelFollower
+from streamrec.export.release import build_release, publish_release
+from streamrec.export.store import ModelStore, publish_message
+from streamrec.export.train import train_model
 from streamrec.config import Settings
 from streamrec.signing import MODELS_KIND, sign_headers
 from support import produce_raw

@@ -9,15 +9,15 @@ import time
 import numpy as np
 import pytest
 
-from consumers.model_follower import ModelFollower
-from consumers.score import recommendation_decoder
-from export.candidates import DeepCandidateGenerator
-from export.release import build_release, publish_release
-from export.store import ModelStore, publish_message
-from export.train import train_model
-from online_models.user_state import decode_state
-from producers.synthetic import SyntheticStream
-from streamrec import kafka_clients
+from streamrec.consumers.model_follower import ModelFollower
+from streamrec.consumers.score import recommendation_decoder
+from streamrec.export.candidates import DeepCandidateGenerator
+from streamrec.export.release import build_release, publish_release
+from streamrec.export.store import ModelStore, publish_message
+from streamrec.export.train import train_model
+from streamrec.online_models.user_state import decode_state
+from streamrec.producers.synthetic import SyntheticStream
+from streamrec.transport import kafka_clients
 from streamrec.events import encode_click
 from support import (applied_events, ingest_service, read_topic, running_service, score_service, trigger_ids,
                      user_records)

@@ -8,15 +8,15 @@ from collections import Counter
 import msgspec
 import pytest
 
-from consumers.ingest import IngestProcessor
-from consumers.partition_models import SNAPSHOT_KEY
-from consumers.score import ScoreProcessor, recommendation_decoder
-from online_models.user_state import decode_state
-from producers.synthetic import SyntheticStream
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.consumers.partition_models import SNAPSHOT_KEY
+from streamrec.consumers.score import ScoreProcessor, recommendation_decoder
+from streamrec.online_models.user_state import decode_state
+from streamrec.producers.synthetic import SyntheticStream
 from streamrec.events import (DLQ_DETAIL, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, BadEvent,
                               decode_click, encode_click, headers_dict)
 from streamrec.records import ProcessResult, Record
-from streamrec.runtime import ProcessorService
+from streamrec.transport.runtime import ProcessorService
 from support import (applied_events, assert_offsets_applied_once, ingest_service, latest_by_key,
                      produce_raw, read_topic, running_service, score_service, trigger_ids)
 

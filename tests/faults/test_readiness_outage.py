@@ -18,10 +18,10 @@ from typing import Iterator
 
 import pytest
 
-from producers.synthetic import SyntheticStream
+from streamrec.producers.synthetic import SyntheticStream
 from streamrec.events import encode_click
-from streamrec.kafka_broker_config import pick_free_ports
-from streamrec.kafka_launcher import DEFAULT_HOME, KafkaLauncher
+from streamrec.app.kafka_broker_config import pick_free_ports
+from streamrec.app.kafka_launcher import DEFAULT_HOME, KafkaLauncher
 from support import (applied_events, produce_raw, read_topic, settings_with_topics,
                      start_service_process)
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from producers.synthetic import SyntheticStream
+from streamrec.producers.synthetic import SyntheticStream
 from streamrec.events import encode_click
 from support import (applied_events, assert_offsets_applied_once, ingest_service, produce_raw,
                      read_topic, reference_states, running_service)

@@ -14,8 +14,8 @@ from collections import Counter
 
 import pytest
 
-from consumers.score import recommendation_decoder
-from producers.synthetic import SyntheticStream
+from streamrec.consumers.score import recommendation_decoder
+from streamrec.producers.synthetic import SyntheticStream
 from streamrec.events import encode_click
 from support import (applied_events, produce_raw, read_topic, start_service_process,
                      trigger_ids)

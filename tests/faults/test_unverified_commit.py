@@ -15,13 +15,13 @@ import time
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from online_models.user_state import decode_state
-from producers.synthetic import SyntheticStream
+from streamrec.online_models.user_state import decode_state
+from streamrec.producers.synthetic import SyntheticStream
 from streamrec.events import encode_click
 from streamrec.metrics.registry import MetricsRegistry
 from streamrec.metrics.service import service_metrics
-from streamrec.topics import MAX_MESSAGE_BYTES
-from streamrec.verified_commit import SEND_FAILED
+from streamrec.transport.topics import MAX_MESSAGE_BYTES
+from streamrec.transport.verified_commit import SEND_FAILED
 from support import (applied_events, assert_offsets_applied_once, ingest_service, latest_by_key,
                      produce_raw, read_topic, reference_states, running_service)
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from producers.publisher import ClickPublisher
-from producers.synthetic import SyntheticStream
-from streamrec import kafka_clients
+from streamrec.producers.publisher import ClickPublisher
+from streamrec.producers.synthetic import SyntheticStream
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
 from streamrec.connection import KafkaAccessError
-from streamrec.kafka_secure import SecureBroker, write_client_properties
+from streamrec.app.kafka_secure import SecureBroker, write_client_properties
 from support import read_topic, start_service_process
 
 
@@ -49,7 +49,7 @@ def test_produce_cli_as_app_is_refused_with_one_line_and_writes_nothing(
            if not k.startswith(("STREAMREC_", "KAFKA_BOOTSTRAP"))}
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "streamrec.cli", "produce", "synthetic", "--users", "5",
+        [sys.executable, "-m", "streamrec.app.cli", "produce", "synthetic", "--users", "5",
          "--items", "5", "--events", "50", "--quiet", "--topic", topic,
          "--bootstrap-servers", kafka_secure.bootstrap, "--kafka-config", str(config)],
         env=env, capture_output=True, text=True, timeout=120)
@@ -84,7 +84,7 @@ def test_reading_user_state_as_app_is_refused_in_one_line(
     as_app = kafka_secure.settings_for("app", secure_settings)
     topic = secure_settings.topics.user_state
     with pytest.raises(Exception) as caught:
-        from streamrec.changelog import read_changelog  # how a service restores its state
+        from streamrec.transport.changelog import read_changelog  # how a service restores its state
         read_changelog(as_app, topic, [0])
     refused = kafka_clients.access_error(caught.value, as_app)
     assert refused is not None, f"not an authorization error: {caught.value!r}"

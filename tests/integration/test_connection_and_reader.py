@@ -11,10 +11,10 @@ import uuid
 
 import pytest
 
-from producers.publisher import ClickPublisher
-from producers.reader import RecommendationReader
-from producers.synthetic import SyntheticStream
-from streamrec import kafka_clients
+from streamrec.producers.publisher import ClickPublisher
+from streamrec.producers.reader import RecommendationReader
+from streamrec.producers.synthetic import SyntheticStream
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
 from streamrec.connection import KafkaHandshakeError, KafkaSecurity
 from support import ingest_service, produce_raw, running_service, score_service
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.kafka
 
 
 def _cli(*argv: str, timeout: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "streamrec.cli", *argv],
+    return subprocess.run([sys.executable, "-m", "streamrec.app.cli", *argv],
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from online_models.user_state import decode_state
+from streamrec.online_models.user_state import decode_state
 from streamrec.control import CONTROL_HEADER, FORGET
 from streamrec.events import (
     DLQ_KEY_ABSENT,

@@ -14,10 +14,10 @@ from types import SimpleNamespace
 from kafka import KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 
-from consumers.drift_signal import DRIFT_KEY, HitRateDrift, encode_drift
-from consumers.drift_trigger import DriftTrigger
-from consumers.train_service import TrainerService
-from streamrec import kafka_clients
+from streamrec.consumers.drift_signal import DRIFT_KEY, HitRateDrift, encode_drift
+from streamrec.consumers.drift_trigger import DriftTrigger
+from streamrec.consumers.train_service import TrainerService
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
 
 

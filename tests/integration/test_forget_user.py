@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from producers.synthetic import SyntheticStream
+from streamrec.producers.synthetic import SyntheticStream
 from snapshots import published_snapshots
 from streamrec.events import ClickEvent, encode_click
 from support import (applied_events, ingest_service, latest_by_key, produce_raw, read_topic,
@@ -31,7 +31,7 @@ def test_forgotten_user_leaves_no_trace_after_restart(kafka_settings):
         while scorer.processor.state_of(victim) is None and time.monotonic() < deadline:  # type: ignore[attr-defined]
             time.sleep(0.2)
         assert scorer.processor.state_of(victim) is not None  # type: ignore[attr-defined]
-        forget = subprocess.run([sys.executable, "-m", "streamrec.cli", "forget", victim,
+        forget = subprocess.run([sys.executable, "-m", "streamrec.app.cli", "forget", victim,
                                  "--bootstrap-servers", settings.bootstrap_servers,
                                  "--topic-prefix", settings.topic_prefix],
                                 capture_output=True, text=True, timeout=60)

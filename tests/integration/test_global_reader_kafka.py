@@ -1,4 +1,4 @@
-"""Every member of a group learns every partition of its global topics (streamrec.global_reader).
+"""Every member of a group learns every partition of its global topics (streamrec.transport.global_reader).
 
 Three ``ProcessorService`` members of one group share a 4-partition topic; a fake processor
 learns its own partitions through ``process`` and ignores their global records (as the
@@ -20,11 +20,11 @@ from typing import Callable
 
 import pytest
 
-from streamrec import kafka_clients
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
 from streamrec.processor import ProcessorDefaults
 from streamrec.records import Output, ProcessResult, Record
-from streamrec.runtime import ProcessorService
+from streamrec.transport.runtime import ProcessorService
 from support import new_topic, running_service
 
 pytestmark = pytest.mark.kafka

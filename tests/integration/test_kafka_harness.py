@@ -10,9 +10,9 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.structs import TopicPartition
 
-from streamrec import kafka_clients
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
-from streamrec.topics import TopicLayoutError, create_topics, topic_specs
+from streamrec.transport.topics import TopicLayoutError, create_topics, topic_specs
 
 pytestmark = pytest.mark.kafka
 

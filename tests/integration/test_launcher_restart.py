@@ -17,9 +17,9 @@ from typing import Iterator
 
 import pytest
 
-from streamrec import kafka_clients
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
-from streamrec.kafka_launcher import DEFAULT_HOME, KafkaLauncher, KafkaLaunchError, probe
+from streamrec.app.kafka_launcher import DEFAULT_HOME, KafkaLauncher, KafkaLaunchError, probe
 from support import produce_raw, read_topic, settings_with_topics
 
 pytestmark = pytest.mark.kafka

@@ -16,12 +16,12 @@ import pytest
 from unit.core.model_store_fakes import publish_fake_model
 from unit.learner_checks import learned_state
 
-from consumers.ingest import IngestProcessor
-from consumers.train import Trainer, TrainerConfig
-from consumers.train_service import TrainerService
-from export.store import ModelStore
-from online_models.user_state import decode_state
-from producers.synthetic import SyntheticStream
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.consumers.train import Trainer, TrainerConfig
+from streamrec.consumers.train_service import TrainerService
+from streamrec.export.store import ModelStore
+from streamrec.online_models.user_state import decode_state
+from streamrec.producers.synthetic import SyntheticStream
 from streamrec.config import Settings
 from streamrec.control import ADOPT_MODEL, kind_of
 from streamrec.events import encode_click

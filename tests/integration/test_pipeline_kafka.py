@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.score import recommendation_decoder
-from online_models.user_state import decode_state
-from producers.synthetic import SyntheticStream
+from streamrec.consumers.score import recommendation_decoder
+from streamrec.online_models.user_state import decode_state
+from streamrec.producers.synthetic import SyntheticStream
 from streamrec.events import DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, decode_click, encode_click, headers_dict
 from support import trigger_ids, ingest_service, latest_by_key, produce_raw, read_topic, running_service, score_service
 

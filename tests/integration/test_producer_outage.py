@@ -26,12 +26,12 @@ from typing import Iterator
 import pytest
 from kafka.structs import TopicPartition
 
-from producers.publisher import ClickPublisher
-from producers.synthetic import SyntheticStream
-from streamrec import kafka_clients
+from streamrec.producers.publisher import ClickPublisher
+from streamrec.producers.synthetic import SyntheticStream
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
 from streamrec.events import decode_click
-from streamrec.kafka_launcher import DEFAULT_HOME, KafkaLauncher
+from streamrec.app.kafka_launcher import DEFAULT_HOME, KafkaLauncher
 from support import new_topic, read_topic
 
 pytestmark = pytest.mark.kafka
@@ -139,7 +139,7 @@ def test_produce_exits_1_with_the_exact_count_when_its_broker_dies(
     total, delivery_timeout_s = 20_000, 3
     # Paced (about 5 s of wall time at least) so the kill lands mid-run on any machine.
     produce = subprocess.Popen(
-        [sys.executable, "-m", "streamrec.cli", "produce", "synthetic", "--users", "50",
+        [sys.executable, "-m", "streamrec.app.cli", "produce", "synthetic", "--users", "50",
          "--items", "200", "--events", str(total), "--mean-gap", "1", "--speed", "4000",
          "--quiet", "--delivery-timeout", str(delivery_timeout_s), "--bootstrap-servers",
          bootstrap, "--topic", topic],

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from producers.publisher import ClickPublisher, PublishError
-from producers.synthetic import SyntheticStream
-from streamrec import kafka_clients
+from streamrec.producers.publisher import ClickPublisher, PublishError
+from streamrec.producers.synthetic import SyntheticStream
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
 from streamrec.events import decode_click
 from support import new_topic

@@ -12,9 +12,9 @@ import math
 
 import pytest
 
-from online_models.user_state import decode_state
-from producers.synthetic import SyntheticStream
-from streamrec.cli import main
+from streamrec.online_models.user_state import decode_state
+from streamrec.producers.synthetic import SyntheticStream
+from streamrec.app.cli import main
 from streamrec.events import encode_click
 from support import latest_by_key, read_topic, trigger_ids
 

@@ -1,7 +1,7 @@
 """The least-privilege ACLs on a real secured broker (SASL_SSL, SCRAM-SHA-512, authorizer on).
 
-Every client comes from ``streamrec.kafka_clients`` with one principal's settings
-(``SecureBroker.settings_for``); the ACLs are the ones ``streamrec.acls.apply_acls`` creates
+Every client comes from ``streamrec.transport.kafka_clients`` with one principal's settings
+(``SecureBroker.settings_for``); the ACLs are the ones ``streamrec.transport.acls.apply_acls`` creates
 as ``admin``. Each principal does what its service
 does (transactions and group commits included) and is refused what it must not do.
 """
@@ -19,12 +19,12 @@ from kafka import KafkaAdminClient, OffsetAndMetadata
 from kafka import errors as kafka_errors
 from kafka.structs import TopicPartition
 
-from streamrec import kafka_clients
-from streamrec.acls import acl_bindings, apply_acls, transactional_id_prefix
+from streamrec.transport import kafka_clients
+from streamrec.transport.acls import acl_bindings, apply_acls, transactional_id_prefix
 from streamrec.config import Settings
 from streamrec.connection import KafkaAccessError, KafkaUnreachableError
-from streamrec.kafka_secure import SecureBroker
-from streamrec.topics import create_topics
+from streamrec.app.kafka_secure import SecureBroker
+from streamrec.transport.topics import create_topics
 
 
 # Every helper below reads partition 0 only (the conftest fixture ``secure_settings`` makes
@@ -48,7 +48,7 @@ def read_all(broker: SecureBroker, principal: str, topic: str, group: str | None
                                       isolation_level="read_committed")
     try:
         if group is None:
-            # As streamrec.changelog reads: end offsets first. A refused fetch by assignment
+            # As streamrec.transport.changelog reads: end offsets first. A refused fetch by assignment
             # is only retried by kafka-python; ListOffsets is where the refusal surfaces.
             tp = TopicPartition(topic, 0)
             consumer.assign([tp])
@@ -261,8 +261,8 @@ def test_acls_apply_cli_grants_what_the_services_need(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """``streamrec acls apply`` authenticated as admin over SASL_SSL by a client properties
     file, as an operator runs it against a production cluster."""
-    from streamrec.cli import main
-    from streamrec.kafka_secure import write_client_properties
+    from streamrec.app.cli import main
+    from streamrec.app.kafka_secure import write_client_properties
     prefix = f"c{uuid.uuid4().hex[:10]}-"
     for name in [n for n in os.environ if n.startswith(("STREAMREC_", "KAFKA_BOOTSTRAP"))]:
         monkeypatch.delenv(name)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from producers.reader import RecommendationReader
-from streamrec.kafka_broker_config import pick_free_ports
-from streamrec.kafka_secure import SecureBroker, write_client_properties
+from streamrec.producers.reader import RecommendationReader
+from streamrec.app.kafka_broker_config import pick_free_ports
+from streamrec.app.kafka_secure import SecureBroker, write_client_properties
 from support import applied_events, read_topic, service_env, start_service_process
 
 N_EVENTS = 500
@@ -68,7 +68,7 @@ def _metrics(port: int, timeout_s: float = 30.0) -> str:
 
 
 def _cli(args: list[str], env: dict[str, str]) -> str:
-    done = subprocess.run([sys.executable, "-m", "streamrec.cli", *args], env=env,
+    done = subprocess.run([sys.executable, "-m", "streamrec.app.cli", *args], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout + done.stderr

@@ -3,7 +3,7 @@
 ``app`` publishes 5,000 clicks with ``ClickPublisher``; ``ingest`` and ``score`` run as
 in-process services; ``app`` reads the recommendations back with ``RecommendationReader``;
 ``admin`` reads user-state to check exactly-once. The ACLs are the least-privilege ones of
-``streamrec.acls`` for this test's topics, groups and transactional ids.
+``streamrec.transport.acls`` for this test's topics, groups and transactional ids.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from collections import Counter
 
 import pytest
 
-from online_models.user_state import decode_state
-from producers.publisher import ClickPublisher
-from producers.reader import RecommendationReader
-from producers.synthetic import SyntheticStream
+from streamrec.online_models.user_state import decode_state
+from streamrec.producers.publisher import ClickPublisher
+from streamrec.producers.reader import RecommendationReader
+from streamrec.producers.synthetic import SyntheticStream
 from streamrec.config import Settings
-from streamrec.kafka_secure import SecureBroker
+from streamrec.app.kafka_secure import SecureBroker
 from streamrec.messages import Recommendation
 from support import (applied_events, assert_offsets_applied_once, ingest_service, latest_by_key,
                      read_topic, running_service, score_service, trigger_ids)

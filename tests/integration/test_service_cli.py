@@ -15,8 +15,8 @@ import uuid
 
 import pytest
 
-from producers.synthetic import SyntheticStream
-from streamrec import kafka_clients
+from streamrec.producers.synthetic import SyntheticStream
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
 from support import produce_raw
 
@@ -41,7 +41,7 @@ def _get(url: str) -> tuple[int, str]:
 
 def test_topics_create_command_makes_every_topic(kafka_bootstrap):
     prefix = f"cli{uuid.uuid4().hex[:8]}-"
-    run = subprocess.run([sys.executable, "-m", "streamrec.cli", "topics", "create", "--partitions", "3",
+    run = subprocess.run([sys.executable, "-m", "streamrec.app.cli", "topics", "create", "--partitions", "3",
                           "--bootstrap-servers", kafka_bootstrap, "--topic-prefix", prefix],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
@@ -62,7 +62,7 @@ def test_ingest_serves_metrics_health_and_stops_on_sigterm(kafka_settings):
     port = _free_port()
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
                STREAMREC_TOPIC_PREFIX=settings.topic_prefix, STREAMREC_INGEST_GROUP=settings.ingest_group)
-    service = subprocess.Popen([sys.executable, "-m", "streamrec.cli", "ingest", "--metrics-port",
+    service = subprocess.Popen([sys.executable, "-m", "streamrec.app.cli", "ingest", "--metrics-port",
                                 str(port), "--instance-id", "metrics-test"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

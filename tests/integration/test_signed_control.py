@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from unit.core.model_store_fakes import publish_fake_model
 
-from consumers.train import Trainer, TrainerConfig
-from consumers.train_service import TrainerService
-from export.store import ModelStore
-from producers.synthetic import SyntheticStream
+from streamrec.consumers.train import Trainer, TrainerConfig
+from streamrec.consumers.train_service import TrainerService
+from streamrec.export.store import ModelStore
+from streamrec.producers.synthetic import SyntheticStream
 from streamrec.config import Settings
 from streamrec.control import ADOPT_MODEL, CONTROL_HEADER, CONTROL_KEY
 from streamrec.events import DLQ_REASON, encode_click
@@ -37,7 +37,7 @@ def forget_cli(settings: Settings, user: str, secret: str | None) -> None:
     env = {k: v for k, v in os.environ.items() if k != "STREAMREC_CONTROL_SECRET"}
     if secret is not None:
         env["STREAMREC_CONTROL_SECRET"] = secret
-    done = subprocess.run([sys.executable, "-m", "streamrec.cli", "forget", user,
+    done = subprocess.run([sys.executable, "-m", "streamrec.app.cli", "forget", user,
                            "--bootstrap-servers", settings.bootstrap_servers,
                            "--topic-prefix", settings.topic_prefix],
                           capture_output=True, text=True, timeout=60, env=env)

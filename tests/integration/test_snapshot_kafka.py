@@ -12,14 +12,14 @@ import pytest
 from snapshots import planted_records, published_snapshots
 from unit.learner_checks import learned_state
 
-from consumers.ingest import IngestProcessor
-from consumers.partition_models import SNAPSHOT_KEY
-from consumers.score import ScoreProcessor, recommendation_decoder
-from consumers.snapshot_chunks import CHUNK_KEY_PREFIX
-from consumers.snapshot_codec import encode_snapshot
-from producers.synthetic import SyntheticStream
-from streamrec import kafka_clients
-from streamrec.changelog import read_changelog
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.consumers.partition_models import SNAPSHOT_KEY
+from streamrec.consumers.score import ScoreProcessor, recommendation_decoder
+from streamrec.consumers.snapshot_chunks import CHUNK_KEY_PREFIX
+from streamrec.consumers.snapshot_codec import encode_snapshot
+from streamrec.producers.synthetic import SyntheticStream
+from streamrec.transport import kafka_clients
+from streamrec.transport.changelog import read_changelog
 from streamrec.config import Settings
 from streamrec.events import ClickEvent, encode_click
 from support import ingest_service, read_topic, running_service, score_service

@@ -13,9 +13,9 @@ import sys
 import threading
 from pathlib import Path
 
-from consumers.model_follower import ModelFollower
-from export.store import load_verified
-from producers.synthetic import SyntheticStream
+from streamrec.consumers.model_follower import ModelFollower
+from streamrec.export.store import load_verified
+from streamrec.producers.synthetic import SyntheticStream
 from streamrec.config import Settings
 from streamrec.events import encode_click
 from support import produce_raw, read_topic
@@ -27,7 +27,7 @@ N_EVENTS = 5_000
 def run_train_once(settings: Settings, store: Path) -> subprocess.CompletedProcess:
     # Tiny model and epochs: this checks the plumbing, not the model's quality or speed.
     return subprocess.run(
-        [sys.executable, "-m", "streamrec.cli", "train", "--once", "--store", str(store),
+        [sys.executable, "-m", "streamrec.app.cli", "train", "--once", "--store", str(store),
          "--bootstrap-servers", settings.bootstrap_servers,
          "--topic-prefix", settings.topic_prefix, "--epochs", "2", "--dim", "16",
          "--blocks", "1", "--max-len", "20", "--exporter", "torchscript", "--min-events", "500"],

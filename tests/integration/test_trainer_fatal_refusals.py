@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from kafka import errors as kafka_errors
 
-from consumers.drift_trigger import DriftTrigger
-from consumers.train_service import TrainerService
+from streamrec.consumers.drift_trigger import DriftTrigger
+from streamrec.consumers.train_service import TrainerService
 
 pytestmark = pytest.mark.kafka
 

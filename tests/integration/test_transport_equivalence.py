@@ -1,7 +1,7 @@
 """Transport equivalence: the in-process bus and a real broker publish the same recommendations.
 
 For the same 5,000-event log, one ingest and one scorer on the ``InProcessBus``
-(``streamrec.bus_runner``) and one of each as ``ProcessorService`` on Kafka, with the same
+(``streamrec.transport.bus_runner``) and one of each as ``ProcessorService`` on Kafka, with the same
 batch size, publish identical recommendations, message for message: user, trigger, kind,
 model version, items in order, scores and component scores (to 1e-9). Latencies
 (``end_to_end_ms``, ``score_ms``, ``scored_at_ms``) are the only fields left out.
@@ -33,18 +33,18 @@ import time
 
 import pytest
 
-from consumers.ingest import IngestProcessor
-from consumers.score import ScoreProcessor, recommendation_decoder
-from producers.synthetic import SyntheticStream
-from streamrec import kafka_clients
-from streamrec.bus import InProcessBus
-from streamrec.bus_runner import InProcessRunner
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.consumers.score import ScoreProcessor, recommendation_decoder
+from streamrec.producers.synthetic import SyntheticStream
+from streamrec.transport import kafka_clients
+from streamrec.transport.bus import InProcessBus
+from streamrec.transport.bus_runner import InProcessRunner
 from streamrec.config import Settings
 from streamrec.events import ClickEvent, encode_click
 from streamrec.messages import Recommendation
 from streamrec.records import Output, ProcessResult, Record
-from streamrec.runtime import ProcessorService
-from streamrec.topics import topic_specs
+from streamrec.transport.runtime import ProcessorService
+from streamrec.transport.topics import topic_specs
 from support import read_topic, running_service, settings_with_topics
 
 pytestmark = pytest.mark.kafka

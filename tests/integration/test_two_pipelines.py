@@ -14,13 +14,13 @@ import uuid
 
 import pytest
 
-from online_models.user_state import decode_state
+from streamrec.online_models.user_state import decode_state
 from streamrec.messages import recommendation_decoder
-from producers.synthetic import SyntheticStream
+from streamrec.producers.synthetic import SyntheticStream
 from streamrec.config import Settings
 from streamrec.events import encode_click
 from streamrec.metrics import MetricsRegistry, service_metrics
-from streamrec.topics import create_topics
+from streamrec.transport.topics import create_topics
 from support import (applied_events, ingest_service, latest_by_key, produce_raw, read_topic,
                      reference_states, running_service, score_service, trigger_ids, user_records)
 

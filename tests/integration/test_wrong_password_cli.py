@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from streamrec.kafka_secure import SecureBroker
+from streamrec.app.kafka_secure import SecureBroker
 from support import security_env
 
 WRONG = "not-the-ingest-password-7f3a"
@@ -23,7 +23,7 @@ WRONG = "not-the-ingest-password-7f3a"
 
 def _run(args: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "streamrec.cli", *args], env=env,
+    done = subprocess.run([sys.executable, "-m", "streamrec.app.cli", *args], env=env,
                           capture_output=True, text=True, timeout=60)
     return done, time.monotonic() - started
 
@@ -72,8 +72,8 @@ def test_a_wrong_password_in_a_properties_file_fails_the_same_way(
 @pytest.mark.parametrize("sdk", ["ClickPublisher", "RecommendationReader"])
 def test_the_app_sdk_raises_kafka_access_error_at_once(kafka_secure: SecureBroker,
                                                        sdk: str) -> None:
-    from producers.publisher import ClickPublisher
-    from producers.reader import RecommendationReader
+    from streamrec.producers.publisher import ClickPublisher
+    from streamrec.producers.reader import RecommendationReader
     from streamrec.connection import KafkaAccessError
     settings = kafka_secure.settings_for("app", password=WRONG)
     build = {"ClickPublisher": ClickPublisher.from_settings,

@@ -24,7 +24,7 @@ from typing import Callable, Mapping
 import numpy as np
 import pytest
 
-from online_models.base import Recommender
+from streamrec.online_models.base import Recommender
 from streamrec.events import ClickEvent
 
 Factory = Callable[[], Recommender]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shlex
 from collections import defaultdict
 
-from streamrec.acls import (ADMIN, GROUP, PREFIXED, SERVICE_PRINCIPALS, TOPIC, TRANSACTIONAL_ID,
+from streamrec.transport.acls import (ADMIN, GROUP, PREFIXED, SERVICE_PRINCIPALS, TOPIC, TRANSACTIONAL_ID,
                             acl_bindings, kafka_acls_commands, to_kafka_python)
-from streamrec.cli import main
+from streamrec.app.cli import main
 from streamrec.config import Settings, TopicNames
 
 SETTINGS = Settings(topic_prefix="prod-", ingest_group="eu-ingest", score_group="eu-score",
@@ -63,7 +63,7 @@ def test_groups_and_transactional_ids_follow_settings() -> None:
         # Groups sit behind the topic prefix, so pipelines with other prefixes never share one.
         ("ingest", GROUP, "prod-eu-ingest", "literal", "read"),
         ("score", GROUP, "prod-eu-score", "literal", "read"),
-        # streamrec.runtime: transactional_id = f"{prefix}-{group_id}-{instance}"
+        # streamrec.transport.runtime: transactional_id = f"{prefix}-{group_id}-{instance}"
         ("ingest", TRANSACTIONAL_ID, "eu-prod-eu-ingest-", PREFIXED, "write"),
         ("ingest", TRANSACTIONAL_ID, "eu-prod-eu-ingest-", PREFIXED, "describe"),
         ("score", TRANSACTIONAL_ID, "eu-prod-eu-score-", PREFIXED, "write"),

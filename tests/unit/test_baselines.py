@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from learner_checks import learner_check_params
 
-from online_models.baselines import (ItemKNN, MarkovChain, MostPopular, RecentPopular, RiverMF,
+from streamrec.online_models.baselines import (ItemKNN, MarkovChain, MostPopular, RecentPopular, RiverMF,
                                      top_k)
 from streamrec.events import ClickEvent
 

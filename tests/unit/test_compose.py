@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]  # stubs add nothing to a test
 
-from streamrec.cli import build_parser
+from streamrec.app.cli import build_parser
 from streamrec.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -280,7 +280,7 @@ def test_the_broker_has_a_scram_user_for_every_principal_the_services_use() -> N
     script_principals = set(declared.group(1).split())
     used = {environment(SECURE_SERVICES[n])["STREAMREC_KAFKA_SASL_USERNAME"]
             for n in EXPECTED_PRINCIPAL}
-    from streamrec.acls import ADMIN, SERVICE_PRINCIPALS
+    from streamrec.transport.acls import ADMIN, SERVICE_PRINCIPALS
     assert used == script_principals == {ADMIN, *SERVICE_PRINCIPALS}
     for principal in script_principals:
         assert kafka_env.get(f"SCRAM_PASSWORD_{principal.upper()}") == \

@@ -54,7 +54,7 @@ MODULES = modules_with_examples()
 def test_the_packages_have_examples_to_run() -> None:
     # A wrong ROOT or a renamed package must not turn this file into a test of nothing.
     assert len(MODULES) >= 30, MODULES
-    assert {"streamrec.metrics.registry", "consumers.drift_trigger"} <= set(MODULES)
+    assert {"streamrec.metrics.registry", "streamrec.consumers.drift_trigger"} <= set(MODULES)
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from streamrec.kafka_broker_config import pick_free_ports
-from streamrec.kafka_broker_process import (KafkaLaunchError, LogMark, busy_ports, kill_group,
+from streamrec.app.kafka_broker_config import pick_free_ports
+from streamrec.app.kafka_broker_process import (KafkaLaunchError, LogMark, busy_ports, kill_group,
                                             wait_until_bindable)
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from streamrec.cli import build_parser
-from streamrec.kafka_broker_config import (BrokerState, pick_free_ports, pid_alive,
+from streamrec.app.cli import build_parser
+from streamrec.app.kafka_broker_config import (BrokerState, pick_free_ports, pid_alive,
                                            random_cluster_id, render_server_properties, tail)
-from streamrec.kafka_launcher import KafkaLauncher
+from streamrec.app.kafka_launcher import KafkaLauncher
 
 
 def _parse(text: str) -> dict[str, str]:

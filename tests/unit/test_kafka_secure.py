@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from streamrec.kafka_broker_config import BrokerState, render_server_properties
-from streamrec.kafka_secure import (PRINCIPALS, SCRAM_MECHANISMS, SecureBroker,
+from streamrec.app.kafka_broker_config import BrokerState, render_server_properties
+from streamrec.app.kafka_secure import (PRINCIPALS, SCRAM_MECHANISMS, SecureBroker,
                                     add_scram_arguments, client_properties, make_tls_files,
                                     random_passwords, redact, secure_properties, tls_files,
                                     write_client_properties)

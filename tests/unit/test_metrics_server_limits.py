@@ -8,8 +8,8 @@ import urllib.request
 
 import pytest
 
-from streamrec.cli import build_parser
-from streamrec.commands.core import settings_from_args
+from streamrec.app.cli import build_parser
+from streamrec.app.commands.core import settings_from_args
 from streamrec.config import Settings
 from streamrec.metrics import MetricsRegistry, MetricsServer
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from consumers.train import Trainer, TrainingOutcome
+from streamrec.consumers.train import Trainer, TrainingOutcome
 from unit.consumers.trainer_helpers import TINY, synthetic_window
 
 
 @pytest.fixture(scope="session")
 def model_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TrainingOutcome]:
     """(store root, outcome) of one promoted first model."""
-    from export.store import ModelStore
+    from streamrec.export.store import ModelStore
 
     root = tmp_path_factory.mktemp("store")
     outcome = Trainer(TINY, ModelStore(root), on_epoch=None).train(synthetic_window(), None)
@@ -28,7 +28,7 @@ def store(model_store, tmp_path: Path) -> tuple[Path, dict]:
     import json
     import shutil
 
-    from export.store import publish_message
+    from streamrec.export.store import publish_message
 
     shared_root, outcome = model_store
     root = tmp_path / "store"

@@ -8,11 +8,11 @@ from __future__ import annotations
 import random
 from typing import Callable
 
-from consumers.ingest import IngestProcessor
-from consumers.score import ScoreProcessor, encode_request
-from producers.synthetic import SyntheticStream
-from streamrec.bus import InProcessBus
-from streamrec.bus_runner import InProcessRunner
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.consumers.score import ScoreProcessor, encode_request
+from streamrec.producers.synthetic import SyntheticStream
+from streamrec.transport.bus import InProcessBus
+from streamrec.transport.bus_runner import InProcessRunner
 from streamrec.config import Settings
 from streamrec.events import encode_click
 from streamrec.records import Output, Record

@@ -27,9 +27,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumers.ingest import IngestProcessor
-from consumers.model_follower import CURRENT_KEY, ModelFollower
-from export.store import publish_message
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.consumers.model_follower import CURRENT_KEY, ModelFollower
+from streamrec.export.store import publish_message
 from streamrec.config import Settings
 from streamrec.control import ADOPT_MODEL, CONTROL_HEADER, CONTROL_KEY
 from streamrec.events import ClickEvent, encode_click

@@ -7,11 +7,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from consumers.drift_signal import (DRIFT_KEY, DROP, OnlineHitRateTracker, decode_drift,
+from streamrec.consumers.drift_signal import (DRIFT_KEY, DROP, OnlineHitRateTracker, decode_drift,
                                     encode_drift)
-from consumers.model_follower import current_values
-from consumers.score import ScoreProcessor, recommendation_decoder
-from online_models.user_state import UserState, encode_state
+from streamrec.consumers.model_follower import current_values
+from streamrec.consumers.score import ScoreProcessor, recommendation_decoder
+from streamrec.online_models.user_state import UserState, encode_state
 from streamrec.config import ConfigError, Settings
 from streamrec.metrics import MetricsRegistry
 from streamrec.records import Record

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.drift_signal import DRIFT_KEY, HitRateDrift, decode_drift, encode_drift
-from consumers.drift_trigger import RetrainOnDrift
-from consumers.model_follower import CURRENT_KEY
-from consumers.score_drift import ScoreDriftReporter
+from streamrec.consumers.drift_signal import DRIFT_KEY, HitRateDrift, decode_drift, encode_drift
+from streamrec.consumers.drift_trigger import RetrainOnDrift
+from streamrec.consumers.model_follower import CURRENT_KEY
+from streamrec.consumers.score_drift import ScoreDriftReporter
 from streamrec.config import Settings
 from streamrec.signing import MODELS_KIND, sign_headers
 

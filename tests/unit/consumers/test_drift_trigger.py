@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
-from consumers.drift_signal import DRIFT_KEY, HitRateDrift, encode_drift
-from consumers.model_follower import CURRENT_KEY
-from consumers.drift_trigger import RetrainOnDrift
-from streamrec.cli import build_parser
+from streamrec.consumers.drift_signal import DRIFT_KEY, HitRateDrift, encode_drift
+from streamrec.consumers.model_follower import CURRENT_KEY
+from streamrec.consumers.drift_trigger import RetrainOnDrift
+from streamrec.app.cli import build_parser
 
 
 def drift_value(detected_at_ms: int, direction: str = "drop") -> bytes:
@@ -22,7 +22,7 @@ def test_a_drop_fires_once_and_logs_that_it_triggered_the_run(caplog) -> None:
     rule = RetrainOnDrift()
     assert not rule.due(None)  # nothing on models yet
     rule.offer(DRIFT_KEY, drift_value(5_000))
-    with caplog.at_level(logging.INFO, logger="consumers.drift_trigger"):
+    with caplog.at_level(logging.INFO, logger="streamrec.consumers.drift_trigger"):
         assert rule.due(None)
     assert not rule.due(None)  # the same message never fires twice
     assert [r.message for r in caplog.records if "drift triggers" in r.message] == [

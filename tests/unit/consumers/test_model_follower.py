@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from consumers.model_follower import ModelFollower
+from streamrec.consumers.model_follower import ModelFollower
 from streamrec.config import Settings
 from unit.consumers.trainer_helpers import tampered_copy
 
@@ -83,6 +83,6 @@ def test_a_failing_on_model_counts_as_a_rejection(store) -> None:
 
 
 def test_the_follower_never_imports_torch() -> None:
-    code = ("import sys, consumers.model_follower; "
+    code = ("import sys, streamrec.consumers.model_follower; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

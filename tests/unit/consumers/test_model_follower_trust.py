@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from consumers.model_follower import CURRENT_KEY, ModelFollower
-from export.store import publish_message
+from streamrec.consumers.model_follower import CURRENT_KEY, ModelFollower
+from streamrec.export.store import publish_message
 from streamrec.config import Settings
 from streamrec.metrics import MetricsRegistry
 from streamrec.signing import MODELS_KIND, sign_headers
@@ -117,7 +117,7 @@ def test_poll_failures_rebuild_the_consumer_and_readiness_reports_them(
         follower._consumer = consumer  # type: ignore[assignment]
 
     monkeypatch.setattr(follower, "_connect", connect)
-    monkeypatch.setattr("consumers.model_follower.MAX_BACKOFF_S", 0.05)
+    monkeypatch.setattr("streamrec.consumers.model_follower.MAX_BACKOFF_S", 0.05)
     assert follower.health()["status"] == "unhealthy"  # not started
     follower.start()
     try:
@@ -156,11 +156,11 @@ def test_a_crashing_handler_is_counted_and_following_goes_on(store, monkeypatch)
 
 
 def test_the_scorer_is_ready_only_while_its_follower_is_healthy(store) -> None:
-    from streamrec.commands.core import _readiness
+    from streamrec.app.commands.core import _readiness
 
     root, _ = store
     follower = follower_for(root)
-    from streamrec.service_health import ServiceProgress
+    from streamrec.transport.service_health import ServiceProgress
     runner = SimpleNamespace(ready=threading.Event(), stopping=False,
                              progress=ServiceProgress(stall_after_s=60, broker_silence_s=30))
     assert _readiness(runner, follower.health)["status"] == "unhealthy"  # not restored yet
@@ -177,7 +177,7 @@ def test_whatever_escapes_the_loop_restarts_it(store, monkeypatch) -> None:
     root, message = store
     follower = follower_for(root)
     follower.poll_timeout_ms = 10
-    monkeypatch.setattr("consumers.model_follower.MAX_BACKOFF_S", 0.05)
+    monkeypatch.setattr("streamrec.consumers.model_follower.MAX_BACKOFF_S", 0.05)
     monkeypatch.setattr(follower, "_connect", lambda: setattr(
         follower, "_consumer", FlakyConsumer(0, [record(json.dumps(message).encode())])))
     real_follow, rounds = follower._follow, []

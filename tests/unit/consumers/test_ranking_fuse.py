@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from consumers.ranking import RRF_K, fuse
-from export.candidates import DeepCandidate
+from streamrec.consumers.ranking import RRF_K, fuse
+from streamrec.export.candidates import DeepCandidate
 
 
 def _reference(online, deep, covisit, k, w_online, w_deep, w_covisit):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from unit.consumers.score_helpers import assert_batch_invariant, published, scorer_input
 
-from consumers.score import ScoreProcessor, recommendation_decoder
+from streamrec.consumers.score import ScoreProcessor, recommendation_decoder
 from streamrec.config import Settings
 
 SETTINGS = Settings(partitions=2, learn_every=16, snapshot_every=64)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from consumers.ingest import IngestProcessor
-from consumers.score import ScoreProcessor, recommendation_decoder
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.consumers.score import ScoreProcessor, recommendation_decoder
 from streamrec.config import Settings
 from streamrec.events import ClickEvent, encode_click
 from streamrec.records import Record

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.ingest import CONTROL_HEADER, FORGET, IngestProcessor
-from consumers.partition_models import is_snapshot_key
-from consumers.score import ScoreProcessor
-from online_models.user_state import UserState, encode_state
-from producers.synthetic import SyntheticStream
-from streamrec.bus import InProcessBus
-from streamrec.bus_runner import InProcessRunner
+from streamrec.consumers.ingest import CONTROL_HEADER, FORGET, IngestProcessor
+from streamrec.consumers.partition_models import is_snapshot_key
+from streamrec.consumers.score import ScoreProcessor
+from streamrec.online_models.user_state import UserState, encode_state
+from streamrec.producers.synthetic import SyntheticStream
+from streamrec.transport.bus import InProcessBus
+from streamrec.transport.bus_runner import InProcessRunner
 from streamrec.config import Settings
 from streamrec.events import encode_click
 from streamrec.records import Output, Record

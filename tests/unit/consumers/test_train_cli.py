@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from streamrec.cli import build_parser, main
+from streamrec.app.cli import build_parser, main
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +39,7 @@ def test_defaults() -> None:
     assert (args.once, args.store, args.window_events, args.tolerance, args.epochs) == (
         False, None, 100_000, 0.0, 10)
     # No --store: the model_store setting every service shares decides.
-    from streamrec.commands.core import settings_from_args
+    from streamrec.app.commands.core import settings_from_args
     assert settings_from_args(args, model_store=args.store).model_store == "./model-store"
     assert build_parser().parse_args(["train", "--tolerance", "-0.01"]).tolerance == -0.01
 

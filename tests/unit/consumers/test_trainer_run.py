@@ -6,9 +6,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-from consumers.train import CHECKPOINTS, Trainer
-from consumers.train_window import build_window
-from export.store import ModelStore, load_verified
+from streamrec.consumers.train import CHECKPOINTS, Trainer
+from streamrec.consumers.train_window import build_window
+from streamrec.export.store import ModelStore, load_verified
 from streamrec.records import Record
 from unit.consumers.trainer_helpers import TINY, synthetic_window
 

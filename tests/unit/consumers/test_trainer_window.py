@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from consumers.ingest import CONTROL_HEADER, FORGET
-from consumers.train_window import (build_window, holdout_cases, promotion_decision,
+from streamrec.consumers.ingest import CONTROL_HEADER, FORGET
+from streamrec.consumers.train_window import (build_window, holdout_cases, promotion_decision,
                                     split_holdout)
 from streamrec.events import ClickEvent, encode_click
 from streamrec.records import Record

@@ -10,9 +10,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from consumers.train import TrainerConfig
-from consumers.train_window import TrainingWindow, build_window
-from producers.synthetic import SyntheticStream
+from streamrec.consumers.train import TrainerConfig
+from streamrec.consumers.train_window import TrainingWindow, build_window
+from streamrec.producers.synthetic import SyntheticStream
 from streamrec.events import encode_click
 from streamrec.records import Record
 
@@ -35,7 +35,7 @@ def synthetic_window(n_events: int = 3_000, seed: int = 1) -> TrainingWindow:
 def tampered_copy(message: dict[str, Any], root: Path, version: str) -> dict[str, Any]:
     """A ``models`` message for a copy of ``message``'s model renamed to ``version`` whose
     item table was altered after the manifest was written: it must be rejected."""
-    from export.store import MANIFEST, TABLE_FILE, publish_message
+    from streamrec.export.store import MANIFEST, TABLE_FILE, publish_message
 
     target = root / version
     shutil.copytree(message["path"], target)

@@ -12,9 +12,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from export.item_table import TABLE_FILE
-from export.parity import ParityFixture
-from export.store import ModelStore, publish_message
+from streamrec.export.item_table import TABLE_FILE
+from streamrec.export.parity import ParityFixture
+from streamrec.export.store import ModelStore, publish_message
 from streamrec.control import ControlMessage, adopt_model_requests
 
 

@@ -2,13 +2,13 @@ import io
 
 import pytest
 
-from consumers.ingest import IngestProcessor
-from streamrec.bus import InProcessBus, partition_for
-from streamrec.bus_runner import InProcessRunner
-from streamrec.cli import main
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.transport.bus import InProcessBus, partition_for
+from streamrec.transport.bus_runner import InProcessRunner
+from streamrec.app.cli import main
 from streamrec.config import ConfigError, Settings
 from streamrec.events import ClickEvent, encode_click
-from streamrec.pipeline import run_demo
+from streamrec.app.pipeline import run_demo
 from streamrec.records import Output
 
 

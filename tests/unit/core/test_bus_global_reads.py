@@ -1,4 +1,4 @@
-"""Global reads on the bus (streamrec.bus_runner, item 7): every member sees every record.
+"""Global reads on the bus (streamrec.transport.bus_runner, item 7): every member sees every record.
 
 Two runners of one group share a 4-partition topic, each owning two partitions. The fake
 processor learns its own partitions through ``process`` and ignores their global records,
@@ -11,8 +11,8 @@ from collections import Counter
 
 import pytest
 
-from streamrec.bus import InProcessBus
-from streamrec.bus_runner import InProcessRunner
+from streamrec.transport.bus import InProcessBus
+from streamrec.transport.bus_runner import InProcessRunner
 from streamrec.processor import Processor, ProcessorDefaults
 from streamrec.records import Output, ProcessResult, Record
 
@@ -121,7 +121,7 @@ def test_a_global_poll_keeps_the_owned_pace_per_partition() -> None:
     produce(bus, 50)
     a, _ = group(bus, batch_size=10)
     # Two of four partitions owned: an owned batch is 10 records of 2 partitions, a global
-    # poll 20 records of 4 (streamrec.global_reader.poll_limit).
+    # poll 20 records of 4 (streamrec.transport.global_reader.poll_limit).
     assert a.learn_global() == 20
     a.revoke([0, 1])
     assert a.learn_global() == 40  # owning nothing: batch_size per partition

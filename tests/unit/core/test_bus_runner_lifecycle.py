@@ -1,12 +1,12 @@
-"""The in-process runner has the Kafka runtime's lifecycle (streamrec.bus_runner), no broker."""
+"""The in-process runner has the Kafka runtime's lifecycle (streamrec.transport.bus_runner), no broker."""
 
 from __future__ import annotations
 
-from consumers.ingest import IngestProcessor
-from consumers.score import ScoreProcessor, recommendation_decoder
-from producers.synthetic import SyntheticStream
-from streamrec.bus import InProcessBus, partition_for
-from streamrec.bus_runner import InProcessRunner
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.consumers.score import ScoreProcessor, recommendation_decoder
+from streamrec.producers.synthetic import SyntheticStream
+from streamrec.transport.bus import InProcessBus, partition_for
+from streamrec.transport.bus_runner import InProcessRunner
 from streamrec.config import Settings
 from streamrec.events import encode_click
 from streamrec.records import Output

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from streamrec.cli import build_parser
-from streamrec.commands.core import settings_from_args
+from streamrec.app.cli import build_parser
+from streamrec.app.commands.core import settings_from_args
 from streamrec.config import ConfigError, Settings
 from streamrec.connection import KafkaSecurity, load_token_provider
 from streamrec.kafka_properties import load_properties, parse_properties, security_from_properties
@@ -141,7 +141,7 @@ def test_cli_flags_reach_the_settings(tmp_path):
     assert settings.replication_factor == 3
     assert settings.kafka_security == KafkaSecurity("SASL_SSL", "SCRAM-SHA-512", "ops", PASSWORD,
                                                     ssl_cafile=str(ca), ssl_check_hostname=False)
-    from streamrec.topics import topic_specs
+    from streamrec.transport.topics import topic_specs
     assert {spec.replication_factor for spec in topic_specs(settings)} == {3}
 
 
@@ -263,7 +263,7 @@ def test_namespace_without_kafka_flags_still_builds_settings():
 
 
 def test_password_typed_as_the_file_path_is_not_echoed(capsys):
-    from streamrec.cli import main
+    from streamrec.app.cli import main
     assert main(["forget", "u1", "--sasl-password-file", PASSWORD]) == 2
     err = capsys.readouterr().err
     assert err.startswith("streamrec: error: --sasl-password-file") and PASSWORD not in err

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from streamrec import kafka_clients
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
 from streamrec.connection import KafkaSecurity
 

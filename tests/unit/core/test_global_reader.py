@@ -1,5 +1,5 @@
 """``GlobalReader`` positions: kept across sessions, moved only once learned, moved back on
-drop, new partitions found (streamrec.global_reader), against a fake consumer."""
+drop, new partitions found (streamrec.transport.global_reader), against a fake consumer."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from kafka import TopicPartition as TP
 
-from streamrec import global_reader
+from streamrec.transport import global_reader
 from streamrec.config import Settings
-from streamrec.global_reader import GlobalReader
+from streamrec.transport.global_reader import GlobalReader
 from streamrec.records import Record
 
 TOPIC = "user-state"

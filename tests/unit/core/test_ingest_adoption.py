@@ -11,10 +11,10 @@ from unit.core.model_store_fakes import adopt_messages, corrupt_table, publish_f
 from snapshots import snapshots_of
 from unit.learner_checks import learned_state
 
-from consumers.ingest import IngestProcessor
-from consumers.partition_models import SNAPSHOT_KEY, is_snapshot_key
-from export.item_table import load_published_item_table
-from online_models.user_state import UserState, decode_state
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.consumers.partition_models import SNAPSHOT_KEY, is_snapshot_key
+from streamrec.export.item_table import load_published_item_table
+from streamrec.online_models.user_state import UserState, decode_state
 from streamrec.config import Settings
 from streamrec.control import (CONTROL_KEY, AdoptModelRequest, ControlMessage,
                                adopt_model_requests)
@@ -202,7 +202,7 @@ def test_without_online_learning_the_message_is_ignored(model: dict) -> None:
 
 def test_every_partition_adopts_but_the_table_is_read_once(
         model: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    import consumers.model_adoption
+    import streamrec.consumers.model_adoption
 
     reads: list[str] = []
 
@@ -210,7 +210,7 @@ def test_every_partition_adopts_but_the_table_is_read_once(
         reads.append(str(path))
         return load_published_item_table(root, version, sha256, path)
 
-    monkeypatch.setattr(consumers.model_adoption, "load_published_item_table", counting)
+    monkeypatch.setattr(streamrec.consumers.model_adoption, "load_published_item_table", counting)
     ingest = IngestProcessor(SETTINGS)
     messages = adopt_messages(model, [2, 0, 1])
     assert [m.partition for m in messages] == [0, 1, 2]
@@ -232,7 +232,7 @@ def test_a_fake_loader_can_stand_in_for_the_store() -> None:
 
 def test_the_scorer_ranks_an_old_space_state_with_the_new_snapshot(model: dict) -> None:
     """A state written before the adoption can reach the scorer after the new snapshot."""
-    from consumers.score import ScoreProcessor
+    from streamrec.consumers.score import ScoreProcessor
 
     ingest = IngestProcessor(SETTINGS)
     records = stream(adopt_at=30, n=31, model=model)

@@ -16,11 +16,11 @@ import pytest
 from unit.core.model_store_fakes import adopt_messages, publish_fake_model
 from unit.learner_checks import learned_state
 
-from consumers.ingest import IngestProcessor
-from consumers.partition_models import is_snapshot_key
-from export.store import MANIFEST, ModelStore, publish_message
-from export.parity import ParityFixture
-from online_models.user_state import decode_state
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.consumers.partition_models import is_snapshot_key
+from streamrec.export.store import MANIFEST, ModelStore, publish_message
+from streamrec.export.parity import ParityFixture
+from streamrec.online_models.user_state import decode_state
 from streamrec.config import Settings
 from streamrec.control import CONTROL_KEY, ControlMessage, adopt_model_requests, forget_request
 from streamrec.events import DLQ_REASON, ClickEvent, encode_click

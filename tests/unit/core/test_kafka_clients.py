@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from kafka import errors as kafka_errors
 
-from streamrec import kafka_args, kafka_clients
-from streamrec.cli import main
+from streamrec.app import kafka_args
+from streamrec.transport import kafka_clients
+from streamrec.app.cli import main
 from streamrec.config import ConfigError, Settings
 from streamrec.connection import (KafkaAccessError, KafkaHandshakeError, KafkaSecurity,
                                   KafkaUnreachableError)
@@ -48,7 +49,7 @@ def test_no_kafka_client_is_constructed_outside_the_factory():
                           for part in p.relative_to(ROOT).parts)]
     assert len(sources) > 50  # the scan really walks the tree
     offenders = [hit for path in sources if path != FACTORY for hit in _constructions(path)]
-    assert offenders == [], "build clients with streamrec.kafka_clients: " + ", ".join(offenders)
+    assert offenders == [], "build clients with streamrec.transport.kafka_clients: " + ", ".join(offenders)
     assert len(_constructions(FACTORY)) == 3  # and the factory does build all three
 
 

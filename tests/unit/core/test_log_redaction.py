@@ -8,9 +8,9 @@ import logging
 
 import pytest
 
-from streamrec import logging_setup
+from streamrec.app import logging_setup
 from streamrec.config import Settings
-from streamrec.kafka_args import kafka_settings
+from streamrec.app.kafka_args import kafka_settings
 
 SECRET = 'S3cr"et\\pw'  # a quote and a backslash: JSON would escape them
 

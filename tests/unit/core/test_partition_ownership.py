@@ -1,10 +1,10 @@
-"""What a rebalance drops, restores and keeps (streamrec.assignment), without a broker."""
+"""What a rebalance drops, restores and keeps (streamrec.transport.assignment), without a broker."""
 
 from __future__ import annotations
 
 from kafka import TopicPartition
 
-from streamrec.assignment import PartitionOwnership
+from streamrec.transport.assignment import PartitionOwnership
 
 TOPICS = ["user-state", "requests"]
 

@@ -7,11 +7,11 @@ from collections import Counter
 
 import pytest
 
-from consumers.ingest import IngestProcessor
-from consumers.score import ScoreProcessor
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.consumers.score import ScoreProcessor
 from streamrec.config import Settings
 from streamrec.events import DLQ_DETAIL, DLQ_OFFSET, DLQ_REASON, headers_dict
-from streamrec.poison_pill import PROCESSING_ERROR, PoisonPillPolicy, process_in_isolation
+from streamrec.transport.poison_pill import PROCESSING_ERROR, PoisonPillPolicy, process_in_isolation
 from streamrec.records import Output, ProcessResult, Record, TopicPartition
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.ingest import IngestProcessor
-from consumers.score import ScoreProcessor
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.consumers.score import ScoreProcessor
 from streamrec.config import Settings
 from streamrec.processor import Processor, ProcessorDefaults
 

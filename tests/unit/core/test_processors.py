@@ -2,10 +2,10 @@
 
 import json
 
-from consumers.ingest import CONTROL_HEADER, FORGET, IngestProcessor
-from consumers.partition_models import SNAPSHOT_KEY, is_snapshot_key
-from consumers.score import ScoreProcessor, recommendation_decoder
-from online_models.user_state import decode_state, encode_state
+from streamrec.consumers.ingest import CONTROL_HEADER, FORGET, IngestProcessor
+from streamrec.consumers.partition_models import SNAPSHOT_KEY, is_snapshot_key
+from streamrec.consumers.score import ScoreProcessor, recommendation_decoder
+from streamrec.online_models.user_state import decode_state, encode_state
 from streamrec.config import Settings
 from streamrec.events import DLQ_REASON, ClickEvent, encode_click, headers_dict
 from streamrec.records import Record

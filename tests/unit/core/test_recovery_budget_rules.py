@@ -6,7 +6,7 @@ import pytest
 from kafka import errors as kafka_errors
 
 from streamrec.config import ConfigError
-from streamrec.recovery_budget import RecoveryBudget, is_fatal
+from streamrec.transport.recovery_budget import RecoveryBudget, is_fatal
 
 
 def test_spread_out_failures_never_exhaust_the_budget():

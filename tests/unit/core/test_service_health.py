@@ -1,11 +1,11 @@
-"""The readiness verdict of a consumer loop (streamrec.service_health), on a fake clock."""
+"""The readiness verdict of a consumer loop (streamrec.transport.service_health), on a fake clock."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 from streamrec.metrics import MetricsRegistry, service_metrics
-from streamrec.service_health import ServiceProgress, heartbeat_of
+from streamrec.transport.service_health import ServiceProgress, heartbeat_of
 
 
 class Clock:

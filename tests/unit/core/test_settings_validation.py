@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from streamrec.cli import build_parser, main
+from streamrec.app.cli import build_parser, main
 from streamrec.config import ConfigError, Settings
-from streamrec.kafka_broker_config import pick_free_ports
+from streamrec.app.kafka_broker_config import pick_free_ports
 from streamrec.setting_rules import RULES
 from streamrec.settings_sources import OTHER_VARIABLES, parse_value, unknown_variables
 from unit.core.settings_cases import CASES
@@ -221,7 +221,7 @@ def test_a_flag_refused_by_a_rule_between_fields_is_named_by_its_flag(capsys) ->
 def _streamrec(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("STREAMREC_")}
     environ.update(env, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "streamrec.cli", *argv], cwd=REPO, env=environ,
+    return subprocess.run([sys.executable, "-m", "streamrec.app.cli", *argv], cwd=REPO, env=environ,
                           capture_output=True, text=True, timeout=120)
 
 

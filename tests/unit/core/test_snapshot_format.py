@@ -13,13 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from unit.learner_checks import learned_state, toy_stream
 
-from consumers.partition_models import SNAPSHOT_KEY
-from consumers.snapshot_chunks import (CHUNK_KEY_PREFIX, SnapshotLimits, SnapshotReader,
+from streamrec.consumers.partition_models import SNAPSHOT_KEY
+from streamrec.consumers.snapshot_chunks import (CHUNK_KEY_PREFIX, SnapshotLimits, SnapshotReader,
                                        chunk_key, snapshot_records)
-from consumers.snapshot_codec import (MANIFEST_MAGIC, PAYLOAD_MAGIC, BadSnapshot,
+from streamrec.consumers.snapshot_codec import (MANIFEST_MAGIC, PAYLOAD_MAGIC, BadSnapshot,
                                       PartitionSnapshot, decode_manifest, decode_snapshot,
                                       encode_snapshot)
-from online_models.blend import OnlineBlend
+from streamrec.online_models.blend import OnlineBlend
 from streamrec.records import Output, Record
 
 TOPIC = "user-state"

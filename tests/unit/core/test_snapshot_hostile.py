@@ -16,13 +16,13 @@ from hypothesis import strategies as st
 from snapshots import as_records, planted_records
 from unit.learner_checks import learned_state
 
-from consumers.ingest import IngestProcessor
-from consumers.partition_models import SNAPSHOT_KEY
-from consumers.score import ScoreProcessor, recommendation_decoder
-from consumers.snapshot_chunks import CHUNK_KEY_PREFIX, chunk_key
-from consumers.snapshot_codec import (MANIFEST_MAGIC, PAYLOAD_MAGIC, SNAPSHOT_FORMAT,
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.consumers.partition_models import SNAPSHOT_KEY
+from streamrec.consumers.score import ScoreProcessor, recommendation_decoder
+from streamrec.consumers.snapshot_chunks import CHUNK_KEY_PREFIX, chunk_key
+from streamrec.consumers.snapshot_codec import (MANIFEST_MAGIC, PAYLOAD_MAGIC, SNAPSHOT_FORMAT,
                                       SnapshotManifest, encode_manifest)
-from online_models.user_state import decode_state
+from streamrec.online_models.user_state import decode_state
 from streamrec.config import Settings
 from streamrec.events import ClickEvent, encode_click
 from streamrec.records import Record

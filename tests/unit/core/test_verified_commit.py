@@ -21,15 +21,15 @@ from kafka.producer.transaction_manager import (
     TransactionState,
 )
 
-from streamrec import kafka_clients
-from streamrec import runtime as runtime_module
+from streamrec.transport import kafka_clients
+from streamrec.transport import runtime as runtime_module
 from streamrec.config import Settings
 from streamrec.metrics.registry import MetricsRegistry
 from streamrec.metrics.service import KNOWN_COMMIT_FAILURE_CAUSES, service_metrics
 from streamrec.processor import ProcessorDefaults
 from streamrec.records import Output, ProcessResult, Record
-from streamrec.runtime import ProcessorService
-from streamrec.verified_commit import (
+from streamrec.transport.runtime import ProcessorService
+from streamrec.transport.verified_commit import (
     BAD_STATE,
     CAUSES,
     COMMIT_RAISED,
@@ -437,7 +437,7 @@ def test_transaction_status_reads_this_kafka_python_version():
 
 
 def test_a_transactional_call_that_is_never_answered_gives_up_in_time():
-    from streamrec.verified_commit import TransactionCallTimeout, bounded_call
+    from streamrec.transport.verified_commit import TransactionCallTimeout, bounded_call
     import threading
     import time as clock
 
@@ -450,7 +450,7 @@ def test_a_transactional_call_that_is_never_answered_gives_up_in_time():
 
 
 def test_a_transactional_call_that_raises_raises_in_the_caller():
-    from streamrec.verified_commit import bounded_call
+    from streamrec.transport.verified_commit import bounded_call
 
     def fenced() -> None:
         raise kafka_errors.ProducerFencedError()

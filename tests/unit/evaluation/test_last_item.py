@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from online_models.baselines import MostPopular
-from streamrec.evaluation import evaluate_last_item, split_last_item
+from streamrec.online_models.baselines import MostPopular
+from streamrec.app.evaluation import evaluate_last_item, split_last_item
 from streamrec.events import ClickEvent
 
 

@@ -6,8 +6,8 @@ from typing import Collection
 
 import pytest
 
-from online_models.baselines import MostPopular
-from streamrec.evaluation import PrequentialEvaluator
+from streamrec.online_models.baselines import MostPopular
+from streamrec.app.evaluation import PrequentialEvaluator
 from streamrec.events import ClickEvent
 
 

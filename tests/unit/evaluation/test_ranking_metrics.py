@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from streamrec.evaluation.metrics import MetricsAccumulator, hit_rate, mrr, ndcg, summarize
+from streamrec.ranking_metrics import MetricsAccumulator, hit_rate, mrr, ndcg, summarize
 
 
 def test_rank_one_is_perfect_and_a_miss_is_zero():

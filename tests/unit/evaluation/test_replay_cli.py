@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from streamrec.cli import main
-from streamrec.evaluation.systems import SystemOptions, build_systems
+from streamrec.app.cli import main
+from streamrec.app.evaluation.systems import SystemOptions, build_systems
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_last_item_protocol_and_limit(log, tmp_path):
 
 
 def test_missing_streamrec_system_is_reported_not_fatal(log, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "streamrec.pipeline", None)  # import now fails
+    monkeypatch.setitem(sys.modules, "streamrec.app.pipeline", None)  # import now fails
     built, unavailable = build_systems(["streamrec", "most-popular"], SystemOptions())
     assert list(built) == ["most-popular"] and "streamrec" in unavailable
     assert replay(log, tmp_path, "--systems", "streamrec,most-popular") == 0

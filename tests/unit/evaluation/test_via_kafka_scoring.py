@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from streamrec.cli import main
-from streamrec.evaluation.via_kafka_scoring import (SYSTEM_NAME, ReceivedRecommendation,
+from streamrec.app.cli import main
+from streamrec.app.evaluation.via_kafka_scoring import (SYSTEM_NAME, ReceivedRecommendation,
                                                     latency_summary, score_via_kafka)
 from streamrec.events import ClickEvent
 

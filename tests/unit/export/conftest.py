@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from export.release import Release, build_release
-from export.store import ModelStore
-from export.train import TrainedModel, train_model
+from streamrec.export.release import Release, build_release
+from streamrec.export.store import ModelStore
+from streamrec.export.train import TrainedModel, train_model
 from unit.export.export_helpers import TINY, tiny_sequences
 
 
@@ -24,7 +24,7 @@ def tiny_release(tiny_trained: TrainedModel) -> Release:
 @pytest.fixture()
 def published(tmp_path, tiny_release: Release):
     """(store, manifest) with one published version."""
-    from export.release import publish_release
+    from streamrec.export.release import publish_release
 
     store = ModelStore(tmp_path / "models")
     manifest = publish_release(tiny_release, store, data_window={

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from export.candidates import NO_MODEL, DeepCandidateGenerator
-from export.serving import OnnxSequenceModel
+from streamrec.export.candidates import NO_MODEL, DeepCandidateGenerator
+from streamrec.export.serving import OnnxSequenceModel
 
 
 def test_no_model_means_no_candidates_and_says_so() -> None:

@@ -1,4 +1,4 @@
-"""export.item_table: ids and vectors of a stored version, read with numpy and checked."""
+"""streamrec.export.item_table: ids and vectors of a stored version, read with numpy and checked."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from unit.core.model_store_fakes import corrupt_table, publish_fake_model
 
-from export.item_table import (ITEMS_FILE, MANIFEST, TABLE_FILE, ModelRejected,
+from streamrec.export.item_table import (ITEMS_FILE, MANIFEST, TABLE_FILE, ModelRejected,
                                item_table_checksums, load_item_table)
-from export.store import load_verified
+from streamrec.export.store import load_verified
 
 ITEMS = ["a", "b", "c"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from unit.export.export_helpers import TINY, tiny_sequences
-from export.model import SASRec
-from export.train import sequences_from_events, train_model, training_windows
-from export.vocab import ItemVocabulary, left_pad
+from streamrec.export.model import SASRec
+from streamrec.export.train import sequences_from_events, train_model, training_windows
+from streamrec.export.vocab import ItemVocabulary, left_pad
 from streamrec.events import ClickEvent
 
 

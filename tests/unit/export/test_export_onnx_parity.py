@@ -7,9 +7,9 @@ import onnx
 import pytest
 import torch
 
-from export.interface import INPUT_NAME, OPSET
-from export.onnx_export import export_onnx
-from export.parity import ParityError, check_parity, make_session
+from streamrec.export.interface import INPUT_NAME, OPSET
+from streamrec.export.onnx_export import export_onnx
+from streamrec.export.parity import ParityError, check_parity, make_session
 
 
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
@@ -43,7 +43,7 @@ def test_export_leaves_the_model_in_eval_mode(tiny_trained) -> None:
 def test_embedded_retrieval_graph_is_the_generated_one() -> None:
     import base64
 
-    from export.interface import RETRIEVAL_GRAPH_B64
-    from export.onnx_export import retrieval_graph
+    from streamrec.export.interface import RETRIEVAL_GRAPH_B64
+    from streamrec.export.onnx_export import retrieval_graph
 
     assert base64.b64decode(RETRIEVAL_GRAPH_B64) == retrieval_graph()

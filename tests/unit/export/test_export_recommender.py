@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from export.recommender import DeepSequentialRecommender
+from streamrec.export.recommender import DeepSequentialRecommender
 from unit.learner_checks import learner_check_params, toy_stream
 
 

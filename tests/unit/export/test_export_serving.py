@@ -10,16 +10,16 @@ import textwrap
 
 import numpy as np
 
-from export.serving import OnnxSequenceModel
-from export.store import publish_message
+from streamrec.export.serving import OnnxSequenceModel
+from streamrec.export.store import publish_message
 
 
 def test_serving_never_imports_torch(published) -> None:
     store, manifest = published
     script = textwrap.dedent(f"""
         import sys
-        from export.serving import OnnxSequenceModel
-        from export.store import publish_message, load_verified
+        from streamrec.export.serving import OnnxSequenceModel
+        from streamrec.export.store import publish_message, load_verified
         import json
         model = OnnxSequenceModel(json.loads({json.dumps(publish_message(manifest, store.root))!r}))
         out = model.recommend([["i1", "i2"], []], 5, [{{"i1"}}, set()])
@@ -63,7 +63,7 @@ def test_serving_model_pickles_and_truncates_long_sequences(published) -> None:
 
 
 def test_pruned_top_k_is_exact_on_large_inputs() -> None:
-    from export.serving import top_k_indices
+    from streamrec.export.serving import top_k_indices
 
     rng = np.random.default_rng(0)
     for n, k in ((100_000, 100), (50_001, 7), (5_000, 100), (10, 20)):
@@ -82,7 +82,7 @@ def _stable_top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def test_top_k_indices_is_exactly_the_stable_brute_force_order() -> None:
-    from export.serving import top_k_indices
+    from streamrec.export.serving import top_k_indices
 
     rng = np.random.default_rng(1)
     cases = []
@@ -110,7 +110,7 @@ def test_top_k_indices_is_exactly_the_stable_brute_force_order() -> None:
 
 
 def test_top_k_excluding_equals_masking_the_excluded_rows() -> None:
-    from export.serving import top_k_excluding
+    from streamrec.export.serving import top_k_excluding
 
     rng = np.random.default_rng(2)
     scores = np.round(rng.standard_normal(80_000) * 8).astype(np.float32)  # ties included

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from export.release import publish_release
-from export.store import (ITEMS_FILE, MANIFEST, MODEL_FILE, PARITY_FILE, TABLE_FILE,
+from streamrec.export.release import publish_release
+from streamrec.export.store import (ITEMS_FILE, MANIFEST, MODEL_FILE, PARITY_FILE, TABLE_FILE,
                           ModelRejected, load_verified, publish_message, sha256_bytes)
 
 

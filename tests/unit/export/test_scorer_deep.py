@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from consumers.ingest import IngestProcessor
-from consumers.score import ScoreProcessor, recommendation_decoder
-from export.candidates import DeepCandidateGenerator
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.consumers.score import ScoreProcessor, recommendation_decoder
+from streamrec.export.candidates import DeepCandidateGenerator
 from streamrec.config import Settings
 from streamrec.events import ClickEvent, encode_click
 from streamrec.records import Record
@@ -51,7 +51,7 @@ class _ReleasesAfter:
 
 
 def test_replay_full_system_ranks_through_the_scorer_fusion(tiny_release):
-    from streamrec.pipeline import OnlineSystem
+    from streamrec.app.pipeline import OnlineSystem
 
     settings = Settings(top_k=5, partitions=1, learn_every=8)
     model = tiny_release.serving_model(threads=1)
@@ -78,8 +78,8 @@ def test_replay_full_system_ranks_through_the_scorer_fusion(tiny_release):
 
 
 def test_a_user_the_deep_model_does_not_know_still_gets_exactly_k(tiny_release):
-    from streamrec.bus import InProcessBus
-    from streamrec.bus_runner import InProcessRunner
+    from streamrec.transport.bus import InProcessBus
+    from streamrec.transport.bus_runner import InProcessRunner
     from streamrec.records import Output
 
     settings = Settings(top_k=3, partitions=1, learn_every=4, snapshot_every=8)

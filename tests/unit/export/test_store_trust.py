@@ -15,10 +15,10 @@ import onnxruntime as ort
 import pytest
 from unit.core.model_store_fakes import publish_fake_model
 
-from export.item_table import decode_item_ids, decode_item_table, load_published_item_table
-from export.parity import ParityFixture, make_session
-from export.store import ModelStore, load_verified, publish_message
-from export.store_root import (FILE_CAPS, ITEMS_FILE, MANIFEST, MODEL_FILE, TABLE_FILE,
+from streamrec.export.item_table import decode_item_ids, decode_item_table, load_published_item_table
+from streamrec.export.parity import ParityFixture, make_session
+from streamrec.export.store import ModelStore, load_verified, publish_message
+from streamrec.export.store_root import (FILE_CAPS, ITEMS_FILE, MANIFEST, MODEL_FILE, TABLE_FILE,
                                ModelRejected, decode_manifest, version_folder)
 
 ITEMS = ["a", "b", "c"]

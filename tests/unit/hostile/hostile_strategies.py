@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from hypothesis import strategies as st
 
-from online_models.user_state import UserState, encode_state
+from streamrec.online_models.user_state import UserState, encode_state
 from streamrec.config import Settings
 from streamrec.control import ADOPT_MODEL, CONTROL_HEADER, FORGET
 from streamrec.records import Record

@@ -16,12 +16,12 @@ import os
 
 from hypothesis import HealthCheck, Phase, given, settings
 
-from consumers.ingest import IngestProcessor
-from consumers.score import ScoreProcessor, recommendation_decoder
-from consumers.train_window import build_window
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.consumers.score import ScoreProcessor, recommendation_decoder
+from streamrec.consumers.train_window import build_window
 from hostile_strategies import NOW_MS, SETTINGS, Case, batches, click_cases, request_cases, state_cases
-from online_models.user_state import UserState, encode_state
-from streamrec.bus import partition_for
+from streamrec.online_models.user_state import UserState, encode_state
+from streamrec.transport.bus import partition_for
 from streamrec.config import USER_STATE_MAX_MESSAGE_BYTES
 from streamrec.events import DLQ_OFFSET, DLQ_PARTITION, headers_dict, is_sendable
 from streamrec.records import Output, Record

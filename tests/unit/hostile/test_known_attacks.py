@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.ingest import IngestProcessor
-from consumers.score import ScoreProcessor, recommendation_decoder
-from consumers.train_window import build_window
-from online_models.user_state import UserState, decode_state, encode_state
+from streamrec.consumers.ingest import IngestProcessor
+from streamrec.consumers.score import ScoreProcessor, recommendation_decoder
+from streamrec.consumers.train_window import build_window
+from streamrec.online_models.user_state import UserState, decode_state, encode_state
 from streamrec.config import ConfigError, Settings
 from streamrec.control import CONTROL_HEADER, FORGET
 from streamrec.events import (
@@ -252,7 +252,7 @@ def test_settings_refuse_bounds_whose_messages_cannot_fit():
 
 def test_the_user_state_limit_is_the_topic_s():
     from streamrec.config import USER_STATE_MAX_MESSAGE_BYTES
-    from streamrec.topics import MAX_MESSAGE_BYTES
+    from streamrec.transport.topics import MAX_MESSAGE_BYTES
     assert USER_STATE_MAX_MESSAGE_BYTES == MAX_MESSAGE_BYTES
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from online_models.drift import HitRateDriftMonitor
+from streamrec.online_models.drift import HitRateDriftMonitor
 
 
 def test_steady_hit_rate_raises_no_alarm():

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from online_models.item_side import ItemSideTable
-from online_models.user_state import UserState
+from streamrec.online_models.item_side import ItemSideTable
+from streamrec.online_models.user_state import UserState
 
 WINDOW, HALF_LIFE = 3, 10.0
 EXAMPLES = max(1, int(os.environ.get("STREAMREC_PROPERTY_EXAMPLES", "10000")) // 50)

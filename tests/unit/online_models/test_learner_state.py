@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from unit.learner_checks import learned_state, toy_stream
 
-from online_models.blend import BlendState, FMRecommender, FMRecommenderState, OnlineBlend
-from online_models.embedding_table import EmbeddingTable
-from online_models.embeddings import EmbeddingsState, OnlineUserEmbeddings
-from online_models.fm import NumpyFM, NumpyFMState
-from online_models.learner_state import ArrayState, RngState, StateError
-from online_models.popularity import PopularityRecency, PopularityState
+from streamrec.online_models.blend import BlendState, FMRecommender, FMRecommenderState, OnlineBlend
+from streamrec.online_models.embedding_table import EmbeddingTable
+from streamrec.online_models.embeddings import EmbeddingsState, OnlineUserEmbeddings
+from streamrec.online_models.fm import NumpyFM, NumpyFMState
+from streamrec.online_models.learner_state import ArrayState, RngState, StateError
+from streamrec.online_models.popularity import PopularityRecency, PopularityState
 from streamrec.events import ClickEvent
 
 Learner = OnlineBlend | OnlineUserEmbeddings | FMRecommender | PopularityRecency

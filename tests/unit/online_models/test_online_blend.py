@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from unit.learner_checks import toy_stream
 
-from online_models.blend import FMRecommender, OnlineBlend
+from streamrec.online_models.blend import FMRecommender, OnlineBlend
 from streamrec.events import ClickEvent
 
 

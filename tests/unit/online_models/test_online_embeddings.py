@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from unit.learner_checks import toy_stream
 
-from online_models.embeddings import OnlineUserEmbeddings
+from streamrec.online_models.embeddings import OnlineUserEmbeddings
 from streamrec.events import ClickEvent
 
 

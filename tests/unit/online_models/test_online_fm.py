@@ -6,7 +6,7 @@ import pickle
 
 import numpy as np
 
-from online_models.fm import NumpyFM, RiverFM
+from streamrec.online_models.fm import NumpyFM, RiverFM
 
 
 def stream(n_events: int = 3000, seed: int = 0) -> tuple[list[dict], list[bool]]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from unit.learner_checks import learner_check_params
 
-from online_models.blend import FMRecommender, OnlineBlend
-from online_models.embeddings import OnlineUserEmbeddings
+from streamrec.online_models.blend import FMRecommender, OnlineBlend
+from streamrec.online_models.embeddings import OnlineUserEmbeddings
 
 FACTORIES = {
     "online-embedding": lambda: OnlineUserEmbeddings(dim=16, seed=3),

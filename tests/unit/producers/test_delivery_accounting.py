@@ -11,11 +11,11 @@ from kafka.errors import KafkaTimeoutError
 from kafka.future import Future
 from kafka.producer.transaction_manager import TransactionManager, TransactionState
 
-from producers.delivery import (DeliveryLedger, check_delivery_timeout, delivery_config,
+from streamrec.producers.delivery import (DeliveryLedger, check_delivery_timeout, delivery_config,
                                 describe_error, not_delivered_message, stuck_reason)
-from streamrec import kafka_clients
+from streamrec.transport import kafka_clients
 from streamrec.config import Settings
-from streamrec.kafka_broker_config import pick_free_ports
+from streamrec.app.kafka_broker_config import pick_free_ports
 
 
 def test_every_event_is_delivered_failed_or_unacknowledged() -> None:
@@ -139,7 +139,7 @@ def test_stuck_reason_is_none_while_starting_and_for_other_producers() -> None:
 def test_a_real_producer_has_the_internals_we_read() -> None:
     """``stuck_reason`` reads ``_transaction_manager`` and ``force_close`` stops ``_sender``.
     With ``api_version`` given, kafka-python builds a producer without reaching a broker."""
-    from streamrec.verified_commit import force_close
+    from streamrec.transport.verified_commit import force_close
     port = pick_free_ports(1)[0]  # nothing listens there
     producer = kafka_clients.producer(Settings(bootstrap_servers=f"127.0.0.1:{port}"),
                                       api_version=(3, 9), reconnect_backoff_ms=1000)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from producers.logs import LogFormatError, ReadStats, iter_log, read_log, sniff_format
+from streamrec.producers.logs import LogFormatError, ReadStats, iter_log, read_log, sniff_format
 
 ML100K = Path("/work/shared/data/ml-100k/u.data")
 

@@ -12,13 +12,13 @@ import pytest
 from kafka.errors import KafkaTimeoutError
 from kafka.future import Future
 
-from producers import cli as produce_cli
-from producers import publisher as publisher_module
-from streamrec.kafka_broker_config import pick_free_ports
+from streamrec.producers import cli as produce_cli
+from streamrec.producers import publisher as publisher_module
+from streamrec.app.kafka_broker_config import pick_free_ports
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    from streamrec.cli import _OneLineErrorParser
+    from streamrec.app.cli import _OneLineErrorParser
 
     parser = _OneLineErrorParser(prog="streamrec")
     sub = parser.add_subparsers(dest="command", parser_class=_OneLineErrorParser)
@@ -90,7 +90,7 @@ def test_synthetic_to_stdout_with_malformed(capsys: pytest.CaptureFixture[str]) 
 
 
 def test_top_level_cli_has_produce(capsys: pytest.CaptureFixture[str]) -> None:
-    from streamrec.cli import main
+    from streamrec.app.cli import main
 
     code = main(["produce", "synthetic", "--users", "2", "--items", "3", "--events", "4",
                  "--stdout", "--quiet"])

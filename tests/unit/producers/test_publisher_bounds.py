@@ -15,8 +15,8 @@ import pytest
 from kafka.errors import IllegalStateError, KafkaTimeoutError, MessageSizeTooLargeError
 from kafka.future import Future
 
-from producers import publisher as publisher_module
-from producers.publisher import ClickPublisher, PublishError
+from streamrec.producers import publisher as publisher_module
+from streamrec.producers.publisher import ClickPublisher, PublishError
 
 BOUND_S = 20.0  # generous: these paths take milliseconds; the bound only proves "no hang"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from producers.publisher import producer_config
+from streamrec.producers.publisher import producer_config
 
 
 def test_defaults_are_idempotent_and_batched() -> None:

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from producers.replay import replay
+from streamrec.producers.replay import replay
 from streamrec.progress import Progress
 
 

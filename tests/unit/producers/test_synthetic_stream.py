@@ -6,7 +6,7 @@ import collections
 
 import pytest
 
-from producers.synthetic import SyntheticStream
+from streamrec.producers.synthetic import SyntheticStream
 from streamrec.events import BadEvent, decode_click
 
 
