@@ -13,13 +13,14 @@ from __future__ import annotations
 import doctest
 import importlib
 import logging
+import os
 import re
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("streamrec", "consumers", "producers", "export", "online_models")
+PACKAGE = "streamrec"  # one namespace: consumers/, producers/, ... are streamrec.<folder>
 # As pytest's --doctest-modules: "..." in an expected output matches anything.
 OPTION_FLAGS = doctest.ELLIPSIS
 _PROMPT = re.compile(r"^\s*>>>(?: (?P<source>.*))?$")
@@ -40,12 +41,19 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def modules_with_examples() -> list[str]:
-    found = [module_name(path)
-             for package in PACKAGES
-             for path in sorted((ROOT / package).rglob("*.py"))
-             if "__pycache__" not in path.parts and live_prompts(path.read_text("utf-8"))]
+def package_sources() -> list[Path]:
+    """Every source of the package; the folders it holds as symlinks (``streamrec/consumers ->
+    ../consumers``) are followed, which ``Path.rglob`` would not do, and named from inside it."""
+    found = []
+    for directory, subdirs, files in os.walk(ROOT / PACKAGE, followlinks=True):
+        subdirs[:] = sorted(d for d in subdirs if d != "__pycache__")
+        found += [Path(directory) / name for name in sorted(files) if name.endswith(".py")]
     return found
+
+
+def modules_with_examples() -> list[str]:
+    return [module_name(path) for path in package_sources()
+            if live_prompts(path.read_text("utf-8"))]
 
 
 MODULES = modules_with_examples()
