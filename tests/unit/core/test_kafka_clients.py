@@ -17,7 +17,7 @@ from streamrec.connection import (KafkaAccessError, KafkaHandshakeError, KafkaSe
 
 ROOT = Path(__file__).resolve().parents[3]
 CLIENT_CLASSES = {"KafkaConsumer", "KafkaProducer", "KafkaAdminClient"}
-FACTORY = ROOT / "streamrec" / "kafka_clients.py"
+FACTORY = ROOT / "streamrec" / "transport" / "kafka_clients.py"
 SECURE = Settings(bootstrap_servers="127.0.0.1:9094",
                   kafka_security=KafkaSecurity("SASL_SSL", "SCRAM-SHA-512", "ingest", "hunter2-x"))
 
