@@ -66,7 +66,7 @@ APP_PACKAGES = ("commands", "evaluation")
 # reported, not moved.
 CONTRACTS = ("__init__", "config", "connection", "kafka_properties", "events", "records",
              "control", "messages", "input_bounds", "processor", "signing", "progress",
-             "ranking_metrics")
+             "ranking_metrics", "setting_rules", "setting_bounds", "settings_sources")
 FOLDERS = ("consumers", "producers", "online_models", "export")
 
 # Old module -> new module; a name is mapped by its longest mapped prefix.

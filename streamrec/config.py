@@ -1,7 +1,11 @@
 """One frozen settings object, built at the CLI edge and passed into constructors.
 
 Nothing below the CLI reads ``os.environ``; ``Settings.from_env`` is the only place that
-does, with the ``STREAMREC_`` prefix (plus the standard ``KAFKA_BOOTSTRAP_SERVERS``).
+does (through ``streamrec.settings_sources``), with the ``STREAMREC_`` prefix (plus the
+standard ``KAFKA_BOOTSTRAP_SERVERS``). What each field accepts is one rule per field in
+``streamrec.setting_rules``, plus the rules between fields of ``streamrec.setting_bounds``;
+``validate`` checks them all and a refusal is one line naming the setting and the accepted
+range.
 How clients connect (``kafka_security``) comes, by precedence, from flags, then
 ``STREAMREC_KAFKA_*`` variables, then a Kafka client properties file
 (``--kafka-config`` / ``STREAMREC_KAFKA_CONFIG``), then the plaintext defaults.
@@ -14,11 +18,45 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from streamrec.connection import SECURITY_FIELDS, KafkaSecurity, read_secret_file
+from streamrec.connection import KafkaSecurity
+from streamrec.setting_rules import RULES, SECRET_SETTINGS
 
 
 class ConfigError(ValueError):
-    """A setting has a value we cannot use; the message names it."""
+    """A setting has a value we cannot use; the one-line message names it and what is accepted.
+
+    ``setting`` is the field at fault (None for a message about no single field) and
+    ``problem`` the words after its name, so the CLI edge can name the variable or flag the
+    value came from instead (``Settings.from_env`` does).
+    """
+
+    def __init__(self, message: str, *, setting: str | None = None,
+                 problem: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
+        self.problem = problem
+
+    # Other (setting, problem) wordings of the same refusal, for a rule between fields:
+    # the CLI edge names the one the user set (``--k 300`` rather than max_k's default).
+    alternatives: tuple[tuple[str, str], ...] = ()
+
+    def named(self, label: str) -> "ConfigError":
+        """The same error with the setting called ``label`` (``--k 300``, ``STREAMREC_TOP_K=300``)."""
+        if self.problem is None:
+            return self
+        return ConfigError(f"{label}: {self.problem}", setting=self.setting, problem=self.problem)
+
+
+def refuse(name: str, value: object, problem: str) -> ConfigError:
+    """The ``ConfigError`` for field ``name`` holding ``value`` (a secret's value is hidden)."""
+    shown = "***" if name in SECRET_SETTINGS else shown_value(value)
+    return ConfigError(f"{name}={shown}: {problem}", setting=name, problem=problem)
+
+
+def shown_value(value: object) -> str:
+    """``value`` as a user typed it: bare when plain, quoted when empty or spaced."""
+    text = str(value)
+    return text if text and text.isprintable() and " " not in text else repr(text)
 
 
 @dataclass(frozen=True)
@@ -142,6 +180,12 @@ class Settings:
     max_message_bytes: int = 1024 * 1024
     # The longest online-embedding vector a user state may carry.
     max_embedding_dim: int = 1024
+    # -- the command line ----------------------------------------------------------------
+    # How long a command waits for a first answer from the brokers before it exits with one
+    # line (``streamrec.app.kafka_args.check_reachable``): a typo in an address fails in seconds.
+    connect_timeout_s: float = 10.0
+    # Log level of every command (``--log-level`` wins).
+    log_level: str = "info"
 
     @property
     def topics(self) -> TopicNames:
@@ -164,169 +208,52 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, *,
                  kafka_config: str | None = None,
                  security_flags: Mapping[str, object] | None = None,
+                 flag_names: Mapping[str, str] | None = None,
                  **overrides: object) -> "Settings":
         """Read ``STREAMREC_<FIELD>`` variables; explicit overrides (CLI flags) win.
 
         ``kafka_config`` is a client properties file (else ``STREAMREC_KAFKA_CONFIG``);
         ``security_flags`` are ``KafkaSecurity`` field values given as flags (None = unset).
-        A ``kafka_security=`` override replaces the whole connection config.
+        A ``kafka_security=`` override replaces the whole connection config. A refused
+        value is named as the user gave it: its variable, or its flag (``flag_names`` maps
+        the fields of ``overrides`` that came from flags to the flag, e.g. ``top_k: --k``).
+        See ``streamrec.settings_sources``.
         """
-        environ = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        security: dict[str, object] = {}
-        properties_path = kafka_config or environ.get("STREAMREC_KAFKA_CONFIG")
-        if properties_path:
-            from streamrec.kafka_properties import load_properties
-            properties = load_properties(properties_path)
-            if properties.bootstrap_servers:
-                values["bootstrap_servers"] = properties.bootstrap_servers
-            security.update(properties.security)
-        security.update(_security_from_env(environ))
-        security.update({k: v for k, v in (security_flags or {}).items() if v is not None})
-        values["kafka_security"] = KafkaSecurity(**security)  # type: ignore[arg-type]
-        if environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-            values["bootstrap_servers"] = environ["KAFKA_BOOTSTRAP_SERVERS"]
-        for f in dataclasses.fields(cls):
-            if f.name == "kafka_security":
-                continue  # read field by field above
-            raw = environ.get(f"STREAMREC_{f.name.upper()}")
-            if raw is not None:
-                values[f.name] = _coerce(f.name, raw, f.type)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        settings = cls(**values)  # type: ignore[arg-type]
-        settings.validate()
-        return settings
+        from streamrec.settings_sources import read_settings
+        return read_settings(cls, os.environ if environ is None else environ,
+                             kafka_config=kafka_config, security_flags=security_flags or {},
+                             flag_names=flag_names or {}, overrides=overrides)
 
     def validate(self) -> None:
-        positive = ("partitions", "replication_factor", "max_event_bytes", "recent_items",
-                    "max_seen_items", "top_k", "batch_size", "poll_timeout_ms", "learn_every",
-                    "snapshot_every")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if self.event_time_idle_ms < 0:
-            raise ConfigError(f"event_time_idle_ms must be >= 0, got {self.event_time_idle_ms!r}")
-        # The broker refuses sessions outside group.{min,max}.session.timeout.ms (6 s, 30 min
-        # by default); the heartbeat goes every third of it, at most every 3 s.
-        if not 6.0 <= self.session_timeout_s <= 1800.0:
-            raise ConfigError(f"session_timeout_s must be in [6, 1800], got "
-                              f"{self.session_timeout_s!r}")
-        for name in ("stall_after_s", "broker_silence_s"):
-            if not 0.0 < getattr(self, name) < float("inf"):
-                raise ConfigError(f"{name} must be a positive number of seconds, got "
-                                  f"{getattr(self, name)!r}")
-        if self.popularity_half_life_s <= 0:
-            raise ConfigError("popularity_half_life_s must be positive")
-        if not 0.0 < self.drift_delta < 1.0:
-            raise ConfigError(f"drift_delta must be between 0 and 1, got {self.drift_delta!r}")
-        if not self.bootstrap_servers:
-            raise ConfigError("bootstrap_servers must not be empty")
-        # Snapshot chunks: each must fit a user-state message (32 MiB) with its key.
-        if not 0 < self.snapshot_chunk_bytes <= 31 * 1024 * 1024:
-            raise ConfigError("snapshot_chunk_bytes must be in (0, 31 MiB], got "
-                              f"{self.snapshot_chunk_bytes!r}")
-        if self.snapshot_max_chunks <= 0 or self.snapshot_max_bytes < self.snapshot_chunk_bytes:
-            raise ConfigError("snapshot_max_chunks must be positive and snapshot_max_bytes at "
-                              "least snapshot_chunk_bytes")
+        """Raise ``ConfigError`` on the first field outside its rule (``setting_rules``),
+        then on the first rule between fields that fails, then on the connection config."""
+        for f in dataclasses.fields(self):
+            if f.name == "kafka_security":
+                continue  # KafkaSecurity.validate below, field by field
+            problem = RULES[f.name].problem(getattr(self, f.name))
+            if problem is not None:
+                raise refuse(f.name, getattr(self, f.name), problem)
+        for rule in CROSS_FIELD_RULES:
+            refused = rule(self)
+            if refused:
+                (name, problem), others = refused[0], tuple(refused[1:])
+                error = refuse(name, getattr(self, name), problem)
+                error.alternatives = tuple((n, p) for n, p in others)
+                raise error
         self.kafka_security.validate()
-        self._validate_bounds()
-
-    def _validate_bounds(self) -> None:
-        """The input bounds, and that every message we build fits its topic by construction."""
-        for name in ("max_id_bytes", "max_context_entries", "max_exclude_items", "max_k",
-                     "max_message_bytes", "max_embedding_dim"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if not self.max_event_ahead_s >= 0.0 or self.max_event_ahead_s == float("inf"):
-            raise ConfigError(f"max_event_ahead_s must be finite and >= 0, "
-                              f"got {self.max_event_ahead_s!r}")
-        if self.top_k > self.max_k:
-            raise ConfigError(f"top_k ({self.top_k}) must not exceed max_k ({self.max_k})")
-        if recommendation_bytes_bound(self) > self.max_message_bytes:
-            raise ConfigError(f"a recommendation of max_k={self.max_k} items with ids of "
-                              f"max_id_bytes={self.max_id_bytes} can take "
-                              f"{recommendation_bytes_bound(self)} bytes > max_message_bytes="
-                              f"{self.max_message_bytes}")
-        if user_state_bytes_bound(self) > USER_STATE_MAX_MESSAGE_BYTES:
-            raise ConfigError(f"a user state (recent_items={self.recent_items}, max_seen_items="
-                              f"{self.max_seen_items}, batch_size={self.batch_size}, ids of "
-                              f"{self.max_id_bytes} bytes) can take {user_state_bytes_bound(self)}"
-                              f" bytes > the user-state topic limit "
-                              f"{USER_STATE_MAX_MESSAGE_BYTES}")
-        if self.max_event_bytes > self.max_message_bytes:
-            raise ConfigError("max_event_bytes must not exceed max_message_bytes")
+        if self.kafka_security.ssl_password and not self.kafka_security.ssl_keyfile:
+            raise ConfigError("an ssl key password (STREAMREC_KAFKA_SSL_PASSWORD or "
+                              "ssl.key.password) is given without ssl_keyfile: it only "
+                              "decrypts a client key (accepted: with --ssl-keyfile and "
+                              "--ssl-certfile, or without a key password)")
 
 
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+# Re-exported: the bounds that make every message fit its topic live with the rules between
+# fields (tests and older callers import them from here).
+from streamrec.setting_bounds import (  # noqa: E402 - needs Settings defined above
+    CROSS_FIELD_RULES, USER_STATE_MAX_MESSAGE_BYTES, recommendation_bytes_bound,
+    user_state_bytes_bound)
 
-
-def _security_from_env(environ: Mapping[str, str]) -> dict[str, object]:
-    """``STREAMREC_KAFKA_<FIELD>`` for each ``KafkaSecurity`` field, plus a password file."""
-    values: dict[str, object] = {}
-    password_file = environ.get("STREAMREC_KAFKA_SASL_PASSWORD_FILE")
-    if password_file:
-        values["sasl_password"] = read_secret_file(password_file,
-                                                   "STREAMREC_KAFKA_SASL_PASSWORD_FILE")
-    for name in SECURITY_FIELDS:
-        variable = f"STREAMREC_KAFKA_{name.upper()}"
-        raw = environ.get(variable)
-        if raw is None or (raw == "" and name not in ("sasl_password", "ssl_password")):
-            continue
-        if name == "ssl_check_hostname":
-            if raw.strip().lower() not in _TRUE + _FALSE:
-                raise ConfigError(f"{variable}={raw!r} is not a boolean (true or false)")
-            values[name] = raw.strip().lower() in _TRUE
-        elif name in ("security_protocol", "sasl_mechanism"):
-            values[name] = raw.strip().upper()
-        else:
-            values[name] = raw  # secrets too: never echoed in a message
-    return values
-
-
-# The ``max.message.bytes`` ``streamrec.transport.topics`` gives user-state (it also carries model
-# snapshots); the same number, here so that Settings can check a state fits under it.
-USER_STATE_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
-# Worst-case JSON bytes of one id of ``max_id_bytes`` UTF-8 bytes: every byte a quote or
-# backslash (escaped to two), plus quotes and separator. Control characters are refused.
-_ID_OVERHEAD = 4
-_FLOAT_BYTES = 26  # the longest float msgspec writes, with separator
-_FIXED_BYTES = 2048  # field names, counters, versions, framing
-
-
-def _id_bytes(settings: Settings) -> int:
-    return 2 * settings.max_id_bytes + _ID_OVERHEAD
-
-
-def recommendation_bytes_bound(settings: Settings) -> int:
-    """Upper bound of one recommendation message: ``max_k`` items, each explained.
-
-    Per item: its id, its score, and at most 8 named components (streamrec.consumers.ranking); the
-    user and trigger ids come from states, whose ids are bounded in characters (4 bytes
-    each at most), and the model version is a store folder name.
-    """
-    per_item = _id_bytes(settings) + _FLOAT_BYTES + 8 * (32 + _FLOAT_BYTES)
-    return _FIXED_BYTES + 4 * 4 * _id_bytes(settings) + settings.max_k * per_item
-
-
-def user_state_bytes_bound(settings: Settings) -> int:
-    """Upper bound of one user-state message as ingest writes it.
-
-    Recent items with their times, seen items, the new events of one batch (id and time),
-    the embedding, the user and event ids, type counts (five types).
-    """
-    ids = settings.recent_items + settings.max_seen_items + settings.batch_size
-    times = settings.recent_items + settings.batch_size
-    return (_FIXED_BYTES + ids * _id_bytes(settings) + times * _FLOAT_BYTES
-            + settings.max_embedding_dim * _FLOAT_BYTES + 2 * _id_bytes(settings))
-
-
-def _coerce(name: str, raw: str, type_name: object) -> object:
-    type_text = str(type_name)
-    try:
-        if type_text == "int":
-            return int(raw)
-        if type_text == "float":
-            return float(raw)
-    except ValueError:
-        raise ConfigError(f"STREAMREC_{name.upper()}={raw!r} is not a valid {type_text}") from None
-    return raw
+__all__ = ["CROSS_FIELD_RULES", "USER_STATE_MAX_MESSAGE_BYTES", "ConfigError", "Settings",
+           "TopicNames", "recommendation_bytes_bound", "refuse", "shown_value",
+           "user_state_bytes_bound"]

@@ -56,3 +56,22 @@ def speed(text: str) -> float | None:
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"speed must be a positive number, got {text!r}")
     return value
+
+
+def setting(name: str):  # type: ignore[no-untyped-def]
+    """The type of a flag that sets ``Settings.<name>``: parsed and checked by that field's
+    rule (``streamrec.setting_rules``), so a flag and its variable accept the same values
+    and are refused in the same words, range included."""
+    def parse(text: str) -> object:
+        from streamrec.setting_rules import RULES
+        from streamrec.settings_sources import parse_value
+        try:
+            value = parse_value(name, text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r} {exc}") from None
+        problem = RULES[name].problem(value)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+        return value
+    parse.__name__ = name  # argparse names the type in some messages
+    return parse

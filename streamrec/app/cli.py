@@ -2,20 +2,27 @@
 
 Every subcommand module exposes ``register(subparsers)``, which adds its parser and sets
 ``func`` to a callable taking the parsed ``argparse.Namespace`` and returning an exit code.
-Bad arguments get a one-line message and exit code 2; a ``ConfigError`` exits with 2 too,
-and so does a Kafka cluster that refuses us (wrong password, missing ACL) or that no
-connection reaches: one line naming the broker and the mechanism, never a traceback.
+Bad arguments get a one-line message and exit code 2; a ``ConfigError`` exits with 2 too
+(one line naming the variable or flag and what it accepts), and so does a Kafka cluster
+that refuses us (wrong password, missing ACL) or of which no broker answers within
+``connect_timeout_s``: one line naming the broker and the mechanism, never a traceback.
+
+Every command takes ``--log-level``; a ``STREAMREC_*`` variable that no setting reads gets
+a one-line warning with the name it most likely meant.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import NoReturn, Sequence
 
 from streamrec.config import ConfigError
 from streamrec.connection import KafkaAccessError, KafkaUnreachableError
+from streamrec.app.kafka_args import FLAGS_ATTR
+from streamrec.setting_rules import LOG_LEVELS
 
 # Modules that contribute subcommands, in the order they appear in --help.
 SUBCOMMAND_MODULES = (
@@ -54,14 +61,40 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(subparsers)
+    _finish_commands(parser)
     return parser
+
+
+def _finish_commands(parser: argparse.ArgumentParser) -> None:
+    """Give every command ``--log-level`` and remember its flags by destination, for
+    errors that name the flag a refused value came from (``kafka_args.kafka_settings``)."""
+    commands = [action for action in parser._actions  # argparse keeps them nowhere public
+                if isinstance(action, argparse._SubParsersAction)]
+    if commands:
+        for action in commands:
+            for command in set(action.choices.values()):
+                _finish_commands(command)
+        return
+    if not any("--log-level" in action.option_strings for action in parser._actions):
+        parser.add_argument("--log-level", type=_log_level, metavar="|".join(LOG_LEVELS),
+                            help="log level (default: $STREAMREC_LOG_LEVEL or info)")
+    flags = {action.dest: max(action.option_strings, key=len)
+             for action in parser._actions if action.option_strings}
+    parser.set_defaults(**{FLAGS_ATTR: flags})
+
+
+def _log_level(text: str) -> str:
+    from streamrec.app.argtypes import setting
+    return setting("log_level")(text)  # type: ignore[no-any-return]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        _check_credentials_first(args)
+        _warn_unknown_variables()
+        _check_broker_first(args)
+        _configure_log_level(args)
         return int(args.func(args) or 0)
     except (ConfigError, KafkaAccessError, KafkaUnreachableError) as exc:
         _error_line(str(exc))
@@ -76,16 +109,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _check_credentials_first(args: argparse.Namespace) -> None:
-    """A command about to talk to Kafka over SASL logs in once before anything else: refused
-    credentials end it here with one line, before a service starts its metrics server, its
-    model follower or its recovery loop (which would retry a refusal like any failure)."""
+def _warn_unknown_variables() -> None:
+    from streamrec.settings_sources import unknown_variables
+    for line in unknown_variables(os.environ):
+        sys.stderr.write(f"streamrec: warning: {line}\n")
+
+
+def _configure_log_level(args: argparse.Namespace) -> None:
+    """``--log-level`` (or ``STREAMREC_LOG_LEVEL``) for commands that set up no logging of
+    their own; the services and the trainer configure theirs from the same setting."""
+    from streamrec.app.logging_setup import configure_logging
+    from streamrec.settings_sources import log_level
+    level = log_level(os.environ, getattr(args, "log_level", None))
+    if level is not None:
+        configure_logging(level, fmt="text")
+
+
+def _check_broker_first(args: argparse.Namespace) -> None:
+    """A command about to talk to Kafka checks, once its own ``preflight`` checks of its
+    arguments passed, that a broker answers within ``connect_timeout_s`` and, over SASL,
+    logs in once: an unreachable broker or refused credentials end it here with one line,
+    before a service starts its metrics server, its model follower or its recovery loop
+    (which would retry like any failure)."""
+    preflight = getattr(args, "preflight", None)
+    if preflight is not None:  # the command's own checks of its arguments come first
+        preflight(args)
     offline = getattr(args, "stdout", False) or getattr(args, "via_kafka", True) is False
     if not hasattr(args, "kafka_config") or offline:  # no connection flags, or no broker
         return
-    from streamrec.app.kafka_args import kafka_settings
-    from streamrec.transport.kafka_clients import check_credentials
-    check_credentials(kafka_settings(args))
+    from streamrec.app.commands.core import settings_from_args
+    from streamrec.app.kafka_args import check_reachable
+    check_reachable(settings_from_args(args))  # its client logs in first over SASL
 
 
 def _error_line(message: str) -> None:

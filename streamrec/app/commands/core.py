@@ -16,9 +16,9 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Callable
 
-from streamrec.app.argtypes import positive_int
+from streamrec.app.argtypes import positive_int, setting
 from streamrec.config import Settings
-from streamrec.app.kafka_args import add_kafka_options, kafka_settings
+from streamrec.app.kafka_args import SETTING_FLAGS, add_kafka_options, kafka_settings
 
 if TYPE_CHECKING:
     from streamrec.metrics import MetricsRegistry
@@ -31,15 +31,9 @@ __all__ = ["add_kafka_options", "register", "settings_from_args"]
 
 
 def settings_from_args(args: argparse.Namespace, **extra: object) -> Settings:
-    overrides = {
-        "topic_prefix": getattr(args, "topic_prefix", None),
-        "partitions": getattr(args, "partitions", None),
-        "replication_factor": getattr(args, "replication_factor", None),
-        "batch_size": getattr(args, "batch_size", None),
-        "metrics_port": getattr(args, "metrics_port", None),
-        "metrics_host": getattr(args, "metrics_host", None),
-        "top_k": getattr(args, "k", None),
-    }
+    """The command's ``Settings``: every flag of ``SETTING_FLAGS`` it has, then ``extra``."""
+    overrides: dict[str, object] = {field: getattr(args, dest, None)
+                                    for dest, field in SETTING_FLAGS.items()}
     overrides.update(extra)
     return kafka_settings(args, **overrides)
 
@@ -53,9 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     topic_commands.required = True
     create = topic_commands.add_parser("create", help="create every topic (idempotent)")
     add_kafka_options(create)
-    create.add_argument("--partitions", type=positive_int,
+    create.add_argument("--partitions", type=setting("partitions"),
                         help="partitions of clicks/user-state/requests/recommendations (default 4)")
-    create.add_argument("--replication-factor", type=positive_int,
+    create.add_argument("--replication-factor", type=setting("replication_factor"),
                         help="replicas of every topic, at most the brokers in the cluster "
                              "(default: $STREAMREC_REPLICATION_FACTOR or 1; 3 in production)")
     create.set_defaults(func=_cmd_topics_create)
@@ -70,13 +64,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "a restarted instance with the same id fences its predecessor and, "
                        "as a static group member, takes its partitions back without a "
                        "rebalance (within STREAMREC_SESSION_TIMEOUT_S, default 45)")
-        p.add_argument("--batch-size", type=positive_int, help="max records per batch (default 500)")
-        p.add_argument("--metrics-port", type=int, help="port of /metrics and /healthz (0 = off)")
-        p.add_argument("--metrics-host", help="bind address of the metrics endpoint "
+        p.add_argument("--batch-size", type=setting("batch_size"),
+                       help="max records per batch (default 500)")
+        p.add_argument("--metrics-port", type=setting("metrics_port"),
+                       help="port of /metrics and /healthz (0 = off)")
+        p.add_argument("--metrics-host", type=setting("metrics_host"),
+                       help="bind address of the metrics endpoint "
                        "(default: $STREAMREC_METRICS_HOST or 0.0.0.0)")
         p.add_argument("--log-format", choices=("json", "text"), default="json")
         if name == "score":
-            p.add_argument("--k", type=positive_int, help="recommendations per message (default 10)")
+            p.add_argument("--k", type=setting("top_k"),
+                           help="recommendations per message (default 10)")
         p.set_defaults(func=runner)
 
     forget = subparsers.add_parser("forget", help="erase a user's state everywhere (privacy)")
@@ -89,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--items", type=positive_int, default=1_000)
     demo.add_argument("--events", type=positive_int, default=100_000)
     demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--partitions", type=positive_int)
+    demo.add_argument("--partitions", type=setting("partitions"))
     demo.set_defaults(func=_cmd_demo)
 
 
@@ -168,7 +166,7 @@ def _serve(service: str, args: argparse.Namespace, settings: Settings,
     from streamrec.app.logging_setup import configure_logging
     from streamrec.metrics import MetricsRegistry, MetricsServer, service_metrics
 
-    configure_logging(fmt=args.log_format)
+    configure_logging(settings.log_level, fmt=args.log_format)
     # A service may bring its own registry, holding metrics its processor keeps itself.
     registry = registry if registry is not None else MetricsRegistry()
     metrics = service_metrics(registry, service)

@@ -66,7 +66,16 @@ def register(subparsers: Any) -> None:
                        help="wait this long for the last recommendations (default 120)")
     add_kafka_options(parser, topic_prefix=False)
     parser.add_argument("--no-progress", action="store_true", help="no progress line")
-    parser.set_defaults(func=run_replay)
+    parser.set_defaults(func=run_replay, preflight=_preflight)
+
+
+def _preflight(args: argparse.Namespace) -> None:
+    """The arguments' own checks, run by the CLI edge before it looks for a broker."""
+    from streamrec.config import ConfigError
+    if not args.path.is_file():
+        raise ConfigError(f"no such file: {args.path}")
+    if args.via_kafka and args.protocol != "prequential":
+        raise ConfigError("--via-kafka replays prequentially; it cannot run --protocol last-item")
 
 
 def _error(message: str) -> int:
@@ -78,11 +87,7 @@ def run_replay(args: argparse.Namespace) -> int:
     from streamrec.producers.logs import LogFormatError, read_log
     from streamrec.app.evaluation.report import file_sha256, write_report
 
-    if not args.path.is_file():
-        return _error(f"no such file: {args.path}")
     ks = sorted(set(args.ks or [10]))
-    if args.via_kafka and args.protocol != "prequential":
-        return _error("--via-kafka replays prequentially; it cannot run --protocol last-item")
     settings = Settings.from_env()
     systems, unavailable = build_systems(args.systems, SystemOptions(settings, args.seed))
     for name, reason in unavailable.items():

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from kafka import errors as kafka_errors
 
+from streamrec.app import kafka_args
 from streamrec.transport import kafka_clients
 from streamrec.app.cli import main
 from streamrec.config import ConfigError, Settings
@@ -115,6 +116,8 @@ def test_cli_prints_one_line_and_exits_2_on_refused_credentials(monkeypatch, cap
         raise kafka_errors.SaslAuthenticationFailedError("invalid credentials")
 
     monkeypatch.setattr(kafka_clients, "KafkaProducer", refuse)
+    # No broker listens: skip the CLI's reachability probe, this is about the refusal after.
+    monkeypatch.setattr(kafka_args, "check_reachable", lambda settings: None)
     password = tmp_path / "pw"
     password.write_text("hunter2-x")
     code = main(["forget", "u1", "--bootstrap-servers", "127.0.0.1:9094",
@@ -135,6 +138,7 @@ def test_cli_words_an_acl_refusal_raised_mid_run(monkeypatch, capsys):
             raise kafka_errors.TopicAuthorizationFailedError({"clicks"})
 
     monkeypatch.setattr(kafka_clients, "KafkaProducer", _Producer)
+    monkeypatch.setattr(kafka_args, "check_reachable", lambda settings: None)  # no broker
     code = main(["forget", "u1", "--bootstrap-servers", "127.0.0.1:9094"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
