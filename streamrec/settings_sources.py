@@ -37,6 +37,7 @@ OTHER_VARIABLES: Mapping[str, str] = {
     "STREAMREC_BIN": "scripts/with-kafka.sh: the streamrec executable to run",
     "STREAMREC_PROPERTY_EXAMPLES": "tests: hostile cases per topic of the property suite",
     "STREAMREC_BROKER_KILL_ALL": "tests/faults: run every broker outage (repeat-broker-kill)",
+    "STREAMREC_SCALE_OUT_EVENTS": "tests: ML-100K events of the scale-out runs (tests/scale_out.py)",
     **{f"STREAMREC_SECURE_{who}_PASSWORD": "docker-compose.secure.yml (make-env.sh)"
        for who in ("STORE", "ADMIN", "APP", "INGEST", "SCORE", "TRAIN")},
 }
