@@ -13,6 +13,7 @@ offset (owned) or from the global reader's kept positions. A partition holding
 
 from __future__ import annotations
 
+import logging
 from typing import Iterable, Mapping
 
 from kafka import KafkaConsumer
@@ -20,6 +21,8 @@ from kafka import TopicPartition as KafkaTopicPartition
 
 from streamrec.transport.event_time import PAUSE_AT, EventTimeMerge
 from streamrec.transport.global_reader import GlobalReader
+
+log = logging.getLogger(__name__)
 
 # What one poll of either consumer may return. Large on purpose: kafka-python parses a
 # partition's fetched data, and only then learns its high watermark, when a poll drains it;
@@ -69,7 +72,12 @@ class AlignedInput:
         def caught_up(tp: TopicPartition) -> bool:
             return (_caught_up(consumer, tp) if tp in owned else self.reader.caught_up(tp))
 
+        passes = self.merge.idle_passes
         batch = self.merge.take(caught_up, self.batch_size, counts=lambda record: record.owned)
+        if self.merge.idle_passes > passes:
+            # The order is the arrival's until the partition brings a record or catches up.
+            log.warning("event-time merge passed over a partition with nothing fetched after "
+                        "event_time_idle_ms", extra={"idle_passes": self.merge.idle_passes})
         batch.extend(record for record in polled if record.topic not in merged)
         waiting = bool(read) or (len(self.merge) > 0 and not batch)
         return batch, waiting
