@@ -19,6 +19,7 @@ import os
 import sys
 from typing import NoReturn, Sequence
 
+from streamrec import __version__
 from streamrec.config import ConfigError
 from streamrec.connection import KafkaAccessError, KafkaUnreachableError
 from streamrec.app.kafka_args import FLAGS_ATTR
@@ -49,6 +50,7 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineErrorParser(prog="streamrec", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"streamrec {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
                                        parser_class=_OneLineErrorParser)
     subparsers.required = True

@@ -49,6 +49,7 @@ FLOORS: dict[str, int] = {
     "streamrec.producers": LEARNERS,
     "streamrec.producers.publisher": TRANSPORT,
     "streamrec.producers.reader": TRANSPORT,
+    "streamrec.producers.request_reply": TRANSPORT,
     "streamrec.producers.delivery": TRANSPORT,
     "streamrec.producers.cli": COMPOSITION,
     # Pure processors, except the services that own Kafka clients: following ``models``,
