@@ -181,6 +181,9 @@ class RecommendationClient:
                 reply = self._replies.pop(request_id, None)
             if reply is not None:
                 return reply
+            if self._closed:
+                raise RuntimeError(f"RecommendationClient closed while request {request_id} "
+                                   "waited")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RecommendationTimeout(

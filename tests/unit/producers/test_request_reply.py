@@ -169,3 +169,25 @@ def test_the_app_side_request_is_the_scorers_request() -> None:
     from streamrec.messages import encode_request
     assert encode_request("r", "u", 3, ["a"]) == score.encode_request("r", "u", 3, ["a"])
     assert encode_request("r", "u") == score.encode_request("r", "u")
+
+
+def test_close_ends_a_waiting_call_at_once(monkeypatch) -> None:
+    client, _ = _client(monkeypatch, lambda request: [])
+    failed: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            client.recommend("u42", timeout=30.0)
+        except BaseException as error:  # noqa: BLE001 - inspected below
+            failed.append(error)
+
+    waiter = threading.Thread(target=ask)
+    waiter.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    client.close()
+    waiter.join(5)
+    assert not waiter.is_alive() and time.monotonic() - started < 2
+    assert isinstance(failed[0], RuntimeError) and "closed" in str(failed[0])
+    with pytest.raises(RuntimeError, match="closed"):
+        client.recommend("u42")
