@@ -11,9 +11,10 @@ WORKDIR /app
 
 # Dependencies first, from pyproject alone, so editing code does not re-download them:
 # empty package folders let `pip install .` resolve and install the dependency set.
-COPY pyproject.toml README.md ./
+# The serve extra at the tested versions (constraints.txt): the base install is the app SDK only.
+COPY pyproject.toml README.md LICENSE constraints.txt ./
 RUN mkdir -p streamrec producers online_models consumers export \
-    && pip install . \
+    && pip install -c constraints.txt ".[serve]" \
     && pip uninstall -y streamrec
 
 # .dockerignore lets only pyproject, README and the package folders into the context.

@@ -14,18 +14,22 @@ UNIT_WORKERS ?= auto
 
 .PHONY: demo test test-unit typecheck install install-dev bench kafka-start kafka-stop clean
 
-# Serving install: kafka-python, river, numpy, onnxruntime; no torch.
-$(VENV)/.installed-serve: pyproject.toml
+# Installs are pinned to the tested versions (constraints.txt); pyproject.toml keeps ranges.
+CONSTRAINTS := -c constraints.txt
+
+# Serving install (the serve extra): kafka-python, msgspec, river, numpy, onnxruntime; no torch.
+# An app needs only `pip install 'streamrec[client]'` (kafka-python and msgspec).
+$(VENV)/.installed-serve: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q $(CONSTRAINTS) -e ".[serve]"
 	touch $@
 
 # Everything: training (torch, onnx) and test tools.
-$(VENV)/.installed-dev: pyproject.toml
+$(VENV)/.installed-dev: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[train,dev]"
+	$(BIN)/python -m pip install -q $(CONSTRAINTS) -e ".[train,dev]"
 	touch $(VENV)/.installed-serve $@
 
 install: $(VENV)/.installed-serve

@@ -1,7 +1,9 @@
-"""The ``recommendations`` message: the contract between the scorer and every reader.
+"""The ``recommendations`` and ``requests`` messages: the contract between the scorer and apps.
 
 Kept at the contracts floor so an app-side reader (``streamrec.producers.reader``) decodes what the
-scorer (``streamrec.consumers.score``, which re-exports these names) encodes, without importing it.
+scorer (``streamrec.consumers.score``, which re-exports these names) encodes, and an app's
+request (``streamrec.producers.request_reply``) is what the scorer decodes, without importing
+the scorer (and with it river and numpy).
 """
 
 from __future__ import annotations
@@ -31,3 +33,27 @@ class Recommendation(msgspec.Struct, kw_only=True):
 
 
 recommendation_decoder = msgspec.json.Decoder(Recommendation)
+
+
+class RecommendationRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """One message on ``requests``, keyed by user_id; answered on ``recommendations`` by a
+    ``Recommendation`` with ``trigger_kind == "request"`` and ``trigger_id == request_id``.
+
+    The scorer's own copy is ``streamrec.consumers.score.RecommendationRequest``;
+    ``tests/unit/producers/test_request_reply.py`` keeps the two the same schema.
+    """
+
+    request_id: str
+    user_id: str
+    k: int | None = None
+    exclude_items: list[str] = []
+
+
+_request_encoder = msgspec.json.Encoder()
+
+
+def encode_request(request_id: str, user_id: str, k: int | None = None,
+                   exclude_items: list[str] | None = None) -> bytes:
+    """A request message for ``requests``, as an app sends one."""
+    return _request_encoder.encode(RecommendationRequest(
+        request_id=request_id, user_id=user_id, k=k, exclude_items=exclude_items or []))

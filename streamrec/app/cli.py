@@ -19,6 +19,7 @@ import os
 import sys
 from typing import NoReturn, Sequence
 
+from streamrec import __version__
 from streamrec.config import ConfigError
 from streamrec.connection import KafkaAccessError, KafkaUnreachableError
 from streamrec.app.kafka_args import FLAGS_ATTR
@@ -35,6 +36,28 @@ SUBCOMMAND_MODULES = (
 )
 
 
+# The commands of the modules that import a serving library at the top, for a client-only
+# install (kafka-python and msgspec): they stay listed and say what to install.
+NEEDS_AN_EXTRA = {
+    "streamrec.producers.cli": ("produce",),
+    "streamrec.app.evaluation.cli": ("replay",),
+}
+EXTRA_HINT = "pip install 'streamrec[serve]' (or [train], [eval])"
+
+
+def _is_third_party(module: str) -> bool:
+    return module.split(".")[0] != "streamrec"
+
+
+def _register_missing(subparsers: argparse._SubParsersAction, command: str, missing: str) -> None:
+    def explain(args: argparse.Namespace) -> int:
+        _error_line(f"streamrec {command} needs {missing}, which this install lacks: {EXTRA_HINT}")
+        return 2
+
+    p = subparsers.add_parser(command, help=f"(needs {missing}: {EXTRA_HINT})", add_help=False)
+    p.set_defaults(func=explain, takes_any_arguments=True)
+
+
 class _OneLineErrorParser(argparse.ArgumentParser):
     def __init__(self, *args: object, **kwargs: object) -> None:
         # No abbreviations: "--sasl-password SECRET" must be an error, not a prefix of
@@ -49,6 +72,7 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineErrorParser(prog="streamrec", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"streamrec {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
                                        parser_class=_OneLineErrorParser)
     subparsers.required = True
@@ -58,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
         except ModuleNotFoundError as exc:
             # A module still being written must not break the other subcommands.
             if exc.name and module_name.startswith(exc.name):
+                continue
+            if exc.name and module_name in NEEDS_AN_EXTRA and _is_third_party(exc.name):
+                for command in NEEDS_AN_EXTRA[module_name]:  # the client install: no numpy
+                    _register_missing(subparsers, command, exc.name)
                 continue
             raise
         module.register(subparsers)
@@ -90,7 +118,9 @@ def _log_level(text: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "takes_any_arguments", False):
+        parser.parse_args(argv)  # the usual one-line error for what it did not recognise
     try:
         _warn_unknown_variables()
         _check_broker_first(args)
@@ -101,6 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        # A command that imports a serving library lazily, run from the client install.
+        if not exc.name or not _is_third_party(exc.name):
+            raise
+        _error_line(f"streamrec {args.command} needs {exc.name}, which this install lacks: "
+                    f"{EXTRA_HINT}")
+        return 2
     except Exception as exc:
         access = _kafka_access_error(exc, args)
         if access is None:

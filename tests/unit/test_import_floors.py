@@ -38,6 +38,8 @@ FLOORS: dict[str, int] = {
     "streamrec": CONTRACTS,
     # Metric families and the standard per-service set are plain data (names are a contract
     # with dashboards); the HTTP server is a socket, and the package re-exports it.
+    # The app-facing SDK in one import: it re-exports the publisher and the readers.
+    "streamrec.client": TRANSPORT,
     "streamrec.metrics": TRANSPORT,
     "streamrec.metrics.registry": CONTRACTS,
     "streamrec.metrics.service": CONTRACTS,
@@ -49,6 +51,7 @@ FLOORS: dict[str, int] = {
     "streamrec.producers": LEARNERS,
     "streamrec.producers.publisher": TRANSPORT,
     "streamrec.producers.reader": TRANSPORT,
+    "streamrec.producers.request_reply": TRANSPORT,
     "streamrec.producers.delivery": TRANSPORT,
     "streamrec.producers.cli": COMPOSITION,
     # Pure processors, except the services that own Kafka clients: following ``models``,

@@ -28,7 +28,7 @@ PIP_NOISE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = tmp_path_factory.mktemp("source")
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, source / name)
     for name in ("streamrec", *FOLDERS):
         shutil.copytree(ROOT / name, source / name, symlinks=True, ignore=PIP_NOISE)
@@ -70,3 +70,18 @@ def test_the_entry_point_names_the_app_cli(installed: Path) -> None:
     (dist_info,) = installed.glob("streamrec-*.dist-info")
     entry_points = (dist_info / "entry_points.txt").read_text()
     assert "streamrec = streamrec.app.cli:main" in entry_points
+
+
+def test_the_wheel_carries_the_license_the_type_marker_and_the_extras(installed: Path) -> None:
+    (dist_info,) = installed.glob("streamrec-*.dist-info")
+    licenses = [path.name for path in dist_info.rglob("LICENSE")]
+    assert licenses == ["LICENSE"], list(dist_info.rglob("*"))
+    assert (installed / "streamrec" / "py.typed").is_file()
+    metadata = (dist_info / "METADATA").read_text()
+    assert "License-Expression: Apache-2.0" in metadata
+    assert "Classifier: Typing :: Typed" in metadata
+    requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist: ")]
+    base = [line for line in requires if "extra ==" not in line]
+    assert sorted(base) == ["Requires-Dist: kafka-python<4,>=3.0.12",
+                            "Requires-Dist: msgspec<1,>=0.23"], base
+    assert "Provides-Extra: client" in metadata and "Provides-Extra: serve" in metadata

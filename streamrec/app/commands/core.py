@@ -39,7 +39,9 @@ def settings_from_args(args: argparse.Namespace, **extra: object) -> Settings:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("schema", help="print the JSON Schema of the v1 click event")
+    p = subparsers.add_parser("schema", help="print the JSON Schema of a topic's messages")
+    p.add_argument("--topic", choices=("clicks", "requests", "recommendations", "user-state"),
+                   default="clicks", help="whose messages (default: clicks)")
     p.set_defaults(func=_cmd_schema)
 
     topics = subparsers.add_parser("topics", help="manage the topics of the pipeline")
@@ -92,8 +94,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from streamrec.events import schema_text
-    print(schema_text())
+    from streamrec.app.topic_schemas import schema_text
+    print(schema_text(args.topic))
     return 0
 
 
