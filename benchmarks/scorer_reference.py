@@ -31,7 +31,7 @@ RRF_K = 10.0
 def reference_fuse(online: Explained, deep: Sequence, k: int, online_weight: float = 1.0,
                    deep_weight: float = 1.0, covisit: Sequence[tuple[str, float]] = (),
                    covisit_weight: float = 1.0) -> Explained:
-    """``consumers.ranking.fuse`` as it was."""
+    """``streamrec.consumers.ranking.fuse`` as it was."""
     scores: dict[str, float] = {}
     online_at: dict[str, tuple[int, dict[str, float]]] = {}
     for rank, (item, _, components) in enumerate(online, 1):
