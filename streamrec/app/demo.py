@@ -39,7 +39,7 @@ from streamrec.records import Output
 from streamrec.signing import MODELS_KIND, sign_headers
 
 if TYPE_CHECKING:
-    from streamrec.consumers.train import CurrentModel, Trainer
+    from streamrec.consumers.train import CurrentModel, Trainer, TrainerConfig
     from streamrec.consumers.model_follower import ModelFollower
 
 # How each explanation component reads in one line (keys of ``ScoredItem.components``).
@@ -98,17 +98,13 @@ class DemoTrainer:
     """The trainer and the scorer's model follower, wired over the bus's ``models`` topic."""
 
     def __init__(self, settings: Settings, system: OnlineSystem, store_root: str,
-                 out: IO[str], seed: int) -> None:
+                 out: IO[str], config: TrainerConfig) -> None:
         from streamrec.consumers.model_follower import ModelFollower
-        from streamrec.consumers.train import Trainer, TrainerConfig
+        from streamrec.consumers.train import Trainer
         from streamrec.export.store import ModelStore
 
         self.settings, self.system, self.out = settings, system, out
-        # Fewer epochs than the service's defaults: the demo trains inside its 3 minutes.
-        self.trainer: Trainer = Trainer(
-            TrainerConfig(epochs=6, warm_epochs=3, max_len=settings.recent_items, seed=seed,
-                          max_train_s=40.0),
-            ModelStore(store_root), on_epoch=None)
+        self.trainer: Trainer = Trainer(config, ModelStore(store_root), on_epoch=None)
         self.current: CurrentModel | None = None
         self.follower: ModelFollower = ModelFollower(
             replace(settings, model_store=store_root), self._on_model, self._on_reject)
@@ -184,11 +180,24 @@ def default_train_at(events: int) -> tuple[int, ...]:
     return tuple(n for n in (events // 5, 3 * events // 5) if n >= 1_000)
 
 
+def demo_trainer_config(settings: Settings, seed: int) -> TrainerConfig:
+    """The trainer service's configuration with fewer epochs, to train inside 3 minutes."""
+    from streamrec.consumers.train import TrainerConfig
+    return TrainerConfig(epochs=6, warm_epochs=3, max_len=settings.recent_items, seed=seed,
+                         max_train_s=40.0)
+
+
 def run_demo(settings: Settings, *, users: int = 2_000, items: int = 1_000,
              events: int = 100_000, seed: int = 7, chunk: int = 1_000, show_users: int = 3,
              deep: bool = True, train_at: Sequence[int] | None = None,
+             trainer_config: TrainerConfig | None = None,
              out: IO[str] = sys.stdout) -> DemoResult:
-    """Run the synthetic stream through the whole system; see the module docstring."""
+    """Run the synthetic stream through the whole system; see the module docstring.
+
+    ``train_at``: stream positions (events) after which the trainer runs (default
+    ``default_train_at``); ``trainer_config``: its configuration (default
+    ``demo_trainer_config``).
+    """
     from streamrec.producers.synthetic import SyntheticStream  # the generator is a producers concern
 
     k = settings.top_k
@@ -197,7 +206,10 @@ def run_demo(settings: Settings, *, users: int = 2_000, items: int = 1_000,
     unavailable = _deep_available() if deep else "turned off (--no-deep)"
     train_points = sorted(set(default_train_at(events) if train_at is None else train_at))
     store = tempfile.TemporaryDirectory(prefix="streamrec-demo-models-")
-    trainer = DemoTrainer(settings, system, store.name, out, seed) if unavailable is None else None
+    trainer = None
+    if unavailable is None:
+        config = trainer_config or demo_trainer_config(settings, seed)
+        trainer = DemoTrainer(settings, system, store.name, out, config)
     out.write(f"streamrec demo: {events:,} synthetic events, {users:,} users, {items:,} items, "
               f"{settings.partitions} partitions, in-process bus\n")
     if trainer is None:
