@@ -9,9 +9,10 @@ topic, and the scorer gets it only through ``ModelFollower`` (checksums, parity 
 warm-up) and the same ``swap_deep`` call ``streamrec score`` makes. Nothing here reaches
 into a processor: what the demo shows is what Kafka runs, minus the sockets.
 
-Training is synchronous at fixed points of the stream (``train_at``), so a run is
-reproducible; in production the trainer is its own process and the swap lands whenever the
-follower has loaded the model. Without torch (the ``train`` extra) the demo runs the online
+The trainer starts at fixed points of the stream (``train_at``). With ``background`` it
+trains on a thread while the stream goes on, as the trainer service does beside the
+consumers, and the swap lands at the first chunk after the run ends; without, the stream
+waits for each run, so a run is reproducible to the digit. Without torch (the ``train`` extra) the demo runs the online
 path only and says how to get the deep part.
 
 HR@K is measured live and prequentially: an event is a hit if its item was in the
@@ -27,6 +28,7 @@ import json
 import sys
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import IO, TYPE_CHECKING, Any, Sequence
 
@@ -39,7 +41,7 @@ from streamrec.records import Output
 from streamrec.signing import MODELS_KIND, sign_headers
 
 if TYPE_CHECKING:
-    from streamrec.consumers.train import CurrentModel, Trainer, TrainerConfig
+    from streamrec.consumers.train import CurrentModel, Trainer, TrainerConfig, TrainingOutcome
     from streamrec.consumers.model_follower import ModelFollower
 
 # How each explanation component reads in one line (keys of ``ScoredItem.components``).
@@ -110,6 +112,10 @@ class DemoTrainer:
             replace(settings, model_store=store_root), self._on_model, self._on_reject)
         self._models_read: dict[int, int] = {}
         self.swaps: list[str] = []
+        # One run at a time, as one trainer service; the stream goes on while it trains.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="demo-trainer")
+        self._running: Future[TrainingOutcome] | None = None
+        self._started_at = self._window_events = 0
 
     def _on_model(self, model: Any, message: dict[str, Any]) -> None:
         # Exactly what `streamrec score` does when its follower hands over a model.
@@ -121,31 +127,47 @@ class DemoTrainer:
         self.out.write(f"  model {version} rejected by the scorer ({reason}); "
                        "the previous one keeps serving\n")
 
-    def run(self, at_event: int) -> str | None:
-        """Train on ``clicks`` so far, publish on ``models``, let the follower swap it in."""
+    @property
+    def busy(self) -> bool:
+        return self._running is not None
+
+    def start(self, at_event: int) -> None:
+        """Read the window of ``clicks`` so far and train on it (on a thread if background)."""
         from streamrec.consumers.train_window import build_window
 
-        settings, bus = self.settings, self.system.bus
+        settings = self.settings
         clicks = settings.topics.clicks
-        logs = bus.topic(clicks)
+        logs = self.system.bus.topic(clicks)
+        # Read here, between two drains, as the trainer service reads up to end offsets.
         window = build_window([r for log in logs for r in log], clicks,
                               {p: (0, len(log)) for p, log in enumerate(logs)},
                               settings.max_event_bytes, ClickBounds.from_settings(settings))
-        outcome = self.trainer.train(window, self.current)
-        metrics = outcome.metrics
+        self._started_at = at_event
+        self._window_events = len(window.events)
+        self._running = self._pool.submit(self.trainer.train, window, self.current)
+
+    def poll(self, at_event: int, wait: bool = False) -> str | None:
+        """If the run finished: publish on ``models``, let the follower swap it in."""
+        running = self._running
+        if running is None or not (wait or running.done()):
+            return None
+        self._running = None
+        outcome = running.result()
+        metrics, timings = outcome.metrics, outcome.timings
         k = self.trainer.config.k
-        timings = outcome.timings
         self.out.write(
-            f"\n  trainer after {at_event:,} events: {len(window.events):,} clicks, trained in "
-            f"{timings.get('train_s', 0):.1f} s, ONNX export + parity gate "
-            f"{timings.get('export_and_parity_s', 0):.1f} s, holdout NDCG@{k} "
-            f"{metrics.get(f'ndcg@{k}', float('nan')):.4f}: {outcome.reason}\n")
+            f"\n  trainer (started after {self._started_at:,} events): "
+            f"{self._window_events:,} clicks, trained in {timings.get('train_s', 0):.1f} s, "
+            f"ONNX export + parity gate {timings.get('export_and_parity_s', 0):.1f} s, holdout "
+            f"NDCG@{k} {metrics.get(f'ndcg@{k}', float('nan')):.4f}: {outcome.reason}\n")
         if not outcome.promoted or outcome.message is None:
             return None
         # As TrainerService.publish does: one value, signed when a control secret is set.
+        settings = self.settings
         value = json.dumps(outcome.message, sort_keys=True).encode()
         headers = sign_headers((), settings.control_secret, MODELS_KIND, b"current", value)
-        bus.produce(Output(settings.topics.models, b"current", value, headers, partition=0))
+        self.system.bus.produce(Output(settings.topics.models, b"current", value, headers,
+                                       partition=0))
         served = self._follow()
         if served is not None:
             self.current = self.trainer.load_current(outcome.message)
@@ -154,6 +176,9 @@ class DemoTrainer:
                            f"{settings.topics.models}, verified, warmed up) at event "
                            f"{at_event:,}\n")
         return served
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
     def _follow(self) -> str | None:
         """Hand the follower what arrived on ``models`` since it last looked."""
@@ -180,23 +205,28 @@ def default_train_at(events: int) -> tuple[int, ...]:
     return tuple(n for n in (events // 5, 3 * events // 5) if n >= 1_000)
 
 
-def demo_trainer_config(settings: Settings, seed: int) -> TrainerConfig:
-    """The trainer service's configuration with fewer epochs, to train inside 3 minutes."""
+def demo_trainer_config(settings: Settings, seed: int, background: bool) -> TrainerConfig:
+    """The trainer service's configuration with fewer epochs, to train inside 3 minutes.
+
+    In the background it gets one thread: the other core keeps the stream going.
+    """
     from streamrec.consumers.train import TrainerConfig
     return TrainerConfig(epochs=6, warm_epochs=3, max_len=settings.recent_items, seed=seed,
-                         max_train_s=40.0)
+                         max_train_s=40.0, threads=1 if background else 2)
 
 
 def run_demo(settings: Settings, *, users: int = 2_000, items: int = 1_000,
              events: int = 100_000, seed: int = 7, chunk: int = 1_000, show_users: int = 3,
              deep: bool = True, train_at: Sequence[int] | None = None,
-             trainer_config: TrainerConfig | None = None,
+             trainer_config: TrainerConfig | None = None, background: bool = False,
              out: IO[str] = sys.stdout) -> DemoResult:
     """Run the synthetic stream through the whole system; see the module docstring.
 
     ``train_at``: stream positions (events) after which the trainer runs (default
     ``default_train_at``); ``trainer_config``: its configuration (default
-    ``demo_trainer_config``).
+    ``demo_trainer_config``). ``background``: train on a thread while the stream goes on,
+    as a trainer service would (the swap then lands where the run ends, so the figures vary
+    a little from run to run); otherwise the stream waits for each run (reproducible).
     """
     from streamrec.producers.synthetic import SyntheticStream  # the generator is a producers concern
 
@@ -208,7 +238,7 @@ def run_demo(settings: Settings, *, users: int = 2_000, items: int = 1_000,
     store = tempfile.TemporaryDirectory(prefix="streamrec-demo-models-")
     trainer = None
     if unavailable is None:
-        config = trainer_config or demo_trainer_config(settings, seed)
+        config = trainer_config or demo_trainer_config(settings, seed, background)
         trainer = DemoTrainer(settings, system, store.name, out, config)
     out.write(f"streamrec demo: {events:,} synthetic events, {users:,} users, {items:,} items, "
               f"{settings.partitions} partitions, in-process bus\n")
@@ -252,12 +282,22 @@ def run_demo(settings: Settings, *, users: int = 2_000, items: int = 1_000,
                                                _made_with_deep(message))
                 if (done % max(chunk, events // 4) < chunk or done == events) and show_users:
                     _show_users(out, system, show_users, done)
-                while (trainer is not None and next_train < len(train_points)
-                       and done >= train_points[next_train]):
-                    next_train += 1
-                    trainer.run(done)
+                if trainer is not None:
+                    trainer.poll(done, wait=not background)
+                    if (not trainer.busy and next_train < len(train_points)
+                            and done >= train_points[next_train]):
+                        # A point passed while training is taken once the trainer is free.
+                        while next_train < len(train_points) and done >= train_points[next_train]:
+                            next_train += 1
+                        trainer.start(done)
+                        trainer.poll(done, wait=not background)
+        if trainer is not None and trainer.busy:
+            out.write("\n  the stream ended while the trainer ran; waiting for it\n")
+            trainer.poll(events, wait=True)
     finally:
         progress.close()
+        if trainer is not None:
+            trainer.close()
         store.cleanup()
     seconds = time.perf_counter() - started
     overall = online.add(with_deep)

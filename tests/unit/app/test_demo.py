@@ -34,7 +34,7 @@ def test_demo_swaps_in_the_deep_model_from_the_trainer(demo_run):
     result, text = demo_run
     assert result.deep_unavailable is None
     assert result.swaps == ["v000001"]
-    assert "trainer after 1,500 events" in text and "ONNX export + parity gate" in text
+    assert "trainer (started after 1,500 events)" in text and "ONNX export + parity gate" in text
     assert "scorer hot-swapped deep model v000001" in text
     # Recommendations published after the swap carry the deep model's version.
     assert re.search(r"\[model v000001\+(online-blend|popularity), trigger ", text)
@@ -60,6 +60,19 @@ def test_demo_prints_hit_rates_before_and_after_the_deep_model(demo_run):
     assert float(after.group(2)) == pytest.approx(result.deep.oracle_hit_rate, abs=5e-5)
     # Beyond chance: a random top-10 of ~200 unseen items hits ~5%.
     assert result.deep.hit_rate > 0.08
+
+
+def test_demo_trains_in_the_background_and_still_swaps():
+    from streamrec.consumers.train import TrainerConfig
+
+    out = io.StringIO()
+    tiny = TrainerConfig(epochs=1, warm_epochs=1, dim=8, max_len=8, n_blocks=1, n_heads=1,
+                         min_events=300, min_cases=10, threads=1, exporter="torchscript")
+    result = run_demo(Settings(), users=60, items=80, events=1_500, seed=2, chunk=250,
+                      train_at=(500,), trainer_config=tiny, background=True, show_users=0,
+                      out=out)
+    # Wherever the run ends (mid-stream or after it), its model is served.
+    assert result.swaps == ["v000001"], out.getvalue()
 
 
 def test_demo_with_the_deep_model_off_says_so():
