@@ -320,7 +320,9 @@ def run_demo(settings: Settings, *, users: int = 2_000, items: int = 1_000,
 
 
 def _made_with_deep(message: Recommendation) -> bool:
-    return any("deep_rank" in item.components for item in message.items)
+    # The scorer names the deep version first ("v000001+online-blend") when it fused the
+    # deep model's candidates, whether or not one of them made the top-K.
+    return "+" in message.model_version
 
 
 def _new_recommendations(system: OnlineSystem, positions: dict[int, int]
@@ -341,7 +343,7 @@ def explain(components: dict[str, float]) -> str:
     >>> explain({"deep_rank": 2.0, "deep_log_prob": -3.1, "embedding": 1.0, "online_rank": 4.0})
     'deep #2, embedding #1'
     >>> explain({"popularity": 0.8, "recency": 0.5})
-    'popular, trending'
+    'trending, popular'
     """
     parts = []
     for key, name in _SOURCE_NAMES.items():
