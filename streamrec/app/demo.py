@@ -34,6 +34,7 @@ from typing import IO, TYPE_CHECKING, Any, Sequence
 
 from streamrec.app.pipeline import OnlineSystem
 from streamrec.config import Settings
+from streamrec.control import adopt_model_requests
 from streamrec.events import ClickBounds, ClickEvent
 from streamrec.messages import Recommendation, recommendation_decoder
 from streamrec.progress import Progress
@@ -90,6 +91,8 @@ class DemoResult:
     deep: PhaseScore = field(default_factory=PhaseScore)  # recommendations with the deep model
     swaps: list[str] = field(default_factory=list)  # deep model versions served, in order
     deep_unavailable: str | None = None  # why the deep part did not run
+    # adopt-model messages ingest handled (partitions x versions), by outcome.
+    adoptions: dict[str, int] = field(default_factory=dict)
 
     @property
     def events_per_second(self) -> float:
@@ -99,17 +102,19 @@ class DemoResult:
 class DemoTrainer:
     """The trainer and the scorer's model follower, wired over the bus's ``models`` topic."""
 
-    def __init__(self, settings: Settings, system: OnlineSystem, store_root: str,
-                 out: IO[str], config: TrainerConfig) -> None:
+    def __init__(self, settings: Settings, system: OnlineSystem, out: IO[str],
+                 config: TrainerConfig) -> None:
+        """``settings.model_store`` is the store the trainer writes, and ingest (adopting
+        item tables) and the follower read: the one ``system`` was built with."""
         from streamrec.consumers.model_follower import ModelFollower
         from streamrec.consumers.train import Trainer
         from streamrec.export.store import ModelStore
 
         self.settings, self.system, self.out = settings, system, out
-        self.trainer: Trainer = Trainer(config, ModelStore(store_root), on_epoch=None)
+        self.trainer: Trainer = Trainer(config, ModelStore(settings.model_store), on_epoch=None)
         self.current: CurrentModel | None = None
-        self.follower: ModelFollower = ModelFollower(
-            replace(settings, model_store=store_root), self._on_model, self._on_reject)
+        self.follower: ModelFollower = ModelFollower(settings, self._on_model,
+                                                     self._on_reject)
         self._models_read: dict[int, int] = {}
         self.swaps: list[str] = []
         # One run at a time, as one trainer service; the stream goes on while it trains.
@@ -166,8 +171,14 @@ class DemoTrainer:
         settings = self.settings
         value = json.dumps(outcome.message, sort_keys=True).encode()
         headers = sign_headers((), settings.control_secret, MODELS_KIND, b"current", value)
-        self.system.bus.produce(Output(settings.topics.models, b"current", value, headers,
-                                       partition=0))
+        bus = self.system.bus
+        bus.produce(Output(settings.topics.models, b"current", value, headers, partition=0))
+        # Then, as TrainerService.announce_to_ingest: one adopt-model control message per
+        # clicks partition, so the online embeddings move into the new item table.
+        for request in adopt_model_requests(value, range(settings.partitions),
+                                            settings.control_secret):
+            bus.produce(Output(settings.topics.clicks, request.key, request.value,
+                               request.headers, request.partition))
         served = self._follow()
         if served is not None:
             self.current = self.trainer.load_current(outcome.message)
@@ -232,14 +243,16 @@ def run_demo(settings: Settings, *, users: int = 2_000, items: int = 1_000,
 
     k = settings.top_k
     stream = SyntheticStream(n_users=users, n_items=items, n_events=events, seed=seed)
-    system = OnlineSystem(settings)
     unavailable = _deep_available() if deep else "turned off (--no-deep)"
     train_points = sorted(set(default_train_at(events) if train_at is None else train_at))
     store = tempfile.TemporaryDirectory(prefix="streamrec-demo-models-")
+    # The demo's model store: the trainer writes it, ingest and the scorer's follower read it.
+    settings = replace(settings, model_store=store.name)
+    system = OnlineSystem(settings)
     trainer = None
     if unavailable is None:
         config = trainer_config or demo_trainer_config(settings, seed, background)
-        trainer = DemoTrainer(settings, system, store.name, out, config)
+        trainer = DemoTrainer(settings, system, out, config)
     out.write(f"streamrec demo: {events:,} synthetic events, {users:,} users, {items:,} items, "
               f"{settings.partitions} partitions, in-process bus\n")
     if trainer is None:
@@ -307,10 +320,14 @@ def run_demo(settings: Settings, *, users: int = 2_000, items: int = 1_000,
         users_with_recommendations=len(latest), hit_rate=overall.hit_rate,
         oracle_hit_rate=overall.oracle_hit_rate, hit_rate_vs_oracle=overall.ratio,
         online=online, deep=with_deep, swaps=list(trainer.swaps) if trainer else [],
-        deep_unavailable=unavailable)
+        deep_unavailable=unavailable,
+        adoptions=dict(system.ingest_processor.adoptions_by_outcome))
     out.write(f"\ndone: {events:,} events in {seconds:.1f} s ({result.events_per_second:,.0f} "
               f"events/s), {result.recommendations:,} recommendations for "
               f"{result.users_with_recommendations:,} users\n")
+    if result.swaps:
+        out.write(f"deep models served: {', '.join(result.swaps)}; ingest adoptions of their "
+                  f"item tables (per partition): {result.adoptions or 'none'}\n")
     for label, phase in (("online only (before the deep model)", online),
                          ("with the deep model", with_deep), ("all", overall)):
         out.write(f"HR@{k} live, {label}: {phase.hit_rate:.4f} ({phase.judged:,} judged)   "

@@ -36,6 +36,8 @@ def test_demo_swaps_in_the_deep_model_from_the_trainer(demo_run):
     assert result.swaps == ["v000001"]
     assert "trainer (started after 1,500 events)" in text and "ONNX export + parity gate" in text
     assert "scorer hot-swapped deep model v000001" in text
+    # As on Kafka, ingest got one adopt-model message per clicks partition and adopted it.
+    assert result.adoptions == {"adopted": Settings().partitions}
     # Recommendations published after the swap carry the deep model's version.
     assert re.search(r"\[model v000001\+(online-blend|popularity), trigger ", text)
 
