@@ -1,5 +1,6 @@
 # streamrec: two commands on a fresh machine.
-#   make demo   the whole pipeline end to end, in one process, no infrastructure
+#   make demo   the whole system end to end (online models, deep model trained, swapped in),
+#               in one process, no infrastructure; installs torch (the train extra)
 #   make test   install, type-check, start Kafka unless KAFKA_BOOTSTRAP_SERVERS is given, run pytest
 #               (every test, doctests and the full-size property suites included), stop Kafka
 # The developer loop, no broker needed:
@@ -25,17 +26,26 @@ $(VENV)/.installed-serve: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q $(CONSTRAINTS) -e ".[serve]"
 	touch $@
 
+# The demo's install: serving plus the train extra (torch, onnx, onnxscript). The demo is the
+# whole system, and its trainer retrains the deep model with torch; `streamrec demo --no-deep`
+# runs the online path on the serving install alone.
+$(VENV)/.installed-train: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(CONSTRAINTS) -e ".[train]"
+	touch $(VENV)/.installed-serve $@
+
 # Everything: training (torch, onnx) and test tools.
 $(VENV)/.installed-dev: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(CONSTRAINTS) -e ".[train,dev]"
-	touch $(VENV)/.installed-serve $@
+	touch $(VENV)/.installed-serve $(VENV)/.installed-train $@
 
 install: $(VENV)/.installed-serve
 install-dev: $(VENV)/.installed-dev
 
-demo: $(VENV)/.installed-serve
+demo: $(VENV)/.installed-train
 	$(BIN)/streamrec demo
 
 # A type error fails `make test` (and so CI) before any broker starts. The cache lives in

@@ -90,6 +90,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--events", type=positive_int, default=100_000)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--partitions", type=setting("partitions"))
+    demo.add_argument("--no-deep", dest="deep", action="store_false",
+                      help="online path only: no trainer, no deep model (no torch needed)")
+    demo.add_argument("--wait-for-trainer", dest="background", action="store_false",
+                      help="pause the stream while the trainer runs (reproducible figures; "
+                           "default: it trains alongside, as the trainer service does)")
     demo.set_defaults(func=_cmd_demo)
 
 
@@ -108,9 +113,10 @@ def _cmd_topics_create(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from streamrec.app.pipeline import run_demo
+    from streamrec.app.demo import run_demo
     settings = settings_from_args(args)
-    run_demo(settings, users=args.users, items=args.items, events=args.events, seed=args.seed)
+    run_demo(settings, users=args.users, items=args.items, events=args.events, seed=args.seed,
+             deep=args.deep, background=args.background)
     return 0
 
 

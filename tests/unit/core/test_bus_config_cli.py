@@ -8,7 +8,7 @@ from streamrec.transport.bus_runner import InProcessRunner
 from streamrec.app.cli import main
 from streamrec.config import ConfigError, Settings
 from streamrec.events import ClickEvent, encode_click
-from streamrec.app.pipeline import run_demo
+from streamrec.app.demo import run_demo
 from streamrec.records import Output
 
 
@@ -73,7 +73,8 @@ def test_config_error_from_environment_exits_2(monkeypatch, capsys):
 
 def test_demo_learns_something_beyond_chance():
     out = io.StringIO()
-    result = run_demo(Settings(), users=200, items=300, events=6_000, seed=1, chunk=500, out=out)
+    result = run_demo(Settings(), users=200, items=300, events=6_000, seed=1, chunk=500,
+                      deep=False, out=out)
     assert result.users_with_recommendations > 100
     # Random top-10 of ~300 unseen items hits ~3%; popularity on a Zipf catalogue does far better.
     assert result.hit_rate > 0.06
