@@ -52,7 +52,8 @@ def test_a_store_that_is_a_file_exits_2(tmp_path: Path, capsys) -> None:
     assert err.startswith("streamrec: error:") and "not a folder" in err
 
 
-def test_an_unreachable_broker_exits_2(tmp_path: Path, capsys) -> None:
+def test_an_unreachable_broker_exits_2(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("STREAMREC_CONNECT_TIMEOUT_S", "1")  # nothing listens: no need to wait 10 s
     assert main(["train", "--once", "--store", str(tmp_path), "--bootstrap-servers",
                  "127.0.0.1:1"]) == 2
     err = capsys.readouterr().err

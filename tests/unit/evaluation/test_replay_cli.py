@@ -85,7 +85,8 @@ def test_bad_arguments_exit_2_with_one_line(log, tmp_path, capsys, args):
     assert err.startswith("streamrec: error:") and "\n" not in err
 
 
-def test_missing_file_and_unreachable_broker_exit_2(log, tmp_path, capsys):
+def test_missing_file_and_unreachable_broker_exit_2(log, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("STREAMREC_CONNECT_TIMEOUT_S", "1")  # nothing listens: no need to wait 10 s
     assert replay(tmp_path / "absent.data", tmp_path) == 2
     assert "no such file" in capsys.readouterr().err
     assert replay(log, tmp_path, "--via-kafka", "--systems", "most-popular",

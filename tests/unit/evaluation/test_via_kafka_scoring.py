@@ -91,7 +91,8 @@ def test_inputs_must_line_up_and_empty_latencies_are_null():
     assert latency_summary([float("nan"), 2.0])["count"] == 1
 
 
-def test_via_kafka_cli_errors_exit_2_with_one_line(tmp_path, capsys):
+def test_via_kafka_cli_errors_exit_2_with_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("STREAMREC_CONNECT_TIMEOUT_S", "1")  # nothing listens: no need to wait 10 s
     path = tmp_path / "clicks.jsonl"
     path.write_text('{"event_id":"e1","user_id":"u","item_id":"a","type":"click","ts":1}\n')
     base = ["replay", str(path), "--format", "jsonl", "--out", str(tmp_path / "out"),
