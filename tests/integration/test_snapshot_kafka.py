@@ -56,9 +56,18 @@ def test_a_pickle_planted_in_user_state_executes_nothing_on_the_broker(
         assert not marker.exists()
         assert ingest.processor.skipped_by_reason[(topics.user_state, "snapshot_pickle")] == \
             3 * settings.partitions  # type: ignore[attr-defined]
-        produce_pinned(settings, topics.clicks, [
-            (None, e.user_id.encode(), encode_click(e)) for e in events])
         # Services keep working: the scorer ranks with ingest's real snapshots once they come.
+        # A trigger ranks with the snapshots before it in the log (never a later one), so the
+        # second half of the clicks goes in once ingest has written a real snapshot: however
+        # ingest's polls cut the first half, triggers after a snapshot follow.
+        half = len(events) // 2
+        produce_pinned(settings, topics.clicks, [
+            (None, e.user_id.encode(), encode_click(e)) for e in events[:half]])
+        planted_offsets = {(p, offset) for p, _, _ in planted for offset in (0, 1, 2, 3)}
+        read_topic(settings, topics.user_state, timeout_s=90.0, idle_s=0.0, until=lambda rs: any(
+            r.key == SNAPSHOT_KEY and (r.partition, r.offset) not in planted_offsets for r in rs))
+        produce_pinned(settings, topics.clicks, [
+            (None, e.user_id.encode(), encode_click(e)) for e in events[half:]])
         recommendations = read_topic(settings, topics.recommendations, timeout_s=90.0, until=lambda rs: any(
             recommendation_decoder.decode(r.value).model_version.endswith("online-blend")
             for r in rs), idle_s=0.5)
