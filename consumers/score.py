@@ -38,7 +38,13 @@ from streamrec.input_bounds import (
     guarded_decode,
 )
 # The message type lives at the contracts floor (app-side readers decode it); re-exported.
-from streamrec.messages import Recommendation, ScoredItem, recommendation_decoder  # noqa: F401
+from streamrec.messages import (  # noqa: F401
+    Recommendation,
+    RecommendationRequest,
+    ScoredItem,
+    encode_request,
+    recommendation_decoder,
+)
 from streamrec.processor import ProcessorDefaults
 from streamrec.records import Output, ProcessResult, Record
 
@@ -48,24 +54,8 @@ POPULARITY_MODEL_VERSION = "popularity"
 ONLINE_MODEL_VERSION = "online-blend"
 
 
-class RecommendationRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """An explicit request on ``requests``, keyed by user_id."""
-
-    request_id: str
-    user_id: str
-    k: int | None = None
-    exclude_items: list[str] = []
-
-
 _request_decoder = msgspec.json.Decoder(RecommendationRequest)
 _encoder = msgspec.json.Encoder()
-
-
-def encode_request(request_id: str, user_id: str, k: int | None = None,
-                   exclude_items: list[str] | None = None) -> bytes:
-    """A request message for ``requests``, as an app sends one."""
-    return _encoder.encode(RecommendationRequest(request_id=request_id, user_id=user_id, k=k,
-                                                 exclude_items=exclude_items or []))
 
 
 class ScoreProcessor(ProcessorDefaults):

@@ -39,8 +39,7 @@ class RecommendationRequest(msgspec.Struct, frozen=True, kw_only=True):
     """One message on ``requests``, keyed by user_id; answered on ``recommendations`` by a
     ``Recommendation`` with ``trigger_kind == "request"`` and ``trigger_id == request_id``.
 
-    The scorer's own copy is ``streamrec.consumers.score.RecommendationRequest``;
-    ``tests/unit/producers/test_request_reply.py`` keeps the two the same schema.
+    The scorer decodes requests with this type (``streamrec.consumers.score`` re-exports it).
     """
 
     request_id: str

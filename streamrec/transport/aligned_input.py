@@ -20,7 +20,7 @@ from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTopicPartition
 
 from streamrec.transport.event_time import PAUSE_AT, EventTimeMerge
-from streamrec.transport.global_reader import GlobalReader
+from streamrec.transport.global_reader import GlobalReader, caught_up
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +60,23 @@ class AlignedInput:
         """The records to process now, and whether more is waiting (poll again at once)."""
         owned = {TopicPartition(t, p) for t in self.global_topics if t in self.input_topics
                  for p in held}
-        self.merge.track(self.reader.topic_partitions)
+        every = self.reader.topic_partitions
+        self.merge.track(every)
         self.merge.track(owned)
         merged = set(self.global_topics)
         self.merge.add(record for record in polled if record.topic in merged)
-        full = {tp for tp in self.reader.topic_partitions if self.merge.buffered(tp) >= PAUSE_AT}
+        full = {tp for tp in every if self.merge.buffered(tp) >= PAUSE_AT}
         read = self.reader.poll(POLL_RECORDS, held=owned, paused=owned | full)
         self.merge.add(read)
         self._pause_full(consumer, owned)
+        assigned = consumer.assignment()
 
-        def caught_up(tp: TopicPartition) -> bool:
-            return (_caught_up(consumer, tp) if tp in owned else self.reader.caught_up(tp))
+        def at_end(tp: TopicPartition) -> bool:
+            return (caught_up(consumer, tp, assigned) if tp in owned
+                    else self.reader.caught_up(tp))
 
         passes = self.merge.idle_passes
-        batch = self.merge.take(caught_up, self.batch_size, counts=lambda record: record.owned)
+        batch = self.merge.take(at_end, self.batch_size, counts=lambda record: record.owned)
         if self.merge.idle_passes > passes:
             # The order is the arrival's until the partition brings a record or catches up.
             log.warning("event-time merge passed over a partition with nothing fetched after "
@@ -125,12 +128,3 @@ class AlignedInput:
             for topic in self.global_topics for p in partitions
             if (topic, p) in vouched})  # not held (never restored): nothing was owned
 
-
-def _caught_up(consumer: KafkaConsumer, tp: TopicPartition) -> bool:
-    """The group's consumer has nothing more of ``tp`` to hand over now."""
-    ktp = KafkaTopicPartition(tp.topic, tp.partition)
-    if ktp not in consumer.assignment():
-        return True
-    highwater = consumer.highwater(ktp)
-    position = consumer.position(ktp, timeout_ms=0)
-    return highwater is not None and position is not None and position >= highwater

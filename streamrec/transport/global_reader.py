@@ -54,6 +54,18 @@ def poll_limit(batch_size: int, partitions: int, owned: int) -> int:
     return batch_size * max(1, -(-partitions // max(1, owned)))
 
 
+def caught_up(consumer: KafkaConsumer, tp: TopicPartition,
+              assigned: set[KafkaTopicPartition]) -> bool:
+    """``consumer`` has nothing more of ``tp`` to hand over now: its position is at the end
+    of the last fetch (a partition not in ``assigned`` has nothing either)."""
+    ktp = KafkaTopicPartition(tp.topic, tp.partition)
+    if ktp not in assigned:
+        return True
+    highwater = consumer.highwater(ktp)  # from the last fetch response: no round trip
+    position = consumer.position(ktp, timeout_ms=0)
+    return highwater is not None and position is not None and position >= highwater
+
+
 class GlobalReader:
     """A group-less ``read_committed`` consumer over every partition of ``topics``.
 
@@ -151,14 +163,8 @@ class GlobalReader:
         return records
 
     def caught_up(self, tp: TopicPartition) -> bool:
-        """Nothing more to read on ``tp`` now: the position is at the end of the last fetch."""
-        consumer = self._live()
-        ktp = KafkaTopicPartition(tp.topic, tp.partition)
-        if ktp not in self._assigned:
-            return True
-        highwater = consumer.highwater(ktp)
-        position = consumer.position(ktp, timeout_ms=0)
-        return highwater is not None and position is not None and position >= highwater
+        """Nothing more to read on ``tp`` now (see ``caught_up``)."""
+        return caught_up(self._live(), tp, self._assigned)
 
     def handed_over(self, records: Iterable[Record]) -> None:
         """These records (of one batch, in order) reached the processor: keep the positions."""

@@ -159,7 +159,7 @@ def test_a_request_the_scorer_would_dead_letter_is_refused_before_sending(
 
 
 def test_the_app_side_request_is_the_scorers_request() -> None:
-    # Two copies (the scorer's module is not the client's to import): same schema, same bytes.
+    # The scorer re-exports the contract's type: what an app sends is what the scorer decodes.
     def fields(kind: type) -> dict:
         schema = msgspec.json.schema(kind)
         definition = schema["$defs"][kind.__name__]
