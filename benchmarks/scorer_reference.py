@@ -142,8 +142,16 @@ class ReferenceScoreProcessor(ScoreProcessor):
         result.outputs.extend(self.drift.take_outputs(sorted(self._mirror)))
         return result
 
+    def _deep_list(self, deep: object | None, state: UserState | None, excluded: set[str],
+                   ahead: tuple | None) -> list:  # type: ignore[override]
+        if deep is None:
+            return []
+        if ahead is not None and ahead[0] == self._sequence(state) and ahead[1] == excluded:
+            return ahead[2]
+        return self._deep_lists(deep, [state], [excluded])[0]
+
     def _deep_lists(self, deep: object | None, states: list[UserState | None],
-                    excludes: list[set[str]]) -> list[list]:
+                    excludes: list[set[str]]) -> list[list]:  # type: ignore[override]
         if deep is None:
             return [[] for _ in states]
         sequences = [self._sequence(state) for state in states]

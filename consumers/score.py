@@ -22,9 +22,17 @@ from typing import Callable, Iterable
 import msgspec
 
 from streamrec.consumers.partition_models import is_snapshot_key
-from streamrec.consumers.ranking import fuse
+from streamrec.consumers.batch_ranking import (
+    FusionWeights,
+    ItemSlots,
+    TriggerLists,
+    fuse_many,
+    rank_online,
+)
 from streamrec.consumers.score_drift import ScoreDriftReporter
 from streamrec.consumers.snapshot_chunks import SnapshotLimits, SnapshotReader
+from streamrec.export.candidates import NO_CANDIDATES, DeepRow
+from streamrec.online_models.blend_ranker import BlendRanker, RankQuery
 from streamrec.online_models.item_side import ItemSideTable
 from streamrec.online_models.user_state import StateBounds, UserState, decode_state, state_event_time
 from streamrec.config import Settings
@@ -52,6 +60,9 @@ log = logging.getLogger(__name__)
 
 POPULARITY_MODEL_VERSION = "popularity"
 ONLINE_MODEL_VERSION = "online-blend"
+# Item ids the batch ranking keeps slots for before starting afresh: far above a real
+# catalogue, a bound on what hostile ids can make it hold.
+MAX_ITEM_SLOTS = 2_000_000
 
 
 _request_decoder = msgspec.json.Decoder(RecommendationRequest)
@@ -98,6 +109,9 @@ class ScoreProcessor(ProcessorDefaults):
         self.stale_embedding_states = 0
         # Online hit-rate of what we publish, and drift messages on ``models`` when it drops.
         self.drift = ScoreDriftReporter(settings, clock)
+        # Batch ranking: a view per snapshot in use, and one item-slot space for fusing.
+        self._rankers: dict[int, BlendRanker] = {}
+        self._slots = ItemSlots()
 
     # -- state lifecycle -------------------------------------------------------------------
     def restore(self, partition: int, changelog: Iterable[Record]) -> int:
@@ -155,9 +169,19 @@ class ScoreProcessor(ProcessorDefaults):
         result = ProcessResult()
         deep = self._deep  # one model for the whole batch, even if a swap lands meanwhile
         started = self._clock()
+        if len(self._slots.ids) > MAX_ITEM_SLOTS:  # hostile ids must not grow it forever
+            self._slots = ItemSlots()
         # With a deep model the batch is read ahead once; what that read decoded is reused.
         ahead, decoded = (self._deep_ahead(deep, batch) if publish and deep is not None
                           else ({}, {}))
+        # Pass 1, in stream order: state changes, and for each trigger everything that
+        # depends on its position (item-side lists, the snapshot in force). Ranking the
+        # triggers' online lists and fusing them is then done for the batch at once (pass
+        # 2); the drift tracker's calls wait for the rankings, in their order (pass 3).
+        triggers: list[TriggerLists] = []
+        published: list[tuple[str, str, str, float, int, str, int | None]] = []
+        drift_calls: list[tuple] = []
+        outputs: list[Output | int] = []  # an int: the recommendation of that trigger
         for index, record in enumerate(batch):
             if not record.owned:
                 self.learn_global([record])  # another member's partition: item side only
@@ -166,44 +190,60 @@ class ScoreProcessor(ProcessorDefaults):
                 if not publish:
                     continue
                 known = decoded.get(index)
+                dead_letters = len(result.outputs)
                 request = (known if isinstance(known, RecommendationRequest)
                            else self._decode_request(record, result))
+                outputs.extend(result.outputs[dead_letters:])
+                del result.outputs[dead_letters:]
                 if request is None:
                     continue
                 user_id, state = request.user_id, self.state_of(request.user_id)
                 excluded = self._exclusions(state, request.exclude_items)
-                deep_list = self._deep_list(deep, state, excluded, ahead.get(index))
-                ranked, version = self._final_ranking(user_id, self._k_of(request), excluded,
-                                                      state, deep, deep_list)
-                output = self._publish(user_id, request.request_id, "request", ranked,
-                                       state.last_ts if state else 0.0, started,
-                                       record.timestamp_ms, version)
+                k = self._k_of(request)
+                trigger_id, kind = request.request_id, "request"
+                event_ts, produced_ms = (state.last_ts if state else 0.0), record.timestamp_ms
             else:
                 peeked = decoded.get(index)
                 state = self._apply_state_record(
                     record, self._mirror.setdefault(record.partition, {}),
-                    decoded=peeked if isinstance(peeked, tuple) else None)
+                    decoded=peeked if isinstance(peeked, tuple) else None,
+                    drift_calls=drift_calls)
                 if state is None or not publish:
                     continue
-                user_id = state.user_id
-                excluded = self._exclusions(state, ())
-                deep_list = self._deep_list(deep, state, excluded, ahead.get(index))
-                ranked, version = self._final_ranking(user_id, self._k_of(None), excluded,
-                                                      state, deep, deep_list)
-                output = self._publish(user_id, state.last_event_id, "event", ranked,
-                                       state.last_ts, started, state.trigger_produced_ms,
-                                       version)
-            result.outputs.append(output)
+                user_id, excluded, k = state.user_id, self._exclusions(state, ()), self._k_of(None)
+                trigger_id, kind = state.last_event_id, "event"
+                event_ts, produced_ms = state.last_ts, state.trigger_produced_ms
+            deep_row = self._deep_list(deep, state, excluded, ahead.get(index))
+            lists, version = self._trigger_lists(user_id, k, excluded, state, deep, deep_row)
             located = self._locate(user_id)
-            if located is not None:  # bounded: only users of the mirror are remembered
-                # At the trigger's position too: the user's next event is judged against it.
-                self.drift.recommended(located[0], user_id, ranked)
-            result.processed += 1
+            # At the trigger's position too: the user's next event is judged against it.
+            drift_calls.append(("recommended", len(triggers)))
+            outputs.append(len(triggers))
+            triggers.append(lists)
+            published.append((user_id, trigger_id, kind, event_ts, produced_ms, version,
+                              located[0] if located is not None else None))
+        ranked_all = self._rank_batch(triggers)
+        recommendations = [
+            self._publish(user_id, trigger_id, kind, ranked, event_ts, started, produced_ms,
+                          version)
+            for (user_id, trigger_id, kind, event_ts, produced_ms, version, _), ranked
+            in zip(published, ranked_all)]
+        for call in drift_calls:
+            if call[0] == "recommended":
+                user_id, partition = published[call[1]][0], published[call[1]][6]
+                if partition is not None:  # bounded: only users of the mirror are remembered
+                    self.drift.recommended(partition, user_id, ranked_all[call[1]])
+            else:
+                getattr(self.drift, call[0])(*call[1:])
+        result.outputs.extend(recommendations[item] if isinstance(item, int) else item
+                              for item in outputs)
+        result.processed += len(triggers)
+        self._prune_rankers()
         result.outputs.extend(self.drift.take_outputs(sorted(self._mirror)))
         return result
 
     def _deep_ahead(self, deep: object | None, batch: list[Record]
-                    ) -> tuple[dict[int, tuple[list[str], set[str], list]], dict[int, object]]:
+                    ) -> tuple[dict[int, tuple[list[str], set[str], DeepRow]], dict[int, object]]:
         """The deep model's list for each trigger the batch will have, from one call.
 
         By record index: (sequence, exclusions, list); and, by record index, what was decoded
@@ -272,10 +312,10 @@ class ScoreProcessor(ProcessorDefaults):
         return list(state.recent_items) if state is not None else []
 
     def _deep_list(self, deep: object | None, state: UserState | None, excluded: set[str],
-                   ahead: tuple[list[str], set[str], list] | None) -> list:
+                   ahead: tuple[list[str], set[str], DeepRow] | None) -> DeepRow:
         """The trigger's deep list: the one gathered ahead if its inputs are the trigger's."""
         if deep is None:
-            return []
+            return NO_CANDIDATES
         if ahead is not None and ahead[0] == self._sequence(state) and ahead[1] == excluded:
             return ahead[2]
         return self._deep_lists(deep, [state], [excluded])[0]
@@ -288,31 +328,75 @@ class ScoreProcessor(ProcessorDefaults):
         return excluded
 
     def _deep_lists(self, deep: object | None, states: list[UserState | None],
-                    excludes: list[set[str]]) -> list[list]:
+                    excludes: list[set[str]]) -> list[DeepRow]:
         if deep is None:
-            return [[] for _ in states]
+            return [NO_CANDIDATES for _ in states]
         sequences = [self._sequence(state) for state in states]
-        return deep.generate(sequences, excludes, self.deep_candidates)  # type: ignore[attr-defined]
+        return deep.generate_rows(sequences, excludes, self.deep_candidates)  # type: ignore[attr-defined]
 
-    def _final_ranking(self, user_id: str, k: int, excluded: set[str],
-                       state: UserState | None, deep: object | None, deep_list: list
-                       ) -> tuple[list[tuple[str, float, dict[str, float]]], str]:
-        """The published ranking: online (or popularity), co-visitation and deep, fused.
+    def _trigger_lists(self, user_id: str, k: int, excluded: set[str],
+                       state: UserState | None, deep: object | None, deep_row: DeepRow
+                       ) -> tuple[TriggerLists, str]:
+        """What the trigger's ranking is made of, as of its position, and its version.
 
-        ``excluded`` already holds the user's seen items (``_exclusions``).
+        The online list is ranked later with the batch (``_rank_batch``), by the snapshot in
+        force now; the popularity list (before any snapshot) and co-visitation come from the
+        item-side table as it is now. ``excluded`` already holds the user's seen items.
         """
-        ranked, version = self._online_ranking(user_id, k, excluded, state)
-        covisited = self._covisited(k, excluded, state)
-        if deep_list or covisited:
-            settings = self.settings
-            ranked = fuse(ranked, deep_list, k, online_weight=settings.online_weight,
-                          deep_weight=settings.deep_weight, covisit=covisited,
-                          covisit_weight=settings.covisit_weight)
-        if deep_list:
+        depth = self._fusion_depth(k)
+        lists = TriggerLists(k=k, deep=deep_row, covisit=self._covisited(k, excluded, state))
+        version = POPULARITY_MODEL_VERSION
+        located = self._locate(user_id) if state is not None else None
+        blend = self._models.get(located[0]) if located is not None else None
+        if blend is not None and state is not None:
+            # The snapshot is older than the user's state: rank the user as the state has
+            # them (vector, recent items), without writing them into the snapshot, so one
+            # trigger's ranking never leaks into another's. Item-side parameters are the
+            # snapshot's.
+            ranker = self._ranker(blend)
+            vector = state.embedding
+            if vector is not None and len(vector) != blend.embeddings.current_dim:  # type: ignore[attr-defined]
+                # An item-table adoption is in flight (state and snapshot of different
+                # spaces): the snapshot already holds this user's mapped vector.
+                vector = None
+                self.stale_embedding_states += 1
+            slots = ranker.excluded_slots(excluded)
+            if k < 1 or ranker.ranks_anything(slots):
+                lists.ranker, lists.excluded, lists.depth = ranker, slots, depth
+                lists.query = RankQuery(user_id, vector, state.recent_items, excluded)
+                version = ONLINE_MODEL_VERSION
+        if lists.ranker is None:
+            lists.online_list = self.item_side.recommend_explained(depth, excluded)
+        if len(deep_row):
             version = f"{deep.model_version}+{version}"  # type: ignore[union-attr]
-        # The online list is fetched deeper than k to fuse; whatever the sources had, a
-        # user gets exactly k (or all there is).
-        return ranked[:k], version
+        return lists, version
+
+    def _rank_batch(self, triggers: list[TriggerLists]
+                    ) -> list[list[tuple[str, float, dict[str, float]]]]:
+        """Every trigger's published list: online rows ranked per snapshot, then fused.
+
+        The online list is fetched deeper than k to fuse; whatever the sources had, a user
+        gets exactly k (or all there is).
+        """
+        rank_online(triggers)
+        settings = self.settings
+        return fuse_many(triggers, self._slots, FusionWeights(
+            settings.online_weight, settings.deep_weight, settings.covisit_weight))
+
+    def _ranker(self, blend: object) -> BlendRanker:
+        """The batch ranking view of a snapshot (built once: the scorer never learns into it)."""
+        held = self._rankers.get(id(blend))
+        if held is None or held.blend is not blend:
+            held = self._rankers[id(blend)] = BlendRanker(blend)  # type: ignore[arg-type]
+        return held
+
+    def _prune_rankers(self) -> None:
+        live = {id(blend) for blend in self._models.values()}
+        for key in [key for key in self._rankers if key not in live]:
+            del self._rankers[key]
+        deep = self._deep
+        model = getattr(deep, "model", None)
+        self._slots.keep_only([*self._rankers.values(), *([model] if model is not None else [])])
 
     def _covisited(self, k: int, excluded: set[str], state: UserState | None
                    ) -> list[tuple[str, float]]:
@@ -342,36 +426,9 @@ class ScoreProcessor(ProcessorDefaults):
         """
         deep, state = self._deep, self.state_of(user_id)
         excluded = self._exclusions(state, exclude)
-        deep_list = self._deep_lists(deep, [state], [excluded])[0]
-        return self._final_ranking(user_id, k, excluded, state, deep, deep_list)[0]
-
-    def _online_ranking(self, user_id: str, k: int, excluded: set[str],
-                        state: UserState | None
-                        ) -> tuple[list[tuple[str, float, dict[str, float]]], str]:
-        """Online ranking (or popularity before any snapshot) with its model version.
-
-        ``state`` is the state the trigger carried (None: a user the mirror does not hold);
-        ``excluded`` already holds its seen items.
-        """
-        located = self._locate(user_id) if state is not None else None
-        blend = self._models.get(located[0]) if located is not None else None
-        if blend is not None and state is not None:
-            # The snapshot is older than the user's state: rank the user as the state has
-            # them (vector, recent items), without writing them into the snapshot, so one
-            # trigger's ranking never leaks into another's. Item-side parameters are the
-            # snapshot's.
-            vector = state.embedding
-            if vector is not None and len(vector) != blend.embeddings.current_dim:  # type: ignore[attr-defined]
-                # An item-table adoption is in flight (state and snapshot of different
-                # spaces): the snapshot already holds this user's mapped vector.
-                vector = None
-                self.stale_embedding_states += 1
-            ranked = blend.recommend_explained_for(  # type: ignore[attr-defined]
-                user_id, vector, state.recent_items, self._fusion_depth(k), excluded)
-            if len(ranked) >= min(k, 1):
-                return ranked, ONLINE_MODEL_VERSION
-        return (self.item_side.recommend_explained(self._fusion_depth(k), excluded),
-                POPULARITY_MODEL_VERSION)
+        deep_row = self._deep_lists(deep, [state], [excluded])[0]
+        lists, _ = self._trigger_lists(user_id, k, excluded, state, deep, deep_row)
+        return self._rank_batch([lists])[0]
 
     def learn_state(self, partition: int, record_offset: int, state: UserState) -> bool:
         """Take a user's latest state into the item-side table (False: not newer, ignored)."""
@@ -429,13 +486,14 @@ class ScoreProcessor(ProcessorDefaults):
 
     def _apply_state_record(self, record: Record, users: dict[str, UserState],
                             restore_offsets: dict[str, int] | None = None,
-                            decoded: tuple[str, UserState | None] | None = None
-                            ) -> UserState | None:
+                            decoded: tuple[str, UserState | None] | None = None,
+                            drift_calls: list[tuple] | None = None) -> UserState | None:
         """Apply one owned ``user-state`` record; the state if it is a trigger.
 
         While restoring (``restore_offsets`` given) the item-side table is left alone and
         the offset of each user's latest state is collected instead. ``decoded``: the
-        record's (user, state) if ``_decode_state`` already read it.
+        record's (user, state) if ``_decode_state`` already read it. ``drift_calls``: where
+        the drift tracker's calls wait (``process`` makes them once the batch is ranked).
         """
         if record.key is not None and is_snapshot_key(record.key):
             # Decoded only when a complete, verified set is named; until the first one the
@@ -451,7 +509,7 @@ class ScoreProcessor(ProcessorDefaults):
             return None
         if value is None:  # tombstone: the user was forgotten, item statistics included
             users.pop(user_id, None)
-            self.drift.forget(record.partition, user_id)
+            self._drift(drift_calls, "forget", record.partition, user_id)
             if restore_offsets is None:
                 self.item_side.forget(user_id)
             else:
@@ -463,10 +521,16 @@ class ScoreProcessor(ProcessorDefaults):
         else:
             restore_offsets[user_id] = record.offset
         previous = users.get(user_id)
-        self.drift.state_applied(record.partition, user_id, state, previous)
+        self._drift(drift_calls, "state_applied", record.partition, user_id, state, previous)
         users[user_id] = state
         # A re-emitted state (see _is_trigger): the mirror takes it, but no recommendation.
         return state if self._is_trigger(previous, state) else None
+
+    def _drift(self, calls: list[tuple] | None, method: str, *args: object) -> None:
+        if calls is None:
+            getattr(self.drift, method)(*args)
+        else:
+            calls.append((method, *args))
 
     def _decode_request(self, record: Record, result: ProcessResult) -> RecommendationRequest | None:
         """The one decoder of ``requests``; a bad request is dead-lettered with its reason.

@@ -61,8 +61,17 @@ class DeepCandidateGenerator:
         ``sequences`` are users' recent item ids, oldest first; ``excludes`` the items each
         user must not get (already seen, unavailable).
         """
+        ids = self.model.vocab.ids if self.model is not None else []
+        return [[DeepCandidate(ids[i], s, lp) for i, s, lp in zip(
+                    row.rows.tolist(), row.scores.tolist(), row.log_probs.tolist())]
+                for row in self.generate_rows(sequences, excludes, candidates)]
+
+    def generate_rows(self, sequences: Sequence[Sequence[str]],
+                      excludes: Sequence[Collection[str]] | None = None,
+                      candidates: int | None = None) -> list[DeepRow]:
+        """``generate`` as arrays (the scorer's batch path): no object per candidate."""
         c = candidates or self.candidates
-        out: list[list[DeepCandidate]] = [[] for _ in sequences]
+        out = [NO_CANDIDATES] * len(sequences)
         model = self.model
         if model is None or not sequences:
             return out
@@ -73,12 +82,30 @@ class DeepCandidateGenerator:
         scores = model.scores(model.user_vectors_encoded(encoded[known]))  # [users, items]
         peak = scores.max(axis=1, keepdims=True)
         log_norm = peak[:, 0] + np.log(np.exp(scores - peak).sum(axis=1))
-        ids = model.vocab.ids
-        for row, user in enumerate(known):
-            exclude = excludes[int(user)] if excludes is not None else ()
-            excluded = {r - 1 for r in model.vocab.encode(exclude)} if exclude else set()
+        index = model.vocab.index
+        for row, user in enumerate(known.tolist()):
+            exclude = excludes[user] if excludes is not None else ()
+            # Vocabulary rows are 1-based (0 is padding); score columns 0-based.
+            excluded = {index[i] - 1 for i in exclude if i in index} if exclude else set()
             best = top_k_excluding(scores[row], c, excluded)
             best_scores = scores[row, best]
-            out[int(user)] = [DeepCandidate(ids[i], s, lp) for i, s, lp in zip(
-                best.tolist(), best_scores.tolist(), (best_scores - log_norm[row]).tolist())]
+            out[user] = DeepRow(model, best, best_scores, best_scores - log_norm[row])
         return out
+
+
+@dataclass(frozen=True)
+class DeepRow:
+    """One user's candidates as arrays: ``model.vocab.ids`` rows (0-based), raw scores and
+    log-probabilities (float32), best first."""
+
+    model: object
+    rows: np.ndarray
+    scores: np.ndarray
+    log_probs: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+
+NO_CANDIDATES = DeepRow(None, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32),
+                        np.empty(0, dtype=np.float32))

@@ -125,9 +125,9 @@ def test_with_a_deep_model_the_batching_still_does_not_matter(tiny_release):
     def scorer() -> ScoreProcessor:
         processor = ScoreProcessor(settings, clock=lambda: 1.0)
         generator = DeepCandidateGenerator(model, processor.deep_candidates)
-        generate, mine = generator.generate, []
+        generate, mine = generator.generate_rows, []
         calls.append(mine)
-        generator.generate = lambda *args: mine.append(len(args[0])) or generate(*args)
+        generator.generate_rows = lambda *args: mine.append(len(args[0])) or generate(*args)
         processor.swap_deep(generator)
         return processor
 

@@ -1,0 +1,230 @@
+"""The scorer's final ranking for a whole batch of triggers at once.
+
+Each trigger brings up to three best-first lists (``consumers/ranking.py`` explains the
+fusion): the online one (a ``BlendRanker`` row, or the popularity list before a snapshot),
+the deep model's (a ``DeepRow``) and co-visitation's. ``fuse_many`` puts every list entry
+of the batch into one array, sums each item's weighted reciprocal ranks in source order
+(online, deep, co-visitation: the order ``fuse`` adds them, so the sums are the same to the
+bit), picks each trigger's top k by (-score, item id), and only then builds the
+explanation dictionaries, for the published items alone. What it returns is exactly what
+``fuse`` returns trigger by trigger (``tests/unit/consumers/test_batch_ranking.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from streamrec.consumers.ranking import RRF_K, Ranked
+from streamrec.export.candidates import NO_CANDIDATES, DeepRow
+from streamrec.online_models.blend_ranker import BlendRanker, RankedRow, RankQuery
+
+_ONLINE, _DEEP, _COVISIT = 0, 1, 2
+
+
+class ItemSlots:
+    """Item id <-> dense slot for every item any source names; ranks in id order for ties.
+
+    Each source's own item space (a ranker's, a deep vocabulary's) is mapped once and the
+    mapping kept while the source object lives in the cache.
+    """
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.index: dict[str, int] = {}
+        self._id_rank = np.empty(0, dtype=np.int64)
+        self._maps: dict[int, tuple[object, np.ndarray]] = {}
+
+    def slot(self, item_id: str) -> int:
+        slot = self.index.get(item_id)
+        if slot is None:
+            slot = self.index[item_id] = len(self.ids)
+            self.ids.append(item_id)
+        return slot
+
+    def mapping(self, owner: object, ids: Sequence[str]) -> np.ndarray:
+        """Slots of ``ids`` (the item space of ``owner``), computed once per owner."""
+        held = self._maps.get(id(owner))
+        if held is not None and held[0] is owner and held[1].shape[0] == len(ids):
+            return held[1]
+        mapped = np.fromiter((self.slot(item) for item in ids), dtype=np.int64, count=len(ids))
+        self._maps[id(owner)] = (owner, mapped)
+        return mapped
+
+    def keep_only(self, owners: Sequence[object]) -> None:
+        """Forget the mappings of sources no longer in use (their objects can go)."""
+        alive = {id(owner) for owner in owners}
+        for key in [key for key in self._maps if key not in alive]:
+            del self._maps[key]
+
+    def id_ranks(self) -> np.ndarray:
+        """Each slot's position in id order (string comparison, as ``fuse`` breaks ties)."""
+        if self._id_rank.shape[0] != len(self.ids):
+            rank = np.empty(len(self.ids), dtype=np.int64)
+            rank[sorted(range(len(self.ids)), key=self.ids.__getitem__)] = np.arange(len(self.ids))
+            self._id_rank = rank
+        return self._id_rank
+
+
+@dataclass
+class TriggerLists:
+    """One trigger's sources. ``online_row`` with its ``ranker``, or ``online_list``."""
+
+    k: int
+    online_list: Ranked = field(default_factory=list)
+    ranker: BlendRanker | None = None
+    online_row: RankedRow | None = None
+    deep: DeepRow = NO_CANDIDATES
+    covisit: list[tuple[str, float]] = field(default_factory=list)
+    # What ``rank_online`` asks the ranker for (set with ``ranker``).
+    query: RankQuery | None = None
+    excluded: np.ndarray | None = None
+    depth: int = 0
+
+    def online_length(self) -> int:
+        return len(self.online_row) if self.online_row is not None else len(self.online_list)
+
+    def online_entry(self, position: int) -> tuple[str, float, dict[str, float]]:
+        """The online list's ``position``-th entry as ``recommend_explained`` gives it."""
+        row, ranker = self.online_row, self.ranker
+        if row is None or ranker is None:
+            return self.online_list[position]
+        return (ranker.ids[int(row.slots[position])], float(row.scores[position]),
+                row.explanation(position, ranker.names))
+
+
+@dataclass(frozen=True)
+class FusionWeights:
+    online: float
+    deep: float
+    covisit: float
+
+
+def rank_online(triggers: Sequence[TriggerLists]) -> None:
+    """Fill ``online_row`` of every trigger that has a ranker: one ``rank_many`` per
+    (ranker, depth), so a batch costs array passes, not a ranking per trigger."""
+    groups: dict[tuple[int, int], list[TriggerLists]] = {}
+    for trigger in triggers:
+        if trigger.ranker is not None and trigger.query is not None:
+            groups.setdefault((id(trigger.ranker), trigger.depth), []).append(trigger)
+    for members in groups.values():
+        ranker = members[0].ranker
+        assert ranker is not None
+        rows = ranker.rank_many([m.query for m in members], members[0].depth,  # type: ignore[misc]
+                                [m.excluded for m in members])  # type: ignore[misc]
+        for member, row in zip(members, rows):
+            member.online_row = row
+
+
+def fuse_many(triggers: Sequence[TriggerLists], slots: ItemSlots, weights: FusionWeights
+              ) -> list[Ranked]:
+    """Each trigger's published top k: ``fuse`` of its lists, or its online list alone."""
+    out: list[Ranked] = [[] for _ in triggers]
+    fusing = []
+    for position, trigger in enumerate(triggers):
+        if len(trigger.deep) or trigger.covisit:
+            fusing.append(position)
+        else:  # nothing to fuse with: the online list as it is
+            out[position] = [trigger.online_entry(i)
+                             for i in range(min(trigger.k, trigger.online_length()))]
+    if not fusing:
+        return out
+    entries = _Entries()
+    for row, position in enumerate(fusing):
+        trigger = triggers[position]
+        if trigger.online_row is not None and trigger.ranker is not None:
+            online = slots.mapping(trigger.ranker, trigger.ranker.ids)[trigger.online_row.slots]
+        else:
+            online = np.fromiter((slots.slot(entry[0]) for entry in trigger.online_list),
+                                 dtype=np.int64, count=len(trigger.online_list))
+        entries.add(row, online, _ONLINE, weights.online, None)
+        deep = trigger.deep
+        if len(deep):
+            vocab = deep.model.vocab.ids  # type: ignore[attr-defined]
+            entries.add(row, slots.mapping(deep.model, vocab)[deep.rows], _DEEP, weights.deep,
+                        deep.log_probs)
+        if trigger.covisit:
+            covisit = np.fromiter((slots.slot(item) for item, _ in trigger.covisit),
+                                  dtype=np.int64, count=len(trigger.covisit))
+            entries.add(row, covisit, _COVISIT, weights.covisit,
+                        np.fromiter((score for _, score in trigger.covisit), dtype=np.float64,
+                                    count=len(trigger.covisit)))
+    limits = np.array([triggers[p].k for p in fusing], dtype=np.int64)
+    for row, picks in enumerate(entries.top(limits, slots.id_ranks())):
+        trigger = triggers[fusing[row]]
+        out[fusing[row]] = [_explained(slots.ids[slot], score, sources, trigger)
+                            for slot, score, sources in picks]
+    return out
+
+
+def _explained(item: str, score: float, sources: dict[int, tuple[int, float]],
+               trigger: TriggerLists) -> tuple[str, float, dict[str, float]]:
+    parts: dict[str, float] = {}
+    if _ONLINE in sources:
+        rank = sources[_ONLINE][0]
+        parts.update(trigger.online_entry(rank - 1)[2])
+        parts["online_rank"] = float(rank)
+    if _DEEP in sources:
+        rank, log_prob = sources[_DEEP]
+        parts.update(deep_rank=float(rank), deep_log_prob=log_prob)
+    if _COVISIT in sources:
+        rank, covisit_score = sources[_COVISIT]
+        parts.update(covisit_rank=float(rank), covisit_score=covisit_score)
+    return item, score, parts
+
+
+class _Entries:
+    """Every (trigger, item, source) of a batch, to be summed and cut in array passes."""
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[np.ndarray, ...]] = []
+
+    def add(self, row: int, slots: np.ndarray, source: int, weight: float,
+            extra: np.ndarray | None) -> None:
+        n = slots.shape[0]
+        if n == 0:
+            return
+        rank = np.arange(1, n + 1, dtype=np.int64)
+        values = weight / (RRF_K + rank.astype(np.float64))
+        # float32 log-probabilities widen exactly: the same floats ``fuse`` publishes.
+        extra_values = np.zeros(n) if extra is None else extra.astype(np.float64)
+        self._parts.append((np.full(n, row, dtype=np.int64), slots, np.full(n, source),
+                            rank, values, extra_values))
+
+    def top(self, limits: np.ndarray, id_ranks: np.ndarray
+            ) -> list[list[tuple[int, float, dict[int, tuple[int, float]]]]]:
+        """Per trigger row: (slot, fused score, {source: (rank, extra)}) of its top ``k``."""
+        row, slot, source, rank, value, extra = (np.concatenate(column)
+                                                 for column in zip(*self._parts))
+        order = np.lexsort((source, slot, row))
+        row, slot, source, rank, value, extra = (a[order] for a in (
+            row, slot, source, rank, value, extra))
+        first = np.ones(row.shape[0], dtype=bool)
+        first[1:] = (row[1:] != row[:-1]) | (slot[1:] != slot[:-1])
+        group = np.cumsum(first) - 1
+        starts = np.flatnonzero(first)
+        fused = value[starts].copy()  # the first source's term is assigned, not added
+        position = np.arange(row.shape[0]) - starts[group]
+        for later in (1, 2):
+            at = position == later
+            fused[group[at]] += value[at]
+        g_row, g_slot = row[starts], slot[starts]
+        pick = np.lexsort((id_ranks[g_slot], -fused, g_row))
+        picked_rows = g_row[pick]
+        within = np.arange(pick.shape[0]) - np.searchsorted(picked_rows, picked_rows, "left")
+        keep = pick[within < limits[picked_rows]]
+        # Only the kept items' entries go back to Python objects.
+        sizes = np.diff(np.append(starts, row.shape[0]))[keep]
+        entry = np.repeat(starts[keep] - np.cumsum(sizes) + sizes, sizes) + np.arange(
+            int(sizes.sum()))
+        source_l, rank_l, extra_l = (a[entry].tolist() for a in (source, rank, extra))
+        out: list[list] = [[] for _ in range(limits.shape[0])]
+        at = 0
+        for r, s, f, size in zip(g_row[keep].tolist(), g_slot[keep].tolist(),
+                                 fused[keep].tolist(), sizes.tolist()):
+            out[r].append((s, f, {source_l[e]: (rank_l[e], extra_l[e])
+                                  for e in range(at, at + size)}))
+            at += size
+        return out
