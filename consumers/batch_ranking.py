@@ -47,9 +47,13 @@ class ItemSlots:
     def mapping(self, owner: object, ids: Sequence[str]) -> np.ndarray:
         """Slots of ``ids`` (the item space of ``owner``), computed once per owner."""
         held = self._maps.get(id(owner))
-        if held is not None and held[0] is owner and held[1].shape[0] == len(ids):
-            return held[1]
-        mapped = np.fromiter((self.slot(item) for item in ids), dtype=np.int64, count=len(ids))
+        known = held[1] if held is not None and held[0] is owner else np.empty(0, np.int64)
+        if known.shape[0] == len(ids):
+            return known
+        # Spaces only ever append (a row keeps its id): map the new rows only.
+        new = ids[known.shape[0]:]
+        mapped = np.concatenate([known, np.fromiter((self.slot(item) for item in new),
+                                                    dtype=np.int64, count=len(new))])
         self._maps[id(owner)] = (owner, mapped)
         return mapped
 
@@ -68,28 +72,68 @@ class ItemSlots:
         return self._id_rank
 
 
+@dataclass(frozen=True)
+class CovisitRow:
+    """Co-visitation's list for a trigger: rows of the table's ``ids``, best first."""
+
+    ids: Sequence[str]  # the item-side table's ids (only ever appended to)
+    rows: np.ndarray
+    scores: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+
+NO_COVISIT = CovisitRow((), np.empty(0, dtype=np.int64), np.empty(0))
+
+
+@dataclass(frozen=True)
+class PopularityRow:
+    """The popularity list (before a partition's first snapshot) as the table's rows."""
+
+    ids: Sequence[str]  # the item-side table's ids (only ever appended to)
+    rows: np.ndarray
+    scores: np.ndarray
+    popularity: np.ndarray
+    recency: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    def entry(self, position: int) -> tuple[str, float, dict[str, float]]:
+        return (self.ids[int(self.rows[position])], float(self.scores[position]),
+                {"popularity": float(self.popularity[position]),
+                 "recency": float(self.recency[position])})
+
+
 @dataclass
 class TriggerLists:
-    """One trigger's sources. ``online_row`` with its ``ranker``, or ``online_list``."""
+    """One trigger's sources. ``online_row`` with its ``ranker``, or ``popularity``, or
+    ``online_list`` (any ranked list)."""
 
     k: int
     online_list: Ranked = field(default_factory=list)
+    popularity: PopularityRow | None = None
     ranker: BlendRanker | None = None
     online_row: RankedRow | None = None
     deep: DeepRow = NO_CANDIDATES
-    covisit: list[tuple[str, float]] = field(default_factory=list)
+    covisit: CovisitRow = NO_COVISIT
     # What ``rank_online`` asks the ranker for (set with ``ranker``).
     query: RankQuery | None = None
     excluded: np.ndarray | None = None
     depth: int = 0
 
     def online_length(self) -> int:
-        return len(self.online_row) if self.online_row is not None else len(self.online_list)
+        if self.online_row is not None:
+            return len(self.online_row)
+        return len(self.popularity) if self.popularity is not None else len(self.online_list)
 
     def online_entry(self, position: int) -> tuple[str, float, dict[str, float]]:
         """The online list's ``position``-th entry as ``recommend_explained`` gives it."""
         row, ranker = self.online_row, self.ranker
         if row is None or ranker is None:
+            if self.popularity is not None:
+                return self.popularity.entry(position)
             return self.online_list[position]
         return (ranker.ids[int(row.slots[position])], float(row.scores[position]),
                 row.explanation(position, ranker.names))
@@ -124,7 +168,7 @@ def fuse_many(triggers: Sequence[TriggerLists], slots: ItemSlots, weights: Fusio
     out: list[Ranked] = [[] for _ in triggers]
     fusing = []
     for position, trigger in enumerate(triggers):
-        if len(trigger.deep) or trigger.covisit:
+        if len(trigger.deep) or len(trigger.covisit):
             fusing.append(position)
         else:  # nothing to fuse with: the online list as it is
             out[position] = [trigger.online_entry(i)
@@ -134,8 +178,11 @@ def fuse_many(triggers: Sequence[TriggerLists], slots: ItemSlots, weights: Fusio
     entries = _Entries()
     for row, position in enumerate(fusing):
         trigger = triggers[position]
+        popularity = trigger.popularity
         if trigger.online_row is not None and trigger.ranker is not None:
             online = slots.mapping(trigger.ranker, trigger.ranker.ids)[trigger.online_row.slots]
+        elif popularity is not None:
+            online = slots.mapping(popularity.ids, popularity.ids)[popularity.rows]
         else:
             online = np.fromiter((slots.slot(entry[0]) for entry in trigger.online_list),
                                  dtype=np.int64, count=len(trigger.online_list))
@@ -145,12 +192,10 @@ def fuse_many(triggers: Sequence[TriggerLists], slots: ItemSlots, weights: Fusio
             vocab = deep.model.vocab.ids  # type: ignore[attr-defined]
             entries.add(row, slots.mapping(deep.model, vocab)[deep.rows], _DEEP, weights.deep,
                         deep.log_probs)
-        if trigger.covisit:
-            covisit = np.fromiter((slots.slot(item) for item, _ in trigger.covisit),
-                                  dtype=np.int64, count=len(trigger.covisit))
-            entries.add(row, covisit, _COVISIT, weights.covisit,
-                        np.fromiter((score for _, score in trigger.covisit), dtype=np.float64,
-                                    count=len(trigger.covisit)))
+        covisit = trigger.covisit
+        if len(covisit):
+            entries.add(row, slots.mapping(covisit.ids, covisit.ids)[covisit.rows], _COVISIT,
+                        weights.covisit, covisit.scores)
     limits = np.array([triggers[p].k for p in fusing], dtype=np.int64)
     for row, picks in enumerate(entries.top(limits, slots.id_ranks())):
         trigger = triggers[fusing[row]]

@@ -23,6 +23,9 @@ import msgspec
 
 from streamrec.consumers.partition_models import is_snapshot_key
 from streamrec.consumers.batch_ranking import (
+    NO_COVISIT,
+    CovisitRow,
+    PopularityRow,
     FusionWeights,
     ItemSlots,
     TriggerLists,
@@ -366,7 +369,8 @@ class ScoreProcessor(ProcessorDefaults):
                 lists.query = RankQuery(user_id, vector, state.recent_items, excluded)
                 version = ONLINE_MODEL_VERSION
         if lists.ranker is None:
-            lists.online_list = self.item_side.recommend_explained(depth, excluded)
+            lists.popularity = PopularityRow(
+                self.item_side.ids, *self.item_side.recommend_explained_rows(depth, excluded))
         if len(deep_row):
             version = f"{deep.model_version}+{version}"  # type: ignore[union-attr]
         return lists, version
@@ -396,15 +400,16 @@ class ScoreProcessor(ProcessorDefaults):
             del self._rankers[key]
         deep = self._deep
         model = getattr(deep, "model", None)
-        self._slots.keep_only([*self._rankers.values(), *([model] if model is not None else [])])
+        self._slots.keep_only([*self._rankers.values(), self.item_side.ids,
+                               *([model] if model is not None else [])])
 
-    def _covisited(self, k: int, excluded: set[str], state: UserState | None
-                   ) -> list[tuple[str, float]]:
+    def _covisited(self, k: int, excluded: set[str], state: UserState | None) -> CovisitRow:
         """Co-visitation candidates from the trigger's own recent items (fresher than ours)."""
         if self.settings.covisit_weight <= 0 or state is None or not state.recent_items:
-            return []
-        return self.item_side.recommend_context(state.recent_items,
-                                                self._fusion_depth(k), excluded)
+            return NO_COVISIT
+        rows, scores = self.item_side.recommend_context_rows(
+            state.recent_items, self._fusion_depth(k), excluded)
+        return CovisitRow(self.item_side.ids, rows, scores)
 
     @property
     def deep_candidates(self) -> int:

@@ -22,8 +22,11 @@ from typing import Collection, Sequence
 import numpy as np
 
 from streamrec.export.serving import OnnxSequenceModel, top_k_excluding
+from streamrec.online_models.blend_ranker import top_k_rows
 
 NO_MODEL = "none"
+# Up to this many items a batch selects its top-C in one array pass (above, per row).
+ARRAY_TOP_K_ITEMS = 20_000
 
 
 @dataclass(frozen=True)
@@ -83,11 +86,23 @@ class DeepCandidateGenerator:
         peak = scores.max(axis=1, keepdims=True)
         log_norm = peak[:, 0] + np.log(np.exp(scores - peak).sum(axis=1))
         index = model.vocab.index
-        for row, user in enumerate(known.tolist()):
-            exclude = excludes[user] if excludes is not None else ()
-            # Vocabulary rows are 1-based (0 is padding); score columns 0-based.
-            excluded = {index[i] - 1 for i in exclude if i in index} if exclude else set()
-            best = top_k_excluding(scores[row], c, excluded)
+        users = known.tolist()
+        # Vocabulary rows are 1-based (0 is padding); score columns 0-based.
+        excluded = [[index[i] - 1 for i in excludes[user] if i in index]
+                    if excludes is not None and excludes[user] else [] for user in users]
+        if scores.shape[1] <= ARRAY_TOP_K_ITEMS and np.isfinite(scores).all():
+            # One array pass for the batch: the same picks and order as top_k_excluding
+            # (best finite outside the exclusions, ties by lower index).
+            masked = scores.copy()
+            for row, rows in enumerate(excluded):
+                masked[row, rows] = -np.inf
+            picked_rows, picked_cols = top_k_rows(masked, c)
+            bounds = np.searchsorted(picked_rows, np.arange(len(users) + 1))
+            bests = [picked_cols[bounds[row]:bounds[row + 1]] for row in range(len(users))]
+        else:  # a big catalogue: each row's pruned selection reads less
+            bests = [top_k_excluding(scores[row], c, set(rows))
+                     for row, rows in enumerate(excluded)]
+        for row, (user, best) in enumerate(zip(users, bests)):
             best_scores = scores[row, best]
             out[user] = DeepRow(model, best, best_scores, best_scores - log_norm[row])
         return out

@@ -130,9 +130,14 @@ class ItemSideTable:
         self._by_partition: dict[int, set[str]] = {}
         self._cells: Counter[int] = Counter()  # held events per grid cell of event time
         self._reference_cell: int | None = None
-        # Derived arrays for ranking, rebuilt after a change (once per scorer batch).
+        # Derived arrays for ranking: rebuilt after a rebase or a new item, else only the
+        # items a state changed are refreshed (the same float conversions, far fewer).
         self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._dirty: set[int] = set()
         self._id_rank: np.ndarray | None = None
+        # Co-visitation rows as arrays, built on first use and then kept up to date: a
+        # scorer reads the rows of every trigger's recent items, which states keep changing.
+        self._pair_arrays: dict[int, _PairRow] = {}
 
     # -- updates ---------------------------------------------------------------------------
     def apply(self, partition: int, record_offset: int, state: UserState) -> bool:
@@ -216,17 +221,25 @@ class ItemSideTable:
     def recommend_explained(self, k: int, exclude: Collection[str] = ()
                             ) -> list[tuple[str, float, dict[str, float]]]:
         """Top-k by blended popularity and recency, with both components (each max 1)."""
+        top, blended, pop, rec = self.recommend_explained_rows(k, exclude)
+        ids = self._ids
+        return [(ids[i], score, {"popularity": p, "recency": r})
+                for i, score, p, r in zip(top.tolist(), blended.tolist(), pop.tolist(),
+                                          rec.tolist())]
+
+    def recommend_explained_rows(self, k: int, exclude: Collection[str] = ()
+                                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``recommend_explained`` as arrays: rows of ``ids``, blended score, popularity and
+        recency of each (the scorer explains only the items it publishes)."""
         if k <= 0 or not self._ids:
-            return []
+            empty = np.empty(0)
+            return np.empty(0, dtype=np.int64), empty, empty, empty
         counts, decayed, held = self._derived()
         popularity = counts / counts.max() if counts.max() > 0 else counts
         recency = decayed / decayed.max() if decayed.max() > 0 else decayed
         blended = self.popularity_weight * popularity + self.recency_weight * recency
         top = self._top(np.where(held, blended, -np.inf), k, exclude)
-        pop, rec = popularity[top].tolist(), recency[top].tolist()
-        ids = self._ids
-        return [(ids[i], score, {"popularity": p, "recency": r})
-                for i, score, p, r in zip(top.tolist(), blended[top].tolist(), pop, rec)]
+        return top, blended[top], popularity[top], recency[top]
 
     def recommend_context(self, recent_items: Sequence[str], k: int,
                           exclude: Collection[str] = ()) -> Ranking:
@@ -235,11 +248,22 @@ class ItemSideTable:
         A score is ``sum_j C[j, i] / sqrt(n_j * n_i)`` over the context's last ``recent``
         distinct items that some user holds.
         """
+        top, scores = self.recommend_context_rows(recent_items, k, exclude)
+        ids = self._ids
+        return [(ids[i], score) for i, score in zip(top.tolist(), scores.tolist())]
+
+    def recommend_context_rows(self, recent_items: Sequence[str], k: int,
+                               exclude: Collection[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """``recommend_context`` as (rows of ``ids``, scores): the scorer's batch path."""
         scores = self.score_context(recent_items)
         scores[scores <= 0.0] = -np.inf  # no evidence is no recommendation
         top = self._top(scores, k, exclude)
-        ids = self._ids
-        return [(ids[i], score) for i, score in zip(top.tolist(), scores[top].tolist())]
+        return top, scores[top]
+
+    @property
+    def ids(self) -> list[str]:
+        """Item id of each row (rows only ever append: a row keeps its id)."""
+        return self._ids
 
     def score_context(self, recent_items: Sequence[str]) -> np.ndarray:
         """Co-visitation score of every indexed item for a context (a fresh array)."""
@@ -249,11 +273,15 @@ class ItemSideTable:
         # Only held items vote: whether an unheld id is still indexed depends on history.
         known = [index[i] for i in recent_items if i in index and raw[index[i]] > 0]
         for other in list(dict.fromkeys(reversed(known)))[: self.recent]:
-            row = self._pairs.get(other)
-            if not row:
-                continue
-            neighbours = np.fromiter(row.keys(), dtype=np.int64, count=len(row))
-            weights = np.fromiter(row.values(), dtype=np.float64, count=len(row))
+            arrays = self._pair_arrays.get(other)
+            if arrays is None:
+                row = self._pairs.get(other)
+                if not row:
+                    continue
+                arrays = self._pair_arrays[other] = _PairRow(row)
+            # Each neighbour once, so the order of the row (and its zero counts) cannot
+            # change a sum: the same scores as reading the dictionary.
+            neighbours, weights = arrays.arrays()
             scores[neighbours] += weights / math.sqrt(raw[other])
         return scores / np.sqrt(np.maximum(counts, 1.0))
 
@@ -281,12 +309,20 @@ class ItemSideTable:
         return self._id_rank
 
     def _derived(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self._arrays is None:
-            n = len(self._ids)
+        arrays, n = self._arrays, len(self._ids)
+        if arrays is not None and arrays[0].shape[0] == n and self._dirty:
+            # In place: only the two rankers here read them, each within one call.
+            counts, decayed, held = arrays
+            rows = np.fromiter(self._dirty, dtype=np.int64, count=len(self._dirty))
+            counts[rows] = [self._counts[i] for i in rows.tolist()]
+            decayed[rows] = [float(self._decayed[i]) for i in rows.tolist()]
+            held[rows] = (counts[rows] > 0) | (decayed[rows] > 0)
+        elif arrays is None or arrays[0].shape[0] != n:
             counts = np.fromiter(self._counts, dtype=np.float64, count=n)
             decayed = np.fromiter(self._decayed, dtype=np.float64, count=n)
-            self._arrays = (counts, decayed, (counts > 0) | (decayed > 0))
-        return self._arrays
+            arrays = self._arrays = (counts, decayed, (counts > 0) | (decayed > 0))
+        self._dirty.clear()
+        return arrays
 
     # -- the aggregate -------------------------------------------------------------------------
     def _set(self, user_id: str, partition: int, offset: int, state: UserState) -> None:
@@ -310,7 +346,6 @@ class ItemSideTable:
     def _update(self, held: _Held, seen: list[str], events: list[Event],
                 event_count: int) -> None:
         """Move ``held``'s contribution to the one of (seen, events), and store it."""
-        self._arrays = None
         old_seen, old_events = held.seen, held.events
         dropped = _shift(old_seen, seen, old_seen.index(seen[0]) if seen and seen[0]
                          in old_seen else len(old_seen))
@@ -337,17 +372,22 @@ class ItemSideTable:
             self._reference_cell = reference
             self._rebase()
             return
-        decayed, weight = self._decayed, self._weight
+        decayed, weight, dirty = self._decayed, self._weight, self._dirty
         for item, ts in removed:
-            decayed[self._index[item]] -= weight(ts)
+            i = self._index[item]
+            decayed[i] -= weight(ts)
+            dirty.add(i)
         for item, ts in added:
-            decayed[self._item(item)] += weight(ts)
+            i = self._item(item)
+            decayed[i] += weight(ts)
+            dirty.add(i)
 
     def _remove_seen(self, seen: list[str], dropped: int) -> None:
         index, counts, window = self._index, self._counts, self.window
         for a in range(dropped):
             i = index[seen[a]]
             counts[i] -= 1
+            self._dirty.add(i)
             for b in range(a + 1, min(a + 1 + window, len(seen))):
                 self._pair(i, index[seen[b]], -1)
 
@@ -356,10 +396,12 @@ class ItemSideTable:
         for b in range(kept, len(seen)):
             i = self._item(seen[b])
             counts[i] += 1
+            self._dirty.add(i)
             for a in range(max(0, b - window), b):
                 self._pair(self._index[seen[a]], i, 1)
 
     def _pair(self, i: int, j: int, delta: int) -> None:
+        arrays = self._pair_arrays
         for a, b in ((i, j), (j, i)):
             row = self._pairs.setdefault(a, {})
             n = row.get(b, 0) + delta
@@ -369,6 +411,10 @@ class ItemSideTable:
                 del row[b]  # a zero count is no pair: what is held is a function of the states
                 if not row:
                     del self._pairs[a]
+                    arrays.pop(a, None)
+            held = arrays.get(a)
+            if held is not None:
+                held.add(b, delta)
 
     def _weight(self, ts: float) -> int:
         assert self._reference_cell is not None
@@ -385,6 +431,7 @@ class ItemSideTable:
                 for item, ts in held.events:
                     decayed[index[item]] += weight(ts)
         self._decayed = decayed
+        self._arrays = None
 
     def _item(self, item_id: str) -> int:
         i = self._index.get(item_id)
@@ -401,6 +448,35 @@ class ItemSideTable:
             users.discard(user_id)
             if not users:
                 del self._by_partition[partition]
+
+
+class _PairRow:
+    """One item's co-visitation counts as growing arrays (a count may drop to zero)."""
+
+    __slots__ = ("position", "neighbours", "counts", "size")
+
+    def __init__(self, row: dict[int, int]) -> None:
+        self.size = len(row)
+        self.position = {neighbour: p for p, neighbour in enumerate(row)}
+        capacity = max(8, 2 * self.size)
+        self.neighbours = np.zeros(capacity, dtype=np.int64)
+        self.counts = np.zeros(capacity, dtype=np.float64)
+        self.neighbours[:self.size] = list(row)
+        self.counts[:self.size] = list(row.values())
+
+    def add(self, neighbour: int, delta: int) -> None:
+        p = self.position.get(neighbour)
+        if p is None:
+            p = self.position[neighbour] = self.size
+            if p == self.neighbours.shape[0]:
+                self.neighbours = np.concatenate([self.neighbours, np.zeros_like(self.neighbours)])
+                self.counts = np.concatenate([self.counts, np.zeros_like(self.counts)])
+            self.neighbours[p] = neighbour
+            self.size += 1
+        self.counts[p] += delta
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.neighbours[:self.size], self.counts[:self.size]
 
 
 def _shift(old: list, new: list, dropped: int) -> int:

@@ -7,7 +7,13 @@ import random
 import numpy as np
 import pytest
 
-from streamrec.consumers.batch_ranking import FusionWeights, ItemSlots, TriggerLists, fuse_many
+from streamrec.consumers.batch_ranking import (
+    CovisitRow,
+    FusionWeights,
+    ItemSlots,
+    TriggerLists,
+    fuse_many,
+)
 from streamrec.consumers.ranking import fuse
 from streamrec.export.candidates import NO_CANDIDATES, DeepCandidate, DeepRow
 
@@ -22,7 +28,8 @@ class FakeModel:
         self.vocab = FakeVocab(ids)
 
 
-def random_trigger(rng: random.Random, model: FakeModel) -> tuple[TriggerLists, list]:
+def random_trigger(rng: random.Random, model: FakeModel
+                   ) -> tuple[TriggerLists, list, list[tuple[str, float]]]:
     items = [f"i{n}" for n in range(60)]
     k = rng.choice([1, 3, 10, 40])
     online = [(item, rng.random(), {"popularity": rng.random(), "recency": 0.5})
@@ -32,9 +39,13 @@ def random_trigger(rng: random.Random, model: FakeModel) -> tuple[TriggerLists, 
     log_probs = np.array([-rng.random() * 5 for _ in deep_rows], dtype=np.float32)
     deep = (DeepRow(model, deep_rows, log_probs, log_probs) if len(deep_rows) else NO_CANDIDATES)
     covisit = [(item, rng.random()) for item in rng.sample(items, rng.choice([0, 4, 20]))]
+    table = [f"i{n}" for n in range(59, -1, -1)]  # the item side's own row order
+    rows = np.array([table.index(item) for item, _ in covisit], dtype=np.int64)
+    row = CovisitRow(table, rows, np.array([score for _, score in covisit]))
     candidates = [DeepCandidate(model.vocab.ids[r], float(lp), float(lp))
                   for r, lp in zip(deep_rows.tolist(), log_probs.tolist())]
-    return TriggerLists(k=k, online_list=online, deep=deep, covisit=covisit), candidates
+    return (TriggerLists(k=k, online_list=online, deep=deep, covisit=row), candidates,
+            covisit)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -44,12 +55,12 @@ def test_fuse_many_is_fuse_of_every_trigger(seed: int) -> None:
     weights = FusionWeights(online=1.0, deep=rng.choice([0.5, 1.0]), covisit=1.0)
     triggers, expected = [], []
     for _ in range(50):
-        trigger, candidates = random_trigger(rng, model)
+        trigger, candidates, covisit = random_trigger(rng, model)
         triggers.append(trigger)
-        if candidates or trigger.covisit:
+        if candidates or covisit:
             expected.append(fuse(trigger.online_list, candidates, trigger.k,
                                  online_weight=weights.online, deep_weight=weights.deep,
-                                 covisit=trigger.covisit, covisit_weight=weights.covisit))
+                                 covisit=covisit, covisit_weight=weights.covisit))
         else:
             expected.append(trigger.online_list[:trigger.k])
     got = fuse_many(triggers, ItemSlots(), weights)
@@ -59,7 +70,8 @@ def test_fuse_many_is_fuse_of_every_trigger(seed: int) -> None:
 
 def test_ties_break_by_item_id_as_fuse_does() -> None:
     # Two items each ranked first by one source with equal weights: the same score.
-    trigger = TriggerLists(k=2, online_list=[("b", 1.0, {})], covisit=[("a", 0.3)])
+    covisit = CovisitRow(["a"], np.array([0]), np.array([0.3]))
+    trigger = TriggerLists(k=2, online_list=[("b", 1.0, {})], covisit=covisit)
     expected = fuse([("b", 1.0, {})], [], 2, covisit=[("a", 0.3)])
     assert [item for item, _, _ in expected] == ["a", "b"]
     assert fuse_many([trigger], ItemSlots(), FusionWeights(1.0, 1.0, 1.0)) == [expected]
