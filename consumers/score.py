@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import msgspec
 
@@ -59,6 +59,9 @@ from streamrec.messages import (  # noqa: F401
 from streamrec.processor import ProcessorDefaults
 from streamrec.records import Output, ProcessResult, Record
 
+if TYPE_CHECKING:
+    from streamrec.metrics.registry import MetricsRegistry
+
 log = logging.getLogger(__name__)
 
 POPULARITY_MODEL_VERSION = "popularity"
@@ -66,6 +69,9 @@ ONLINE_MODEL_VERSION = "online-blend"
 # Item ids the batch ranking keeps slots for before starting afresh: far above a real
 # catalogue, a bound on what hostile ids can make it hold.
 MAX_ITEM_SLOTS = 2_000_000
+# Freshness spans milliseconds (a scorer keeping up) to many seconds (one falling behind).
+FRESHNESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                     60.0)
 
 
 _request_decoder = msgspec.json.Decoder(RecommendationRequest)
@@ -112,9 +118,20 @@ class ScoreProcessor(ProcessorDefaults):
         self.stale_embedding_states = 0
         # Online hit-rate of what we publish, and drift messages on ``models`` when it drops.
         self.drift = ScoreDriftReporter(settings, clock)
+        # Click produced -> recommendation published, once ``bind_metrics`` gives a registry.
+        self._freshness: object | None = None
         # Batch ranking: a view per snapshot in use, and one item-slot space for fusing.
         self._rankers: dict[int, BlendRanker] = {}
         self._slots = ItemSlots()
+
+    def bind_metrics(self, registry: "MetricsRegistry") -> None:
+        """Expose ``streamrec_recommendation_freshness_seconds`` and the drift metrics."""
+        self._freshness = registry.histogram(
+            "streamrec_recommendation_freshness_seconds",
+            "Time from the click's produce timestamp (carried on its user-state) to the "
+            "recommendation it triggered being encoded for publishing; event triggers only.",
+            buckets=FRESHNESS_BUCKETS)
+        self.drift.bind_metrics(registry)
 
     # -- state lifecycle -------------------------------------------------------------------
     def restore(self, partition: int, changelog: Iterable[Record]) -> int:
@@ -587,6 +604,8 @@ class ScoreProcessor(ProcessorDefaults):
                  ranked: list[tuple[str, float, dict[str, float]]], event_ts: float,
                  started: float, produced_ms: int, version: str) -> Output:
         now = self._clock()
+        if produced_ms > 0 and kind == "event" and self._freshness is not None:
+            self._freshness.observe(max(now - produced_ms / 1000.0, 0.0))  # type: ignore[attr-defined]
         message = Recommendation(
             user_id=user_id, trigger_id=trigger_id, trigger_kind=kind,
             model_version=version,

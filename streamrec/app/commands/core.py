@@ -148,7 +148,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     processor = ScoreProcessor(settings)
     registry = MetricsRegistry()
-    processor.drift.bind_metrics(registry)  # online hit-rate and drift detections
+    processor.bind_metrics(registry)  # freshness, online hit-rate and drift detections
 
     def on_model(model, message) -> None:  # type: ignore[no-untyped-def]
         # Loaded, verified and warmed on the follower's thread: this is one assignment.
