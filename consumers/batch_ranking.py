@@ -197,26 +197,27 @@ def fuse_many(triggers: Sequence[TriggerLists], slots: ItemSlots, weights: Fusio
             entries.add(row, slots.mapping(covisit.ids, covisit.ids)[covisit.rows], _COVISIT,
                         weights.covisit, covisit.scores)
     limits = np.array([triggers[p].k for p in fusing], dtype=np.int64)
+    ids = slots.ids
     for row, picks in enumerate(entries.top(limits, slots.id_ranks())):
         trigger = triggers[fusing[row]]
-        out[fusing[row]] = [_explained(slots.ids[slot], score, sources, trigger)
-                            for slot, score, sources in picks]
+        out[fusing[row]] = [_explained(ids[slot], score, ranks, extras, trigger)
+                            for slot, score, ranks, extras in picks]
     return out
 
 
-def _explained(item: str, score: float, sources: dict[int, tuple[int, float]],
-               trigger: TriggerLists) -> tuple[str, float, dict[str, float]]:
+def _explained(item: str, score: float, ranks: tuple[int, int, int],
+               extras: tuple[float, float, float], trigger: TriggerLists
+               ) -> tuple[str, float, dict[str, float]]:
+    """``fuse``'s explanation: rank 0 is a source that did not list the item."""
+    online_rank, deep_rank, covisit_rank = ranks
     parts: dict[str, float] = {}
-    if _ONLINE in sources:
-        rank = sources[_ONLINE][0]
-        parts.update(trigger.online_entry(rank - 1)[2])
-        parts["online_rank"] = float(rank)
-    if _DEEP in sources:
-        rank, log_prob = sources[_DEEP]
-        parts.update(deep_rank=float(rank), deep_log_prob=log_prob)
-    if _COVISIT in sources:
-        rank, covisit_score = sources[_COVISIT]
-        parts.update(covisit_rank=float(rank), covisit_score=covisit_score)
+    if online_rank:
+        parts.update(trigger.online_entry(online_rank - 1)[2])
+        parts["online_rank"] = float(online_rank)
+    if deep_rank:
+        parts.update(deep_rank=float(deep_rank), deep_log_prob=extras[_DEEP])
+    if covisit_rank:
+        parts.update(covisit_rank=float(covisit_rank), covisit_score=extras[_COVISIT])
     return item, score, parts
 
 
@@ -239,8 +240,9 @@ class _Entries:
                             rank, values, extra_values))
 
     def top(self, limits: np.ndarray, id_ranks: np.ndarray
-            ) -> list[list[tuple[int, float, dict[int, tuple[int, float]]]]]:
-        """Per trigger row: (slot, fused score, {source: (rank, extra)}) of its top ``k``."""
+            ) -> list[list[tuple[int, float, tuple, tuple]]]:
+        """Per trigger row, its top ``k``: (slot, fused score, each source's rank, each
+        source's extra), sources in ``_ONLINE, _DEEP, _COVISIT`` order."""
         row, slot, source, rank, value, extra = (np.concatenate(column)
                                                  for column in zip(*self._parts))
         order = np.lexsort((source, slot, row))
@@ -260,16 +262,18 @@ class _Entries:
         picked_rows = g_row[pick]
         within = np.arange(pick.shape[0]) - np.searchsorted(picked_rows, picked_rows, "left")
         keep = pick[within < limits[picked_rows]]
-        # Only the kept items' entries go back to Python objects.
-        sizes = np.diff(np.append(starts, row.shape[0]))[keep]
-        entry = np.repeat(starts[keep] - np.cumsum(sizes) + sizes, sizes) + np.arange(
-            int(sizes.sum()))
-        source_l, rank_l, extra_l = (a[entry].tolist() for a in (source, rank, extra))
+        # Each kept item's rank and extra per source (0: not listed), as Python values.
+        kept_ranks = np.zeros((3, keep.shape[0]), dtype=np.int64)
+        kept_extras = np.zeros((3, keep.shape[0]))
+        place = np.full(starts.shape[0], -1, dtype=np.int64)
+        place[keep] = np.arange(keep.shape[0])
+        where = place[group]
+        listed = where >= 0
+        kept_ranks[source[listed], where[listed]] = rank[listed]
+        kept_extras[source[listed], where[listed]] = extra[listed]
         out: list[list] = [[] for _ in range(limits.shape[0])]
-        at = 0
-        for r, s, f, size in zip(g_row[keep].tolist(), g_slot[keep].tolist(),
-                                 fused[keep].tolist(), sizes.tolist()):
-            out[r].append((s, f, {source_l[e]: (rank_l[e], extra_l[e])
-                                  for e in range(at, at + size)}))
-            at += size
+        for r, s, f, ranks, extras in zip(g_row[keep].tolist(), g_slot[keep].tolist(),
+                                          fused[keep].tolist(), zip(*kept_ranks.tolist()),
+                                          zip(*kept_extras.tolist())):
+            out[r].append((s, f, ranks, extras))
         return out
