@@ -52,7 +52,7 @@ ML100K = Path("/work/shared/data/ml-100k/u.data")
 EVENTS_ENV = "STREAMREC_SCALE_OUT_EVENTS"
 ACCEPTANCE_EVENTS = 20_000
 # CI-sized default: see the README note of the branch for timings at both sizes.
-DEFAULT_EVENTS = 20_000
+DEFAULT_EVENTS = 5_000
 K = 10
 NDCG_BOUND = 0.002  # issue 12's acceptance: 1 vs 3 scorers within this
 # Small scorer batches: many polls, transactions and commits, so a kill lands mid-stream

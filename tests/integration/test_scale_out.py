@@ -1,6 +1,6 @@
 """Scale-out equivalence on a real broker (issue 12): 1 scorer and 3 scorers, same changelog.
 
-ML-100K's first ``STREAMREC_SCALE_OUT_EVENTS`` events (20,000 for the acceptance) go
+ML-100K's first ``STREAMREC_SCALE_OUT_EVENTS`` events (5,000 by default; 20,000 for the acceptance) go
 through one ingest into 4 partitions; one scorer and then three scorers (a fresh group
 each, ``streamrec score`` processes, batches of 10) read that very changelog. Both must
 answer every trigger exactly once in ``read_committed`` output, and their prequential
