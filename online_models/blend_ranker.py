@@ -1,5 +1,8 @@
 """Many users ranked at once by one frozen ``OnlineBlend`` (the scorer's batch-first path).
 
+It reads the three components' tables directly (same package, read-only): the point is to
+share their item-side work across users, which their one-user methods cannot.
+
 The scorer holds a periodic snapshot of each partition's blend and never learns into it, so
 everything about the items (the FM's item-side terms, the recency order, the id spaces) is
 computed once per snapshot, and a batch of triggers costs one matrix-vector product per
@@ -179,8 +182,10 @@ class BlendRanker:
             lists.append((rows, (self._emb_to, self._fm_to, self._rec_to)[component][local]))
         return self._fused(len(queries), lists, k)
 
-    def _chunks(self, m: int, n: int) -> range:
-        return range(0, m, max(1, _ROW_CHUNK_ELEMENTS // max(n, 1)))
+    @staticmethod
+    def _row_step(n: int) -> int:
+        """Rows per array pass over ``n`` items (memory stays bounded at any catalogue)."""
+        return max(1, _ROW_CHUNK_ELEMENTS // max(n, 1))
 
     def _embedding_lists(self, queries: Sequence[RankQuery], excluded: Sequence[np.ndarray],
                          depth: int) -> tuple[np.ndarray, np.ndarray]:
@@ -188,7 +193,7 @@ class BlendRanker:
         base, vectors = self._emb_base, self._emb_vectors
         n, back = base.shape[0], self._from[0]
         out_rows, out_cols = [], []
-        step = self._chunks(len(queries), n).step
+        step = self._row_step(n)
         for start in range(0, len(queries), step):
             chunk = queries[start:start + step]
             scores = np.empty((len(chunk), n), dtype=np.float64)
@@ -216,7 +221,7 @@ class BlendRanker:
         items_only, item_sum = self._fm_items_only, self._fm_item_sum
         n, back = items_only.shape[0], self._from[1]
         out_rows, out_cols = [], []
-        step = self._chunks(len(queries), n).step
+        step = self._row_step(n)
         for start in range(0, len(queries), step):
             chunk = queries[start:start + step]
             scores = np.empty((len(chunk), n), dtype=np.float64)
@@ -250,7 +255,7 @@ class BlendRanker:
                 by_take.setdefault(take, []).append(row)
         out_rows, out_cols = [], []
         for take, members in by_take.items():
-            step = max(1, _ROW_CHUNK_ELEMENTS // max(n, 1))
+            step = self._row_step(n)
             for start in range(0, len(members), step):
                 rows = np.asarray(members[start:start + step], dtype=np.int64)
                 scores = np.repeat(blended[None, :], rows.shape[0], axis=0)
