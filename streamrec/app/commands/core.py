@@ -147,7 +147,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from streamrec.app.services import score_service
     settings = settings_from_args(args)
     processor = ScoreProcessor(settings)
-    registry = MetricsRegistry()
+    registry = MetricsRegistry(process_metrics=True)
     processor.drift.bind_metrics(registry)  # online hit-rate and drift detections
 
     def on_model(model, message) -> None:  # type: ignore[no-untyped-def]
@@ -176,7 +176,7 @@ def _serve(service: str, args: argparse.Namespace, settings: Settings,
 
     configure_logging(settings.log_level, fmt=args.log_format)
     # A service may bring its own registry, holding metrics its processor keeps itself.
-    registry = registry if registry is not None else MetricsRegistry()
+    registry = registry if registry is not None else MetricsRegistry(process_metrics=True)
     metrics = service_metrics(registry, service)
     instance_id = args.instance_id or os.environ.get("HOSTNAME") or socket.gethostname()
     runner = build(settings, instance_id, metrics=metrics,
