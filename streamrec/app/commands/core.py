@@ -143,16 +143,18 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from streamrec.consumers.model_follower import ModelFollower
     from streamrec.consumers.score import ScoreProcessor
     from streamrec.export.candidates import DeepCandidateGenerator
-    from streamrec.metrics import MetricsRegistry
+    from streamrec.metrics import MetricsRegistry, ModelInfo
     from streamrec.app.services import score_service
     settings = settings_from_args(args)
     processor = ScoreProcessor(settings)
     registry = MetricsRegistry(process_metrics=True)
     processor.drift.bind_metrics(registry)  # online hit-rate and drift detections
+    model_info = ModelInfo(registry, "score")
 
     def on_model(model, message) -> None:  # type: ignore[no-untyped-def]
         # Loaded, verified and warmed on the follower's thread: this is one assignment.
         processor.swap_deep(DeepCandidateGenerator(model, processor.deep_candidates))
+        model_info.set(model.version, "deep_onnx")
         log.info("deep model serving", extra={"version": model.version})
 
     def on_reject(version: str, reason: str) -> None:
