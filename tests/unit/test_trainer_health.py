@@ -83,3 +83,35 @@ def test_trainer_serves_health_readiness_and_run_metrics() -> None:
         service.stopping = True
         assert _get(f"{server.url}/healthz")[0] == 503
         assert _get(f"{server.url}/readyz")[0] == 503
+
+
+def test_train_command_wires_the_endpoint_on_metrics_port() -> None:
+    import dataclasses
+    import socket
+
+    from streamrec.app.commands.train import _health_endpoint
+    from streamrec.config import Settings
+
+    @dataclass
+    class Service(FakeService):
+        on_run: object = None
+        on_started: object = None
+
+    with socket.socket() as probe:  # a free port: 0 means "no endpoint" to the setting
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = Settings()
+    assert _health_endpoint(dataclasses.replace(base, metrics_port=0), Service()) is None
+    service = Service()
+    server = _health_endpoint(
+        dataclasses.replace(base, metrics_port=port, metrics_host="127.0.0.1"), service)
+    assert server is not None
+    try:
+        assert callable(service.on_run) and callable(service.on_started)
+        service.started.set()
+        service.on_started("v000007")  # type: ignore[operator]
+        status, text = _get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200 and 'version="v000007"' in text
+        assert _get(f"http://127.0.0.1:{port}/readyz")[0] == 200
+    finally:
+        server.close()
