@@ -1,4 +1,4 @@
-"""Dependency-free Prometheus metrics for the streamrec services.
+"""Prometheus metrics for the streamrec services, on prometheus_client (the serve extra).
 
 - ``registry``: ``Counter``, ``Gauge``, ``Histogram`` and ``MetricsRegistry`` (text format 0.0.4);
 - ``server``: ``MetricsServer`` serving ``/metrics``, ``/healthz`` and ``/readyz``;
