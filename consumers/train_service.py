@@ -46,8 +46,15 @@ class TrainerService:
 
     def __init__(self, settings: Settings, trainer: Trainer, *, interval_s: float = 3600.0,
                  every_events: int = 50_000, poll_s: float = 5.0,
-                 drift_signal: Callable[[], bool] | None = None) -> None:
+                 drift_signal: Callable[[], bool] | None = None,
+                 on_run: Callable[[TrainingOutcome | None], None] | None = None) -> None:
         self.settings = settings
+        # Told of every run of ``run()``: its outcome, or None when it raised (metrics).
+        self.on_run = on_run
+        # Set once ``run()`` has reached the broker and read the current model: readiness;
+        # ``on_started`` is then told that model's version (None: no model yet).
+        self.started = threading.Event()
+        self.on_started: Callable[[str | None], None] | None = None
         self.trainer = trainer
         self.interval_s, self.every_events, self.poll_s = interval_s, every_events, poll_s
         self.drift_signal = drift_signal
@@ -62,6 +69,10 @@ class TrainerService:
 
     def stop(self) -> None:
         self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     def close(self) -> None:
         self._consumer.close()
@@ -201,6 +212,9 @@ class TrainerService:
         serving model is never touched by it."""
         message = self.read_current_message()
         self.current = self.trainer.load_current(message) if message else None
+        self.started.set()
+        if self.on_started is not None:
+            self.on_started(None if self.current is None else self.current.version)
         last_run, last_total = time.monotonic(), None if self.current is None else sum(
             self.end_offsets().values())
         while not self._stop.is_set():
@@ -213,11 +227,14 @@ class TrainerService:
                        or total - (last_total or 0) >= self.every_events
                        or (self.drift_signal is not None and self.drift_signal()))
             if due:
+                outcome: TrainingOutcome | None = None
                 try:
-                    self.run_once(ends)
+                    outcome = self.run_once(ends)
                 except Exception as exc:  # noqa: BLE001 - one bad run must not end the service
                     if kafka_clients.is_fatal(exc):
                         raise  # refused credentials or ACLs: every later run would fail too
                     log.exception("training run failed; retrying at the next trigger")
+                if self.on_run is not None:
+                    self.on_run(outcome)
                 last_run, last_total = time.monotonic(), total
             self._stop.wait(self.poll_s)

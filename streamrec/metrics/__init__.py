@@ -1,8 +1,9 @@
-"""Dependency-free Prometheus metrics for the streamrec services.
+"""Prometheus metrics for the streamrec services, on prometheus_client (the serve extra).
 
 - ``registry``: ``Counter``, ``Gauge``, ``Histogram`` and ``MetricsRegistry`` (text format 0.0.4);
 - ``server``: ``MetricsServer`` serving ``/metrics``, ``/healthz`` and ``/readyz``;
-- ``service``: ``service_metrics`` — the standard set every consumer exposes.
+- ``service``: ``service_metrics`` — the standard set every consumer exposes;
+- ``model_info``: ``ModelInfo`` — ``streamrec_model_info{version,kind}``, the current model.
 
 Typical wiring at a service's edge::
 
@@ -27,6 +28,7 @@ from streamrec.metrics.registry import (
     MetricFamily,
     MetricsRegistry,
 )
+from streamrec.metrics.model_info import ModelInfo
 from streamrec.metrics.server import HealthCheck, HealthResult, MetricsServer
 from streamrec.metrics.service import (
     KNOWN_REJECT_REASONS,
@@ -38,6 +40,6 @@ from streamrec.metrics.service import (
 __all__ = [
     "CONTENT_TYPE", "LATENCY_BUCKETS", "KNOWN_REJECT_REASONS",
     "Counter", "CounterChild", "Gauge", "GaugeChild", "Histogram", "HistogramChild",
-    "MetricFamily", "MetricsRegistry", "MetricsServer", "HealthCheck", "HealthResult",
+    "MetricFamily", "MetricsRegistry", "ModelInfo", "MetricsServer", "HealthCheck", "HealthResult",
     "BoundFamily", "ServiceMetrics", "service_metrics",
 ]

@@ -1,10 +1,13 @@
 """Metric families (counter, gauge, histogram) and the registry that renders them.
 
-Why our own: the services need a dozen series and a ``/healthz``; ``prometheus_client``
-would be one more dependency in the serving image for that. The hot path binds a child
-once (``counter.labels(reason="schema")``) and then only pays a lock and an add per call.
-The text is exposition format 0.0.4. Never put a user id in a label: one series per user
-would grow without bound.
+Backed by ``prometheus_client``: the standard text exposition (``generate_latest``) and,
+per registry, the process and platform collectors (CPU seconds, resident memory, open
+file descriptors, start time, Python version) for free. This module keeps the small API
+the services were written against (``registry.counter(...).labels(reason=...).inc()``,
+``child.value``, get-or-create by name), so no service changed. Every ``MetricsRegistry``
+owns its own ``CollectorRegistry``, never the global one: tests and the in-process demo
+build many registries in one process and must not collide. Never put a user id in a
+label: one series per user would grow without bound.
 
 >>> registry = MetricsRegistry()
 >>> hits = registry.counter("demo_hits_total", "Hits.", ["kind"]).labels(kind="a")
@@ -15,138 +18,107 @@ demo_hits_total{kind="a"} 1.0
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import math
 import re
 import threading
-import time
-from typing import Callable, Iterator, Sequence, Union
+from typing import Callable, Iterable, Iterator, Sequence, Union
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+import prometheus_client
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.metrics_core import Metric
+
+# ``generate_latest`` writes text format 0.0.4 (prometheus_client's CONTENT_TYPE_LATEST
+# names 1.0.0, which is not what the body is).
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 # 0.1 ms to 10 s: a decode is sub-millisecond, a batch commit can take seconds.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# ``*_created`` series double the series count for a timestamp no dashboard of ours reads.
+# A process-wide switch of prometheus_client; streamrec owns its processes.
+prometheus_client.disable_created_metrics()
+
+PromCounter = prometheus_client.Counter
+PromGauge = prometheus_client.Gauge
+PromHistogram = prometheus_client.Histogram
 
 
-def _fmt(value: float) -> str:
-    """Format a sample value or bucket bound the way Prometheus parses it."""
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return "NaN" if math.isnan(value) else repr(float(value))
+class CounterChild:
+    """One counter series; only goes up (prometheus_client raises on a negative inc)."""
 
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _label_text(pairs: Sequence[tuple[str, str]]) -> str:
-    if not pairs:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in pairs) + "}"
-
-
-class _ValueChild:
-    """One series holding a single number, guarded by its own lock."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._value = 0.0
+    def __init__(self, child: PromCounter) -> None:
+        self._child = child
 
     @property
     def value(self) -> float:
-        return self._value
-
-    def _samples(self, name: str, labels: list[tuple[str, str]]) -> Iterator[str]:
-        yield f"{name}{_label_text(labels)} {_fmt(self._value)}"
-
-
-class CounterChild(_ValueChild):
-    """One counter series; only goes up."""
+        return float(self._child._value.get())  # the running total, for set_rejected()
 
     def inc(self, amount: float = 1.0) -> None:
         if amount < 0:
             raise ValueError("a counter only goes up; use a Gauge")
-        with self._lock:  # += is read-modify-write: without the lock threads lose counts
-            self._value += amount
+        self._child.inc(amount)
 
 
-class GaugeChild(_ValueChild):
+class GaugeChild:
     """One gauge series: a value that goes up and down (lag, queue depth).
 
     ``set_function`` makes it read a callable at every scrape instead, for a value that
     changes by itself (seconds since something happened).
     """
 
-    _function: Callable[[], float] | None = None
+    def __init__(self, child: PromGauge) -> None:
+        self._child = child
+        self._function: Callable[[], float] | None = None
 
     @property
     def value(self) -> float:
-        return float(self._function()) if self._function is not None else self._value
+        if self._function is not None:
+            return float(self._function())
+        return float(self._child._value.get())
 
     def set_function(self, function: Callable[[], float]) -> None:
         self._function = function
-
-    def _samples(self, name: str, labels: list[tuple[str, str]]) -> Iterator[str]:
-        yield f"{name}{_label_text(labels)} {_fmt(self.value)}"
+        self._child.set_function(function)
 
     def set(self, value: float) -> None:
-        self._value = float(value)  # a single store is atomic; no lock needed
+        self._child.set(float(value))
 
     def inc(self, amount: float = 1.0) -> None:
-        with self._lock:
-            self._value += amount
+        self._child.inc(amount)
 
     def dec(self, amount: float = 1.0) -> None:
-        self.inc(-amount)
+        self._child.dec(amount)
 
 
 class HistogramChild:
-    """One histogram series; ``observe`` is a bisect, a lock and two adds."""
+    """One histogram series; ``observe`` is prometheus_client's (``le`` semantics)."""
 
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self._bounds = bounds
-        self._lock = threading.Lock()
-        self._counts = [0] * (len(bounds) + 1)  # per bucket, not cumulative; last is +Inf
-        self._sum = 0.0
+    def __init__(self, child: PromHistogram) -> None:
+        self._child = child
 
     def observe(self, value: float) -> None:
-        index = bisect.bisect_left(self._bounds, value)  # first bound >= value: `le` semantics
-        with self._lock:
-            self._counts[index] += 1
-            self._sum += value
+        self._child.observe(value)
 
     @contextlib.contextmanager
     def time(self) -> Iterator[None]:
         """Observe the elapsed wall time of the ``with`` block, in seconds."""
-        start = time.perf_counter()
-        try:
+        with self._child.time():
             yield
-        finally:
-            self.observe(time.perf_counter() - start)
 
     @property
     def count(self) -> int:
-        return sum(self._counts)
+        return int(sum(bucket.get() for bucket in self._child._buckets))
 
     @property
     def sum(self) -> float:
-        return self._sum
-
-    def _samples(self, name: str, labels: list[tuple[str, str]]) -> Iterator[str]:
-        with self._lock:  # one consistent snapshot: buckets, sum and count agree
-            counts, total = list(self._counts), self._sum
-        cumulative = 0
-        for bound, count in zip(self._bounds + (math.inf,), counts):
-            cumulative += count
-            yield f"{name}_bucket{_label_text(labels + [('le', _fmt(bound))])} {cumulative}"
-        yield f"{name}_sum{_label_text(labels)} {_fmt(total)}"
-        yield f"{name}_count{_label_text(labels)} {cumulative}"
+        return float(self._child._sum.get())
 
 
 Child = Union[CounterChild, GaugeChild, HistogramChild]
+_PromMetric = Union[PromCounter, PromGauge, PromHistogram]
 
 
 class MetricFamily:
@@ -167,10 +139,14 @@ class MetricFamily:
         self.labelnames = tuple(labelnames)
         self._lock = threading.Lock()
         self._children: dict[tuple[str, ...], Child] = {}
+        self._metric = self._new_metric()  # registry=None: MetricsRegistry.register adds it
         if not self.labelnames:
-            self._children[()] = self._new_child()
+            self._children[()] = self._wrap(self._metric)
 
-    def _new_child(self) -> Child:
+    def _new_metric(self) -> _PromMetric:
+        raise NotImplementedError
+
+    def _wrap(self, child: _PromMetric) -> Child:
         raise NotImplementedError
 
     def labels(self, *values: object, **by_name: object) -> Child:
@@ -186,26 +162,22 @@ class MetricFamily:
         child = self._children.get(key)
         if child is None:
             with self._lock:
-                child = self._children.setdefault(key, self._new_child())
+                child = self._children.get(key)
+                if child is None:
+                    child = self._children[key] = self._wrap(self._metric.labels(*key))
         return child
 
     def remove(self, *values: object) -> None:
         """Drop one series, e.g. the lag of a partition this instance no longer owns."""
+        key = tuple(str(v) for v in values)
         with self._lock:
-            self._children.pop(tuple(str(v) for v in values), None)
+            if self._children.pop(key, None) is not None:
+                self._metric.remove(*key)
 
     def _only(self) -> Child:
         if self.labelnames:
             raise ValueError(f"{self.name} has labels {self.labelnames}: call .labels() first")
         return self._children[()]
-
-    def render(self) -> Iterator[str]:
-        yield f"# HELP {self.name} " + self.documentation.replace("\\", "\\\\").replace("\n", "\\n")
-        yield f"# TYPE {self.name} {self.kind}"
-        with self._lock:
-            children = sorted(self._children.items())
-        for key, child in children:
-            yield from child._samples(self.name, list(zip(self.labelnames, key)))
 
 
 class Counter(MetricFamily):
@@ -213,8 +185,17 @@ class Counter(MetricFamily):
 
     kind = "counter"
 
-    def _new_child(self) -> CounterChild:
-        return CounterChild()
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> None:
+        if not name.endswith("_total"):
+            # prometheus_client would expose ``<name>_total``: a silent rename of the series.
+            raise ValueError(f"counter {name!r} must end in _total")
+        super().__init__(name, documentation, labelnames)
+
+    def _new_metric(self) -> PromCounter:
+        return PromCounter(self.name, self.documentation, self.labelnames, registry=None)
+
+    def _wrap(self, child: _PromMetric) -> CounterChild:
+        return CounterChild(child)  # type: ignore[arg-type]
 
     def labels(self, *values: object, **by_name: object) -> CounterChild:
         return super().labels(*values, **by_name)  # type: ignore[return-value]
@@ -228,8 +209,11 @@ class Gauge(MetricFamily):
 
     kind = "gauge"
 
-    def _new_child(self) -> GaugeChild:
-        return GaugeChild()
+    def _new_metric(self) -> PromGauge:
+        return PromGauge(self.name, self.documentation, self.labelnames, registry=None)
+
+    def _wrap(self, child: _PromMetric) -> GaugeChild:
+        return GaugeChild(child)  # type: ignore[arg-type]
 
     def labels(self, *values: object, **by_name: object) -> GaugeChild:
         return super().labels(*values, **by_name)  # type: ignore[return-value]
@@ -257,8 +241,12 @@ class Histogram(MetricFamily):
         self.buckets = bounds
         super().__init__(name, documentation, labelnames)
 
-    def _new_child(self) -> HistogramChild:
-        return HistogramChild(self.buckets)
+    def _new_metric(self) -> PromHistogram:
+        return PromHistogram(self.name, self.documentation, self.labelnames,
+                             buckets=self.buckets + (math.inf,), registry=None)
+
+    def _wrap(self, child: _PromMetric) -> HistogramChild:
+        return HistogramChild(child)  # type: ignore[arg-type]
 
     def labels(self, *values: object, **by_name: object) -> HistogramChild:
         return super().labels(*values, **by_name)  # type: ignore[return-value]
@@ -270,12 +258,39 @@ class Histogram(MetricFamily):
         return self._only().time()  # type: ignore[union-attr]
 
 
-class MetricsRegistry:
-    """The set of metric families one process exposes; get-or-create by name."""
+class _SortedView:
+    """``collect()`` of a registry, families by name and series by label values.
 
-    def __init__(self) -> None:
+    A stable order makes scrapes diffable and tests exact; the sort is stable, so a
+    histogram's buckets keep their ``le`` order within a series.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for family in sorted(self._registry.collect(), key=lambda f: f.name):
+            family.samples.sort(
+                key=lambda s: tuple(v for k, v in s.labels.items() if k != "le"))
+            yield family
+
+
+class MetricsRegistry:
+    """The set of metric families one process (or one service) exposes; get-or-create by name.
+
+    ``process_metrics=True`` (what services pass) adds prometheus_client's process and
+    platform collectors: ``process_cpu_seconds_total``, ``process_resident_memory_bytes``,
+    ``process_open_fds``, ``python_info``... Off by default so a unit test's scrape holds
+    only what it registered.
+    """
+
+    def __init__(self, process_metrics: bool = False) -> None:
         self._lock = threading.Lock()
         self._metrics: dict[str, MetricFamily] = {}
+        self.collectors = CollectorRegistry()
+        if process_metrics:
+            ProcessCollector(registry=self.collectors)
+            PlatformCollector(registry=self.collectors)
 
     def register(self, metric: MetricFamily) -> MetricFamily:
         """Add ``metric``, or return the one already registered under its name if identical.
@@ -286,6 +301,7 @@ class MetricsRegistry:
         with self._lock:
             existing = self._metrics.get(metric.name)
             if existing is None:
+                self.collectors.register(metric._metric)
                 self._metrics[metric.name] = metric
                 return metric
         same = (type(existing) is type(metric) and existing.labelnames == metric.labelnames
@@ -309,7 +325,5 @@ class MetricsRegistry:
         return self._metrics.get(name)
 
     def render(self) -> str:
-        """The whole registry in text exposition format 0.0.4, families sorted by name."""
-        with self._lock:
-            metrics = sorted(self._metrics.items())
-        return "".join(line + "\n" for _, metric in metrics for line in metric.render())
+        """The whole registry in text exposition format 0.0.4 (``generate_latest``)."""
+        return generate_latest(_SortedView(self.collectors)).decode()  # type: ignore[arg-type]

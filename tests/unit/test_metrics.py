@@ -82,12 +82,14 @@ def test_histogram_buckets_are_cumulative_with_inf_sum_and_count() -> None:
         child.observe(value)
     lines = [line for line in registry.render().splitlines() if not line.startswith("#")]
     assert lines == [
-        'app_latency_seconds_bucket{stage="decode",le="0.0625"} 2',
-        'app_latency_seconds_bucket{stage="decode",le="0.125"} 2',
-        'app_latency_seconds_bucket{stage="decode",le="1.0"} 4',
-        'app_latency_seconds_bucket{stage="decode",le="+Inf"} 5',
+        # prometheus_client's generate_latest: labels sorted by name, counts as floats,
+        # _count before _sum (the values are what this test pins).
+        'app_latency_seconds_bucket{le="0.0625",stage="decode"} 2.0',
+        'app_latency_seconds_bucket{le="0.125",stage="decode"} 2.0',
+        'app_latency_seconds_bucket{le="1.0",stage="decode"} 4.0',
+        'app_latency_seconds_bucket{le="+Inf",stage="decode"} 5.0',
+        'app_latency_seconds_count{stage="decode"} 5.0',
         'app_latency_seconds_sum{stage="decode"} 4.59375',
-        'app_latency_seconds_count{stage="decode"} 5',
     ]
     assert child.count == 5 and child.sum == 4.59375
     assert "# TYPE app_latency_seconds histogram" in registry.render()
@@ -163,7 +165,7 @@ def test_counts_add_up_exactly_across_threads() -> None:
     assert histogram.labels().count == total
     assert histogram.labels().sum == pytest.approx(total * 0.5)
     assert gauge.labels().value == total
-    assert f'app_seconds_bucket{{le="0.5"}} {total // 2}' in registry.render()
+    assert f'app_seconds_bucket{{le="0.5"}} {float(total // 2)}' in registry.render()
 
 
 def test_service_metrics_standard_set() -> None:
@@ -195,12 +197,12 @@ def test_service_metrics_standard_set() -> None:
         assert f"# TYPE {name} {kind}\n" in text
     assert 'streamrec_events_in_total{service="ingest"} 10.0' in text
     assert 'streamrec_events_in_total{service="score"} 2.0' in text
-    assert 'streamrec_events_rejected_total{service="ingest",reason="schema"} 1.0' in text
-    assert 'streamrec_events_rejected_total{service="ingest",reason="bad_json"} 6.0' in text
-    assert 'streamrec_events_rejected_total{service="score",reason="empty"} 0.0' in text
-    assert 'streamrec_model_adoptions_total{service="ingest",outcome="adopted"} 2.0' in text
-    assert 'streamrec_consumer_lag{service="ingest",topic="clicks",partition="7"} 1.0' in text
-    assert 'streamrec_consumer_lag{service="ingest",topic="clicks",partition="3"} 42.0' in text
+    assert 'streamrec_events_rejected_total{reason="schema",service="ingest"} 1.0' in text
+    assert 'streamrec_events_rejected_total{reason="bad_json",service="ingest"} 6.0' in text
+    assert 'streamrec_events_rejected_total{reason="empty",service="score"} 0.0' in text
+    assert 'streamrec_model_adoptions_total{outcome="adopted",service="ingest"} 2.0' in text
+    assert 'streamrec_consumer_lag{partition="7",service="ingest",topic="clicks"} 1.0' in text
+    assert 'streamrec_consumer_lag{partition="3",service="ingest",topic="clicks"} 42.0' in text
     for name in ("streamrec_events_rejected_total", "streamrec_consumer_lag",
                  "streamrec_processing_latency_seconds"):
         metric = registry.get(name)
@@ -270,3 +272,28 @@ def test_server_close_releases_the_port() -> None:
     server.close()
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"{url}/metrics", timeout=2)
+
+
+def test_service_registries_have_process_metrics_and_never_collide() -> None:
+    # Two registries in one process (the demo, the tests) hold the same names apart, and
+    # neither writes into prometheus_client's global REGISTRY.
+    import prometheus_client
+
+    first, second = MetricsRegistry(process_metrics=True), MetricsRegistry(process_metrics=True)
+    service_metrics(first, "ingest").events_in.inc(3)
+    service_metrics(second, "ingest").events_in.inc(5)
+    text = first.render()
+    assert 'streamrec_events_in_total{service="ingest"} 3.0' in text
+    assert 'streamrec_events_in_total{service="ingest"} 5.0' in second.render()
+    assert "python_info{" in text and "_created" not in text
+    if "linux" in __import__("sys").platform:  # ProcessCollector reads /proc
+        assert "process_resident_memory_bytes " in text
+    assert prometheus_client.REGISTRY.get_sample_value(
+        "streamrec_events_in_total", {"service": "ingest"}) is None
+    assert "process_" not in MetricsRegistry().render()  # off unless a service asks
+
+
+def test_a_counter_must_be_named_total() -> None:
+    # prometheus_client would otherwise expose it as <name>_total: a silent rename.
+    with pytest.raises(ValueError):
+        Counter("app_events", "x")

@@ -143,16 +143,18 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from streamrec.consumers.model_follower import ModelFollower
     from streamrec.consumers.score import ScoreProcessor
     from streamrec.export.candidates import DeepCandidateGenerator
-    from streamrec.metrics import MetricsRegistry
+    from streamrec.metrics import MetricsRegistry, ModelInfo
     from streamrec.app.services import score_service
     settings = settings_from_args(args)
     processor = ScoreProcessor(settings)
-    registry = MetricsRegistry()
+    registry = MetricsRegistry(process_metrics=True)
     processor.bind_metrics(registry)  # freshness, online hit-rate and drift detections
+    model_info = ModelInfo(registry, "score")
 
     def on_model(model, message) -> None:  # type: ignore[no-untyped-def]
         # Loaded, verified and warmed on the follower's thread: this is one assignment.
         processor.swap_deep(DeepCandidateGenerator(model, processor.deep_candidates))
+        model_info.set(model.version, "deep_onnx")
         log.info("deep model serving", extra={"version": model.version})
 
     def on_reject(version: str, reason: str) -> None:
@@ -176,7 +178,7 @@ def _serve(service: str, args: argparse.Namespace, settings: Settings,
 
     configure_logging(settings.log_level, fmt=args.log_format)
     # A service may bring its own registry, holding metrics its processor keeps itself.
-    registry = registry if registry is not None else MetricsRegistry()
+    registry = registry if registry is not None else MetricsRegistry(process_metrics=True)
     metrics = service_metrics(registry, service)
     instance_id = args.instance_id or os.environ.get("HOSTNAME") or socket.gethostname()
     runner = build(settings, instance_id, metrics=metrics,

@@ -16,11 +16,16 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streamrec.app.argtypes import finite_float, positive_float, positive_int
 from streamrec.app.commands.core import (_install_stop_handlers, add_kafka_options,
                                      settings_from_args)
-from streamrec.config import ConfigError
+from streamrec.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from streamrec.consumers.train_service import TrainerService
+    from streamrec.metrics import MetricsServer
 
 log = logging.getLogger("streamrec")
 
@@ -109,6 +114,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                              interval_s=args.interval_s, every_events=args.every_events,
                              drift_signal=drift)
     _install_stop_handlers(service.stop)  # SIGTERM: finish the current step, then exit
+    server = None if args.once else _health_endpoint(settings, service)
     try:
         if args.once:
             outcome = service.run_once()
@@ -124,3 +130,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
         service.close()
         if drift is not None:
             drift.close()
+        if server is not None:
+            server.close()
+
+
+def _health_endpoint(settings: Settings, service: "TrainerService") -> "MetricsServer | None":
+    """/metrics, /healthz and /readyz on ``metrics_port``, like ingest and score."""
+    if not settings.metrics_port:
+        return None
+    from streamrec.app.trainer_health import TrainerHealth
+    from streamrec.metrics import MetricsRegistry, MetricsServer
+
+    registry = MetricsRegistry(process_metrics=True)
+    health = TrainerHealth(registry, service)
+    service.on_run, service.on_started = health.observe, health.serving
+    return MetricsServer(registry, settings.metrics_port, host=settings.metrics_host,
+                         health=health.health, ready=health.ready)

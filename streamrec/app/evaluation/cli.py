@@ -7,6 +7,7 @@ a plain configuration dict that goes verbatim into ``report.json``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -83,7 +84,22 @@ def _error(message: str) -> int:
     return 2
 
 
+# What the eval extra brings that a replay needs to write its report (numpy via serve).
+EVAL_MODULES = ("matplotlib", "numpy")
+
+
+def missing_eval_modules(modules: tuple[str, ...] = EVAL_MODULES) -> list[str]:
+    """The modules of the eval extra that are not installed (found, not imported: cheap)."""
+    return [name for name in modules if importlib.util.find_spec(name) is None]
+
+
 def run_replay(args: argparse.Namespace) -> int:
+    # Before reading or replaying anything: a replay takes minutes to hours, and its report
+    # (PNG plots) needs matplotlib; finding out at the end would throw the run away.
+    missing = missing_eval_modules()
+    if missing:
+        return _error(f"replay writes its report with the eval extra, missing here: "
+                      f"{', '.join(missing)}; install it with pip install 'streamrec[eval]'")
     from streamrec.producers.logs import LogFormatError, read_log
     from streamrec.app.evaluation.report import file_sha256, write_report
 

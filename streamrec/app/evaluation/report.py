@@ -73,40 +73,68 @@ def markdown_table(report: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Eleven systems and more (the default set plus references) must stay tellable apart:
+# 20 colours (tab20 reordered so neighbours differ: the dark shades first, then the light
+# ones), and past 20 a different line style and marker, so no two systems look the same.
+_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896",
+           "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5")
+_LINESTYLES = ("-", "--", ":", "-.")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def system_styles(names: list[str]) -> dict[str, dict[str, Any]]:
+    """A distinct (colour, line style, marker) per system, stable for a given order."""
+    styles = {}
+    for i, name in enumerate(names):
+        styles[name] = {"color": _COLORS[i % len(_COLORS)],
+                        "linestyle": _LINESTYLES[(i // len(_COLORS)) % len(_LINESTYLES)],
+                        "marker": _MARKERS[i % len(_MARKERS)]}
+    return styles
+
+
+def _legend_outside(ax: Any) -> None:
+    """The legend right of the axes, never over the lines (``bbox_inches="tight"`` keeps it)."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+              frameon=False)
+
+
 def _plot_metric_over_time(plt: Any, report: Mapping[str, Any], metric: str,
                            path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    styles = system_styles(list(report["systems"]))
     for name, stats in report["systems"].items():
         windows = stats["windows"]
         xs = [w["end"] for w in windows]
         ys = [np.nan if w.get(metric) is None else w[metric] for w in windows]
-        ax.plot(xs, ys, marker="o", markersize=3, label=name)
+        ax.plot(xs, ys, markersize=3, linewidth=1.3, label=name, **styles[name])
     ax.set_xlabel("events replayed")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} per window of {report['config']['window']:,} events")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _legend_outside(ax)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
 def _plot_latency(plt: Any, result: EvaluationResult, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    styles = system_styles(list(result.metrics))
     all_ms = [np.asarray(acc.latency_s) * 1e3 for acc in result.metrics.values()]
     positive = np.concatenate([a[a > 0] for a in all_ms]) if all_ms else np.empty(0)
     low, high = (positive.min(), positive.max()) if positive.size else (1e-3, 1.0)
     bins = np.logspace(np.log10(low), np.log10(max(high, low * 1.01)), 60)
     for name, ms in zip(result.metrics, all_ms):
-        ax.hist(ms[ms > 0], bins=bins, histtype="step", label=name)
+        style = styles[name]
+        ax.hist(ms[ms > 0], bins=bins, histtype="step", label=name, color=style["color"],
+                linestyle=style["linestyle"], linewidth=1.3)
     ax.set_xscale("log")
     ax.set_xlabel("recommend latency (ms)")
     ax.set_ylabel("calls")
     ax.set_title("recommendation latency per call")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _legend_outside(ax)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -157,7 +157,7 @@ def test_the_scorer_publishes_one_drift_message_on_models_when_its_hit_rate_drop
     assert (message.detected_at_ms, message.scorer_group, message.partitions) == (
         12500, SETTINGS.score_group, [0])
     text = registry.render()
-    assert 'streamrec_drift_detected_total{service="score",direction="drop"}' in text
+    assert 'streamrec_drift_detected_total{direction="drop",service="score"}' in text
     assert "streamrec_online_hit_rate" in text
     assert score.drift.tracker.judged > 3500  # new users' first events are not judged
 

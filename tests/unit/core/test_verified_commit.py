@@ -316,7 +316,7 @@ def test_success_path_commits_every_batch_and_counts_no_failure(monkeypatch):
     assert processor.processed == sum(len(keys) for keys in CLICKS.values())
     assert set(failures_by_cause(metrics).values()) == {0.0}
     assert metrics.commits.value == 5
-    assert 'streamrec_commit_failures_total{service="ingest",cause="send_failed"} 0.0' in registry.render()
+    assert 'streamrec_commit_failures_total{cause="send_failed",service="ingest"} 0.0' in registry.render()
 
 
 def _send_fails_and_epoch_bumps(producer: FakeProducer, step: str) -> None:

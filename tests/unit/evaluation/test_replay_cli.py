@@ -92,3 +92,54 @@ def test_missing_file_and_unreachable_broker_exit_2(log, tmp_path, capsys, monke
     assert replay(log, tmp_path, "--via-kafka", "--systems", "most-popular",
                   "--bootstrap-servers", "127.0.0.1:1") == 2
     assert "cannot reach Kafka" in capsys.readouterr().err
+
+
+def test_missing_eval_extra_fails_before_the_replay_starts(log, tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from streamrec.app.evaluation import cli as replay_cli
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real_find_spec(name, *a))
+    started = []
+    monkeypatch.setattr(replay_cli, "build_systems", lambda *a, **k: started.append(1))
+    assert replay(log, tmp_path, "--systems", "most-popular") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "matplotlib" in err and "streamrec[eval]" in err
+    assert not started and not (tmp_path / "out").exists()  # nothing ran, nothing written
+
+
+def test_eleven_systems_get_distinct_styles_and_the_legend_sits_outside(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from streamrec.app.evaluation import report
+
+    names = [f"system-{i}" for i in range(11)]
+    styles = report.system_styles(names)
+    assert len({s["color"] for s in styles.values()}) == 11
+    many = report.system_styles([f"s{i}" for i in range(45)])
+    assert len({tuple(s.values()) for s in many.values()}) == 45  # never two alike
+    fake = {"config": {"window": 10}, "systems": {
+        name: {"windows": [{"end": 10, "hr@10": 0.1 * i}, {"end": 20, "hr@10": 0.05 * i}]}
+        for i, name in enumerate(names)}}
+    captured = {}
+    real_close = plt.close
+    plt_close = lambda fig: captured.setdefault("fig", fig)  # noqa: E731 - keep it for checks
+    try:
+        plt.close = plt_close
+        report._plot_metric_over_time(plt, fake, "hr@10", tmp_path / "hr.png")
+    finally:
+        plt.close = real_close
+    fig = captured["fig"]
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == names
+    fig.canvas.draw()
+    axes_box = ax.get_window_extent()
+    assert legend.get_window_extent().x0 >= axes_box.x1  # right of the axes, not over lines
+    assert (tmp_path / "hr.png").stat().st_size > 0
+    real_close(fig)

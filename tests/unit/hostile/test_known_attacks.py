@@ -237,7 +237,7 @@ def test_skipped_counts_reach_the_service_metric():
     metrics.set_skipped(T.user_state, "bad_json", 3)
     metrics.set_skipped(T.user_state, "bad_json", 2)  # a restarted tally never goes down
     text = registry.render()
-    assert 'streamrec_inputs_skipped_total{service="score",topic="user-state",reason="bad_json"} 3' in text
+    assert 'streamrec_inputs_skipped_total{reason="bad_json",service="score",topic="user-state"} 3' in text
 
 
 def test_settings_refuse_bounds_whose_messages_cannot_fit():
