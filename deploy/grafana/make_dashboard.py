@@ -23,6 +23,11 @@ PANELS = [
         ('streamrec_global_reader_lag', "{{service}} global reader")]),
     ("Seconds since last commit", "s", [
         ('streamrec_seconds_since_last_commit', "{{service}} {{instance}}")]),
+    ("Recommendation freshness p50 / p99 (click produced -> recommendation)", "s", [
+        ('histogram_quantile(0.5, sum by (le) '
+         '(rate(streamrec_recommendation_freshness_seconds_bucket[5m])))', "p50"),
+        ('histogram_quantile(0.99, sum by (le) '
+         '(rate(streamrec_recommendation_freshness_seconds_bucket[5m])))', "p99")]),
     ("Batch latency p50 / p99", "s", [
         ('histogram_quantile(0.5, sum by (service, le) '
          '(rate(streamrec_processing_latency_seconds_bucket[5m])))', "{{service}} p50"),
