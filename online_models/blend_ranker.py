@@ -29,7 +29,7 @@ the matrix-vector one ``recommend_explained_for`` uses, and equal rankings need 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Collection, Sequence
+from typing import Callable, Collection, Sequence
 
 import numpy as np
 
@@ -187,27 +187,18 @@ class BlendRanker:
         """Rows per array pass over ``n`` items (memory stays bounded at any catalogue)."""
         return max(1, _ROW_CHUNK_ELEMENTS // max(n, 1))
 
-    def _embedding_lists(self, queries: Sequence[RankQuery], excluded: Sequence[np.ndarray],
-                         depth: int) -> tuple[np.ndarray, np.ndarray]:
-        emb = self.blend.embeddings
-        base, vectors = self._emb_base, self._emb_vectors
-        n, back = base.shape[0], self._from[0]
+    def _top_lists(self, queries: Sequence[RankQuery], excluded: Sequence[np.ndarray],
+                   depth: int, n: int, back: np.ndarray,
+                   scores_of: Callable[[RankQuery], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Each query's top ``depth`` of ``scores_of(query)`` (``n`` items, one component's
+        space ``back`` maps into) without its exclusions: (row, item) pairs, best first."""
         out_rows, out_cols = [], []
         step = self._row_step(n)
         for start in range(0, len(queries), step):
             chunk = queries[start:start + step]
             scores = np.empty((len(chunk), n), dtype=np.float64)
             for row, query in enumerate(chunk):
-                user = None
-                if query.vector is not None:
-                    user = np.asarray(query.vector, dtype=np.float32)
-                    if user.shape != (emb.current_dim,):
-                        raise ValueError(f"vector has shape {user.shape}, "
-                                         f"expected ({emb.current_dim},)")
-                else:
-                    slot = emb._users.index.get(query.user_id)
-                    user = None if slot is None else emb._users.vectors[slot]
-                scores[row] = base if user is None else base + vectors @ user
+                scores[row] = scores_of(query)
                 local = back[excluded[start + row]]
                 scores[row, local[local >= 0]] = -np.inf
             rows, cols = top_k_rows(scores, depth)
@@ -215,27 +206,41 @@ class BlendRanker:
             out_cols.append(cols)
         return _joined(out_rows, out_cols)
 
+    def _embedding_lists(self, queries: Sequence[RankQuery], excluded: Sequence[np.ndarray],
+                         depth: int) -> tuple[np.ndarray, np.ndarray]:
+        emb = self.blend.embeddings
+        base, vectors = self._emb_base, self._emb_vectors
+
+        def scores_of(query: RankQuery) -> np.ndarray:
+            # As OnlineUserEmbeddings.score_all: b + V u, float32 product added in float64.
+            if query.vector is not None:
+                user = np.asarray(query.vector, dtype=np.float32)
+                if user.shape != (emb.current_dim,):
+                    raise ValueError(f"vector has shape {user.shape}, "
+                                     f"expected ({emb.current_dim},)")
+            else:
+                slot = emb._users.index.get(query.user_id)
+                if slot is None:
+                    return base
+                user = emb._users.vectors[slot]
+            return base + vectors @ user
+
+        return self._top_lists(queries, excluded, depth, base.shape[0], self._from[0], scores_of)
+
     def _fm_lists(self, queries: Sequence[RankQuery], excluded: Sequence[np.ndarray],
                   depth: int) -> tuple[np.ndarray, np.ndarray]:
         fm = self.blend.fm
         items_only, item_sum = self._fm_items_only, self._fm_item_sum
-        n, back = items_only.shape[0], self._from[1]
-        out_rows, out_cols = [], []
-        step = self._row_step(n)
-        for start in range(0, len(queries), step):
-            chunk = queries[start:start + step]
-            scores = np.empty((len(chunk), n), dtype=np.float64)
-            for row, query in enumerate(chunk):
-                recent = None if query.recent_items is None else fm.history_of(query.recent_items)
-                rows_u, values_u = fm._user_encoded(query.user_id, grow=False, recent=recent)
-                user_sum = fm.fm.latents[rows_u].T @ np.asarray(values_u, dtype=np.float32)
-                scores[row] = items_only + item_sum @ user_sum
-                local = back[excluded[start + row]]
-                scores[row, local[local >= 0]] = -np.inf
-            rows, cols = top_k_rows(scores, depth)
-            out_rows.append(rows + start)
-            out_cols.append(cols)
-        return _joined(out_rows, out_cols)
+
+        def scores_of(query: RankQuery) -> np.ndarray:
+            # As FMRecommender.score_all, with the item-only terms computed once.
+            recent = None if query.recent_items is None else fm.history_of(query.recent_items)
+            rows_u, values_u = fm._user_encoded(query.user_id, grow=False, recent=recent)
+            user_sum = fm.fm.latents[rows_u].T @ np.asarray(values_u, dtype=np.float32)
+            return items_only + item_sum @ user_sum
+
+        return self._top_lists(queries, excluded, depth, items_only.shape[0], self._from[1],
+                               scores_of)
 
     def _recency_lists(self, queries: Sequence[RankQuery], excluded: Sequence[np.ndarray],
                        depth: int) -> tuple[np.ndarray, np.ndarray]:
