@@ -24,12 +24,19 @@ from streamrec.transport.global_reader import GlobalReader, caught_up
 
 log = logging.getLogger(__name__)
 
-# What one poll of either consumer may return. Large on purpose: kafka-python parses a
-# partition's fetched data, and only then learns its high watermark, when a poll drains it;
-# a poll stopping at a batch's worth leaves other partitions' fetches unparsed, with stale
-# high watermarks that make them look caught up while their records are already here. The
-# merge cuts the batches; ``PAUSE_AT`` bounds what waits in it.
-POLL_RECORDS = PAUSE_AT
+# What one poll of either consumer may return: everything already fetched, never a part.
+# kafka-python parses a partition's fetched data, and only then learns its high watermark,
+# when a poll drains it; a poll stopping at a batch's worth leaves other partitions' fetches
+# unparsed, with stale high watermarks that make them look caught up. Worse, kafka-python
+# 3.0.12 parks the parsed rest of a fetch when its partition is paused, and restores it only
+# while no other partition's (even drained) records sit in its in-line slot; a parked
+# partition is never fetched again either, so pausing a partition with records left over
+# stopped it for good (the via-Kafka replay stalled with its states committed and
+# unanswered; tests/integration/test_aligned_pause.py). A poll that drains every fetch
+# leaves nothing to park. What it returns is bounded by the fetch sizes
+# (``max_partition_fetch_bytes``); the merge cuts the batches and ``PAUSE_AT`` stops the
+# fetching of a partition that holds enough.
+POLL_RECORDS = 1_000_000
 from streamrec.processor import Processor
 from streamrec.records import Record, TopicPartition
 
