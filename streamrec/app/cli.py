@@ -31,6 +31,7 @@ SUBCOMMAND_MODULES = (
     "streamrec.app.kafka_launcher",       # kafka start|stop|status
     "streamrec.producers.cli",                  # produce replay|synthetic
     "streamrec.app.evaluation.cli",       # replay
+    "streamrec.app.evaluation.tuning_cli",  # tune
     "streamrec.app.commands.train",       # train
     "streamrec.app.commands.acls",        # acls print|apply
 )
@@ -41,6 +42,7 @@ SUBCOMMAND_MODULES = (
 NEEDS_AN_EXTRA = {
     "streamrec.producers.cli": ("produce",),
     "streamrec.app.evaluation.cli": ("replay",),
+    "streamrec.app.evaluation.tuning_cli": ("tune",),
 }
 EXTRA_HINT = "pip install 'streamrec[serve]' (or [train], [eval])"
 

@@ -33,6 +33,14 @@ def _system_list(text: str) -> list[str]:
     return names
 
 
+def _tune_until(text: str) -> Any:
+    from streamrec.app.evaluation.split import parse_tune_until
+    try:
+        return parse_tune_until(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "replay", help="evaluate the system and baselines by replaying a log",
@@ -52,6 +60,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=positive_int, default=None,
                         help="replay only the first N events in event-time order")
+    parser.add_argument("--tune-until", type=_tune_until, default=None,
+                        metavar="FRACTION|TIMESTAMP",
+                        help="split the log: a fraction in (0,1) of its events or an epoch-"
+                             "seconds time; metrics are reported for the events after it "
+                             "(held-out) and for the whole log")
     kafka = parser.add_argument_group("--via-kafka: replay through a real broker")
     kafka.add_argument("--via-kafka", action="store_true",
                        help="produce the log into clicks and score the recommendations read "
@@ -77,6 +90,9 @@ def _preflight(args: argparse.Namespace) -> None:
         raise ConfigError(f"no such file: {args.path}")
     if args.via_kafka and args.protocol != "prequential":
         raise ConfigError("--via-kafka replays prequentially; it cannot run --protocol last-item")
+    if args.tune_until is not None and (args.via_kafka or args.protocol != "prequential"):
+        raise ConfigError("--tune-until splits a prequential in-process replay; it cannot "
+                          "be combined with --via-kafka or --protocol last-item")
 
 
 def _error(message: str) -> int:
@@ -118,11 +134,20 @@ def run_replay(args: argparse.Namespace) -> int:
         events = events[: args.limit]
     if not events:
         return _error(f"{args.path} holds no events")
+    held_out_from = None
+    if args.tune_until is not None:
+        from streamrec.app.evaluation.split import split_index
+        try:
+            held_out_from = split_index(events, args.tune_until)
+        except ValueError as exc:
+            return _error(str(exc))
     config: dict[str, Any] = {
         "path": str(args.path), "sha256": file_sha256(args.path), "format": args.fmt,
         "protocol": args.protocol, "ks": ks, "window": args.window,
         "systems": list(systems), "seed": args.seed, "limit": args.limit,
-        "via_kafka": args.via_kafka, "settings": {
+        "via_kafka": args.via_kafka,
+        "tune_until": None if args.tune_until is None else args.tune_until.describe(),
+        "held_out_from": held_out_from, "settings": {
             "recent_items": settings.recent_items, "top_k": settings.top_k,
             "popularity_half_life_s": settings.popularity_half_life_s},
     }
@@ -144,7 +169,8 @@ def run_replay(args: argparse.Namespace) -> int:
     with progress:
         if args.protocol == "prequential":
             from streamrec.app.evaluation.prequential import PrequentialEvaluator
-            result = PrequentialEvaluator(systems, ks, args.window).run(events, progress.update)
+            result = PrequentialEvaluator(systems, ks, args.window).run(
+                events, progress.update, held_out_from=held_out_from)
         else:
             from streamrec.app.evaluation.last_item import evaluate_last_item
             result = evaluate_last_item(systems, events, ks, progress.update)
@@ -155,13 +181,21 @@ def run_replay(args: argparse.Namespace) -> int:
 
 def _print_summary(result: Any, ks: list[int], n_events: int, elapsed: float,
                    paths: list[Path]) -> None:
-    k = ks[0]
-    for name, stats in result.summary().items():
+    held_out = result.held_out_summary()
+    if held_out is not None:
+        print(f"held-out (events {result.held_out_from:,} onwards):")
+        _print_rows(held_out, ks[0])
+        print("whole log:")
+    _print_rows(result.summary(), ks[0])
+    print(f"{n_events:,} events in {elapsed:.1f} s; report: " + ", ".join(str(p) for p in paths))
+
+
+def _print_rows(summary: dict[str, Any], k: int) -> None:
+    for name, stats in summary.items():
         overall = stats["overall"]
         hr, nd = overall.get(f"hr@{k}"), overall.get(f"ndcg@{k}")
         print(f"{name:>15}  hr@{k} {_num(hr)}  ndcg@{k} {_num(nd)}  "
               f"p99 {overall.get('latency_p99_ms', 0.0):.3f} ms")
-    print(f"{n_events:,} events in {elapsed:.1f} s; report: " + ", ".join(str(p) for p in paths))
 
 
 def _replay_via_kafka(args: argparse.Namespace, events: list[Any], ks: list[int],

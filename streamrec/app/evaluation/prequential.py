@@ -31,9 +31,17 @@ class EvaluationResult:
     events: int = 0
     wall_time_s: float = 0.0
     extra: dict[str, object] = field(default_factory=dict)
+    # The same metrics restricted to events at or after the split (``--tune-until``).
+    held_out: dict[str, MetricsAccumulator] | None = None
+    held_out_from: int | None = None
 
     def summary(self) -> dict[str, dict[str, Any]]:
         return {name: acc.summary() for name, acc in self.metrics.items()}
+
+    def held_out_summary(self) -> dict[str, dict[str, Any]] | None:
+        if self.held_out is None:
+            return None
+        return {name: acc.summary() for name, acc in self.held_out.items()}
 
 
 def rank_of(item_id: str, ranking: Sequence[tuple[str, float]], exclude: Iterable[str] | set,
@@ -81,12 +89,21 @@ class PrequentialEvaluator:
         self.clock = clock
 
     def run(self, events: Iterable[ClickEvent],
-            on_event: Callable[[int], None] | None = None) -> EvaluationResult:
-        """Replay ``events`` (already in event-time order); ``on_event(1)`` after each."""
+            on_event: Callable[[int], None] | None = None,
+            held_out_from: int | None = None) -> EvaluationResult:
+        """Replay ``events`` (already in event-time order); ``on_event(1)`` after each.
+
+        With ``held_out_from``, events from that index on are also recorded apart, so the
+        held-out figures are exactly the whole replay's outcomes restricted to them (the
+        systems keep learning through the split: prequential, as in production).
+        """
         k_max = max(self.ks)
         clock = self.clock
         metrics = {name: MetricsAccumulator(self.ks, self.window) for name in self.systems}
+        held_out = (None if held_out_from is None else
+                    {name: MetricsAccumulator(self.ks, self.window) for name in self.systems})
         pairs = [(self.systems[name], metrics[name]) for name in self.systems]
+        held_pairs = None if held_out is None else [held_out[name] for name in self.systems]
         seen: dict[str, set[str]] = {}
         catalog: set[str] = set()
         start = clock()
@@ -98,21 +115,31 @@ class PrequentialEvaluator:
             cold = not user_seen
             repeat = event.item_id in user_seen
             # Test: every system ranks before any system learns this event.
-            for system, acc in pairs:
+            held = (held_pairs if held_pairs is not None and held_out_from is not None
+                    and count >= held_out_from else None)
+            for index, (system, acc) in enumerate(pairs):
                 t0 = clock()
                 ranking = system.recommend(event.user_id, k_max, user_seen)
                 latency = clock() - t0
+                violations = acc.exclusion_violations
                 rank, kept = rank_of(event.item_id, ranking, user_seen, k_max, acc)
                 acc.add(rank, cold, repeat, latency, kept, len(catalog))
+                if held is not None:
+                    held[index].exclusion_violations += acc.exclusion_violations - violations
+                    held[index].add(rank, cold, repeat, latency, kept, len(catalog))
             # Then train.
-            for system, acc in pairs:
+            for index, (system, acc) in enumerate(pairs):
                 t0 = clock()
                 system.learn_one(event)
-                acc.add_learn_time(clock() - t0)
+                learn_s = clock() - t0
+                acc.add_learn_time(learn_s)
+                if held is not None:
+                    held[index].add_learn_time(learn_s)
             user_seen.add(event.item_id)
             catalog.add(event.item_id)
             count += 1
             if on_event is not None:
                 on_event(1)
         return EvaluationResult("prequential", self.ks, self.window, metrics, count,
-                                clock() - start)
+                                clock() - start, held_out=held_out,
+                                held_out_from=held_out_from)

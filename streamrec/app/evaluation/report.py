@@ -36,7 +36,18 @@ def report_dict(result: EvaluationResult, config: Mapping[str, Any],
         **result.extra,
         "unavailable_systems": dict(unavailable or {}),
         "systems": result.summary(),
+        **_held_out_section(result),
     }
+
+
+def _held_out_section(result: EvaluationResult) -> dict[str, Any]:
+    """``held_out``: the metrics of the events after the ``--tune-until`` split, if any."""
+    summary = result.held_out_summary()
+    if summary is None:
+        return {}
+    start = result.held_out_from or 0
+    return {"held_out": {"from_event": start, "events": result.events - start,
+                         "systems": summary}}
 
 
 def _fmt(value: object) -> str:
@@ -61,16 +72,26 @@ def markdown_table(report: Mapping[str, Any]) -> str:
         f"{report['events']:,} events, wall time {report['wall_time_s']:.1f} s. Headline "
         "metrics count events whose user already has history; cold-start users are apart.",
         "",
-        "| system | " + " | ".join(columns) + " |",
-        "|---|" + "---:|" * len(columns),
     ]
-    for name, stats in report["systems"].items():
-        overall = stats["overall"]
-        lines.append(f"| {name} | " + " | ".join(_fmt(overall.get(c)) for c in columns) + " |")
+    held_out = report.get("held_out")
+    if held_out is not None:
+        lines += [f"## Held-out: events {held_out['from_event']:,} onwards "
+                  f"({held_out['events']:,} events, after the --tune-until split)", ""]
+        lines += _table_rows(held_out["systems"], columns)
+        lines += ["", "## Whole log", ""]
+    lines += _table_rows(report["systems"], columns)
     for name, reason in report.get("unavailable_systems", {}).items():
         lines.append("")
         lines.append(f"- `{name}` unavailable: {reason}")
     return "\n".join(lines) + "\n"
+
+
+def _table_rows(systems: Mapping[str, Any], columns: list[str]) -> list[str]:
+    lines = ["| system | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for name, stats in systems.items():
+        overall = stats["overall"]
+        lines.append(f"| {name} | " + " | ".join(_fmt(overall.get(c)) for c in columns) + " |")
+    return lines
 
 
 # Eleven systems and more (the default set plus references) must stay tellable apart:

@@ -1,0 +1,62 @@
+"""The tuning search looks only at the prefix and climbs to the best grid point."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from streamrec.app.evaluation.tuning import coordinate_descent
+from streamrec.config import Settings
+from streamrec.events import ClickEvent
+
+
+def stream(count: int) -> list[ClickEvent]:
+    return [ClickEvent(event_id=f"e{n}", user_id=f"u{n % 5}", item_id=f"i{n % 9}",
+                       type="click", ts=1e9 + n) for n in range(count)]
+
+
+class FakeScorer:
+    """Peaks at covisit_weight 3.0, online_weight 0.25; records every event it was shown."""
+
+    def __init__(self) -> None:
+        self.max_ts_seen = 0.0
+        self.calls = 0
+
+    def __call__(self, settings: Settings, prefix: Sequence[ClickEvent]) -> float:
+        self.calls += 1
+        self.max_ts_seen = max([self.max_ts_seen, *(event.ts for event in prefix)])
+        return -abs(settings.covisit_weight - 3.0) - abs(settings.online_weight - 0.25)
+
+
+def test_the_tuner_never_sees_an_event_after_the_split():
+    events, split = stream(100), 60
+    scorer = FakeScorer()
+    coordinate_descent(events, split, Settings(), scorer)
+    assert scorer.max_ts_seen == events[split - 1].ts
+
+
+def test_coordinate_descent_finds_the_peak_within_the_bounded_budget():
+    scorer = FakeScorer()
+    grid = {"covisit_weight": (0.75, 1.5, 3.0), "online_weight": (0.25, 0.5, 1.0)}
+    result = coordinate_descent(stream(20), 10, Settings(), scorer, grid)
+    assert result.chosen == {"covisit_weight": 3.0, "online_weight": 0.25}
+    assert result.score == 0.0
+    assert scorer.calls <= 1 + sum(len(values) for values in grid.values())
+    assert result.as_env() == ["STREAMREC_COVISIT_WEIGHT=3.0", "STREAMREC_ONLINE_WEIGHT=0.25"]
+
+
+def test_tune_command_writes_json_and_env(tmp_path, monkeypatch, capsys):
+    import json
+
+    from streamrec.app.cli import main
+    from streamrec.app.evaluation import tuning
+
+    scorer = FakeScorer()
+    monkeypatch.setattr(tuning, "replay_scorer", lambda *args, **kwargs: scorer)
+    log = tmp_path / "u.data"
+    log.write_text("".join(f"{1 + n % 5}\t{1 + n % 9}\t3\t{1000000 + n}\n" for n in range(40)))
+    assert main(["tune", str(log), "--format", "movielens", "--until", "0.5",
+                 "--out", str(tmp_path / "t")]) == 0
+    assert scorer.max_ts_seen == 1000000 + 19
+    record = json.loads((tmp_path / "t" / "tuned.json").read_text())
+    assert record["split"] == 20 and record["chosen"]["covisit_weight"] == 3.0
+    assert "STREAMREC_COVISIT_WEIGHT=3.0" in (tmp_path / "t" / "tuned.env").read_text()
