@@ -28,6 +28,7 @@ from streamrec.input_bounds import (
     check_id,
     check_user_id,
     guarded_decode,
+    is_reserved_user_id,
 )
 from streamrec.records import Output, Record
 
@@ -84,8 +85,11 @@ def decode_click(payload: bytes | None, max_bytes: int = 64 * 1024,
     if len(payload) > bounds.max_event_bytes:
         raise BadEvent("oversized", f"{len(payload)} bytes > limit {bounds.max_event_bytes}")
     event: ClickEvent = guarded_decode(_decoder, payload)
-    for field in ("event_id", "user_id", "item_id"):
-        check_id(getattr(event, field), field, bounds.max_id_bytes)
+    max_id = bounds.max_id_bytes
+    for field, value in (("event_id", event.event_id), ("user_id", event.user_id),
+                         ("item_id", event.item_id)):
+        if not _plain_ascii_id(value, max_id):
+            check_id(value, field, max_id)  # the full check: raises, or passes the rest
     if len(event.context) > bounds.max_context_entries:
         raise BadEvent("out_of_bounds", f"context has {len(event.context)} entries > limit "
                                         f"{bounds.max_context_entries}")
@@ -95,6 +99,15 @@ def decode_click(payload: bytes | None, max_bytes: int = 64 * 1024,
             check_id(entry, "context value", bounds.max_id_bytes)
     check_event_time(event.ts, 0, bounds.max_event_ahead_s)
     return event
+
+
+def _plain_ascii_id(value: str, max_bytes: int) -> bool:
+    """The common id: printable ASCII within the limit, so ``check_id`` would pass it.
+
+    For ASCII a char is one byte and ``isprintable`` excludes exactly the ASCII part of
+    ``check_id``'s control characters; this skips its UTF-8 encode and regex on the hot path.
+    """
+    return 0 < len(value) <= max_bytes and value.isascii() and value.isprintable()
 
 
 def decode_click_record(record: Record, bounds: ClickBounds) -> ClickEvent:
@@ -112,8 +125,10 @@ def decode_click_record(record: Record, bounds: ClickBounds) -> ClickEvent:
         raise BadEvent("key_mismatch", f"message key {shown!r} is not the event's user_id "
                                        f"{event.user_id!r}")
     # user-state keys with the reserved prefix hold partition snapshots and control
-    # records: a user of that name would overwrite them under compaction.
-    check_user_id(event.user_id, "user_id", bounds.max_id_bytes)
+    # records: a user of that name would overwrite them under compaction. (decode_click
+    # has already run ``check_id`` on it: only the reserved namespace is left to check.)
+    if is_reserved_user_id(event.user_id):
+        check_user_id(event.user_id, "user_id", bounds.max_id_bytes)  # raises the typed error
     return event
 
 
