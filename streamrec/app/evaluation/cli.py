@@ -188,6 +188,10 @@ def run_replay(args: argparse.Namespace) -> int:
             return _error("none of the requested systems is available")
         paths = write_report(args.out, result, config, unavailable)
         _print_summary(result, ks, len(events), time.perf_counter() - start, paths)
+        costs: dict[str, dict[str, float]] = result.extra.get(  # type: ignore[assignment]
+            "system_seconds", {})
+        print(f"{jobs} workers; per system wall/CPU s: " + ", ".join(
+            f"{name} {cost['wall_s']:.0f}/{cost['cpu_s']:.0f}" for name, cost in costs.items()))
         return 0
     progress = Progress(len(events), label=f"replay {args.protocol}",
                         enabled=not args.no_progress)

@@ -37,6 +37,10 @@ COST_HINT: dict[str, float] = {
 # How often a worker reports progress (events); the parent only redraws a line.
 PROGRESS_EVERY = 1_000
 
+# A worker's answer: name, accumulators (whole log, held-out), why unavailable, its cost.
+_Outcome = tuple[str, MetricsAccumulator | None, MetricsAccumulator | None, str | None,
+                 dict[str, float]]
+
 _worker_events: list[ClickEvent] = []
 _worker_progress: Any = None
 
@@ -59,17 +63,20 @@ _count_progress.pending = 0  # type: ignore[attr-defined]
 
 
 def _replay_one(name: str, options: SystemOptions, ks: tuple[int, ...], window: int,
-                held_out_from: int | None
-                ) -> tuple[str, MetricsAccumulator | None, MetricsAccumulator | None, str | None]:
+                held_out_from: int | None) -> _Outcome:
     """In a worker: build ``name`` and replay the whole log through it alone."""
+    wall, cpu = time.perf_counter(), time.process_time()
     built, unavailable = build_systems([name], options)
     if name not in built:
-        return name, None, None, unavailable.get(name, "unavailable")
+        return name, None, None, unavailable.get(name, "unavailable"), {}
     on_event = _count_progress if _worker_progress is not None else None
     result = PrequentialEvaluator(built, ks, window).run(_worker_events, on_event,
                                                          held_out_from=held_out_from)
     held = None if result.held_out is None else result.held_out[name]
-    return name, result.metrics[name], held, None
+    # What the system cost its worker: on a shared machine CPU seconds are the steadier
+    # figure, wall seconds the one that adds up to the replay's wall time.
+    cost = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+    return name, result.metrics[name], held, None, cost
 
 
 def run_parallel(names: Sequence[str], options: SystemOptions, events: list[ClickEvent],
@@ -93,6 +100,7 @@ def run_parallel(names: Sequence[str], options: SystemOptions, events: list[Clic
     start = time.perf_counter()
     outcomes: dict[str, tuple[MetricsAccumulator | None, MetricsAccumulator | None,
                               str | None]] = {}
+    costs: dict[str, dict[str, float]] = {}
     with ProcessPoolExecutor(max_workers=min(jobs, len(ordered)), mp_context=context,
                              initializer=_init_worker, initargs=(events, progress)) as pool:
         longest_first = sorted(ordered, key=lambda name: -COST_HINT.get(name, 1.0))
@@ -103,8 +111,9 @@ def run_parallel(names: Sequence[str], options: SystemOptions, events: list[Clic
         while pending:
             done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
             for future in done:
-                name, system_result, held, reason = future.result()
+                name, system_result, held, reason, cost = future.result()
                 outcomes[name] = (system_result, held, reason)
+                costs[name] = cost
             if progress is not None and on_progress is not None:
                 now = int(progress.value)
                 on_progress(now - reported)
@@ -120,6 +129,8 @@ def run_parallel(names: Sequence[str], options: SystemOptions, events: list[Clic
             held_out[name] = system_held
     result = EvaluationResult("prequential", ks, window, metrics, len(events),
                               time.perf_counter() - start,
-                              extra={"parallel_jobs": min(jobs, len(ordered))},
+                              extra={"parallel_jobs": min(jobs, len(ordered)),
+                                     "system_seconds": {name: costs[name] for name in ordered
+                                                        if costs.get(name)}},
                               held_out=held_out, held_out_from=held_out_from)
     return result, unavailable

@@ -83,6 +83,9 @@ def test_parallel_workers_give_the_serial_outcomes_system_by_system():
     for name in SYSTEMS:
         assert outcome_digest(result.metrics[name]) == PINNED[name][2], name
     assert sum(ticks) <= len(events) * len(SYSTEMS)
+    costs = result.extra["system_seconds"]
+    assert list(costs) == list(SYSTEMS)
+    assert all(cost["cpu_s"] > 0 and cost["wall_s"] > 0 for cost in costs.values())
     # The held-out accumulators are the whole replay's outcomes from the split on.
     assert result.held_out is not None
     for name in SYSTEMS:
