@@ -143,3 +143,28 @@ def test_eleven_systems_get_distinct_styles_and_the_legend_sits_outside(tmp_path
     assert legend.get_window_extent().x0 >= axes_box.x1  # right of the axes, not over lines
     assert (tmp_path / "hr.png").stat().st_size > 0
     real_close(fig)
+
+
+TIMINGS = ("latency_p50_ms", "latency_p99_ms", "latency_mean_ms", "events_per_s")
+
+
+def _outcomes(stats: dict) -> list:
+    spans = [stats["overall"], *stats["windows"]]
+    return [{key: value for key, value in span.items() if key not in TIMINGS} for span in spans]
+
+
+def test_replay_with_worker_processes_reports_the_serial_figures(log, tmp_path):
+    reports = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"jobs{jobs}"
+        assert main(["replay", str(log), "--format", "movielens", "--out", str(out),
+                     "--no-progress", "--window", "40", "--jobs", jobs, "--tune-until", "0.5",
+                     "--systems", "markov,most-popular,item-knn"]) == 0
+        reports[jobs] = json.loads((out / "report.json").read_text())
+    serial, parallel = reports["1"], reports["2"]
+    assert (serial["config"]["jobs"], parallel["config"]["jobs"]) == (1, 2)
+    assert list(parallel["systems"]) == ["markov", "most-popular", "item-knn"]
+    for name in serial["systems"]:
+        assert _outcomes(parallel["systems"][name]) == _outcomes(serial["systems"][name])
+        assert (_outcomes(parallel["held_out"]["systems"][name])
+                == _outcomes(serial["held_out"]["systems"][name]))

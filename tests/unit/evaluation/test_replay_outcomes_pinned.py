@@ -1,0 +1,103 @@
+"""Every replay system's outcomes on a fixed synthetic log, pinned.
+
+Speed-ups to replay (evaluation bookkeeping, baselines, running systems in parallel
+processes) must not change what any system computes. The digest covers every per-event
+outcome (rank, cold, repeat), the exclusion violations and the coverage sets' sizes; the
+headline figures are spelled out too so a failure says what moved. Timings are excluded:
+they are measurements, not outcomes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from streamrec.app.evaluation import PrequentialEvaluator
+from streamrec.app.evaluation.systems import SystemOptions, build_systems
+from streamrec.producers.synthetic import SyntheticStream
+from streamrec.ranking_metrics import MetricsAccumulator
+
+SYSTEMS = ("most-popular", "recent-popular", "item-knn", "markov", "river-mf", "streamrec")
+
+
+def outcome_digest(acc: MetricsAccumulator) -> str:
+    """sha256 of everything a system's figures are computed from, timings aside."""
+    coverage = {k: len(items) for k, items in acc._recommended.items()}
+    payload = json.dumps([acc.ranks, acc.cold, acc.repeat, acc.exclusion_violations,
+                          sorted(coverage.items()), acc._window_coverage])
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def fixed_log() -> list:
+    return list(SyntheticStream(n_users=120, n_items=150, n_events=2_500, seed=5).events())
+
+
+def replay(systems: tuple[str, ...] = SYSTEMS, **run_options: object):
+    built, unavailable = build_systems(list(systems), SystemOptions(seed=0))
+    assert not unavailable
+    return PrequentialEvaluator(built, ks=(5, 10), window=1_000).run(fixed_log(),
+                                                                     **run_options)
+
+
+# Recorded with the serial evaluator before any replay speed-up (commit ac66375).
+PINNED = {
+    "most-popular": (0.2191958495460441, 0.10727273763358167,
+        "ea1f07ce62890158e7cc0e573ac42008171c167016962d2fbd407606ce51f939"),
+    "recent-popular": (0.2178988326848249, 0.10680806838959567,
+        "9ab8bd974a7ad007d2b89d99d70ead7c81a0f76b70fdbe8b1be6278bc26d25d9"),
+    "item-knn": (0.1828793774319066, 0.07974768340616366,
+        "6c2629b1c63b42cb40a43103e2b5a95d636354f4c34839c80f900591d61ee5a4"),
+    "markov": (0.23605706874189364, 0.12056057514859612,
+        "56f6e2f2b4eddb8f24dc9a7b6999c829a571886b987897db71167eeae024f39e"),
+    "river-mf": (0.09987029831387809, 0.04895600650534037,
+        "d076b8a17eb9165f5f1c9f72c9af5d595cf78ae02be4831c35cbc37c283ecd0b"),
+    "streamrec": (0.28793774319066145, 0.14980039157953579,
+        "c080b72b889a237458a49f761c493478bc74536868556908da63e3eceb6df07a"),
+}
+
+
+@pytest.fixture(scope="module")
+def serial_result():
+    return replay()
+
+
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_each_system_computes_what_it_computed_before_the_speed_ups(serial_result, name):
+    overall = serial_result.summary()[name]["overall"]
+    hr, nd, digest = PINNED[name]
+    assert (overall["hr@10"], overall["ndcg@10"]) == pytest.approx((hr, nd), abs=1e-12)
+    assert outcome_digest(serial_result.metrics[name]) == digest
+
+
+def test_parallel_workers_give_the_serial_outcomes_system_by_system():
+    from streamrec.app.evaluation.parallel import run_parallel
+
+    events = fixed_log()
+    ticks: list[int] = []
+    result, unavailable = run_parallel(SYSTEMS, SystemOptions(seed=0), events, (5, 10), 1_000,
+                                       jobs=2, on_progress=ticks.append, held_out_from=1_500)
+    assert unavailable == {}
+    assert list(result.metrics) == list(SYSTEMS)  # the order asked for, not finishing order
+    for name in SYSTEMS:
+        assert outcome_digest(result.metrics[name]) == PINNED[name][2], name
+    assert sum(ticks) <= len(events) * len(SYSTEMS)
+    costs = result.extra["system_seconds"]
+    assert list(costs) == list(SYSTEMS)
+    assert all(cost["cpu_s"] > 0 and cost["wall_s"] > 0 for cost in costs.values())
+    # The held-out accumulators are the whole replay's outcomes from the split on.
+    assert result.held_out is not None
+    for name in SYSTEMS:
+        held, whole = result.held_out[name], result.metrics[name]
+        assert held.ranks == whole.ranks[1_500:]
+        assert held.cold == whole.cold[1_500:]
+
+
+def test_run_parallel_refuses_no_systems_and_no_workers():
+    from streamrec.app.evaluation import parallel
+
+    with pytest.raises(ValueError):
+        parallel.run_parallel([], SystemOptions(), fixed_log()[:10], (10,), 100, jobs=2)
+    with pytest.raises(ValueError):
+        parallel.run_parallel(["markov"], SystemOptions(), fixed_log()[:10], (10,), 100, jobs=0)
