@@ -27,6 +27,24 @@ DEFAULT_GRID: Mapping[str, tuple[float | int, ...]] = {
     "fusion_depth": (25, 50, 100),
 }
 
+# Systems that fuse a deep model: only for them can ``deep_weight`` change a ranking.
+DEEP_SYSTEMS = frozenset({"streamrec-full"})
+
+
+def grid_for(system: str) -> dict[str, tuple[float | int, ...]]:
+    """``DEFAULT_GRID`` without the settings ``system`` never reads.
+
+    ``deep_weight`` weighs the deep model's candidates in the fusion; a system without a deep
+    model scores every value the same, so trying them would spend replays and "choose" a
+    value nothing measured.
+
+    >>> "deep_weight" in grid_for("streamrec"), "deep_weight" in grid_for("streamrec-full")
+    (False, True)
+    """
+    return {name: values for name, values in DEFAULT_GRID.items()
+            if name != "deep_weight" or system in DEEP_SYSTEMS}
+
+
 # Score of one candidate: (settings, tuning-prefix events) → the metric to maximise.
 Scorer = Callable[[Settings, Sequence[ClickEvent]], float]
 

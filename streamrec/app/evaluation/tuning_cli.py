@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
 
 def run_tune(args: argparse.Namespace) -> int:
     from streamrec.app.evaluation.split import split_index
-    from streamrec.app.evaluation.tuning import coordinate_descent, replay_scorer
+    from streamrec.app.evaluation.tuning import coordinate_descent, grid_for, replay_scorer
     from streamrec.producers.logs import LogFormatError, read_log
 
     try:
@@ -50,9 +50,12 @@ def run_tune(args: argparse.Namespace) -> int:
         print(f"[{time.perf_counter() - start:7.1f} s] {trial['settings']} "
               f"ndcg@10 {trial['score']:.4f}", flush=True)
 
-    print(f"tuning {args.system} on events [0, {split:,}) of {len(events):,}", flush=True)
+    grid = grid_for(args.system)
+    print(f"tuning {args.system} on events [0, {split:,}) of {len(events):,}: "
+          f"{', '.join(grid)}", flush=True)
     result = coordinate_descent(events, split, Settings.from_env(),
-                                replay_scorer(args.system, seed=args.seed), on_trial=report)
+                                replay_scorer(args.system, seed=args.seed), grid=grid,
+                                on_trial=report)
     args.out.mkdir(parents=True, exist_ok=True)
     record = {"path": str(args.path), "until": args.until.describe(), "split": split,
               "system": args.system, "chosen": result.chosen, "score_on_prefix": result.score,
