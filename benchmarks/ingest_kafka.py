@@ -7,7 +7,7 @@ Both consumers read the same pre-filled ``clicks`` topic through the same runtim
 * ingest does the real work: decode, update user state and online models, produce state.
 
 The ratio ingest / pass-through says what our processing costs on top of Kafka I/O, which
-the noisy machine cancels out. Target (issue 4): ratio >= 0.5.
+the noisy machine cancels out. Target: ratio >= 0.5 (issue 4), now >= 0.70 (issue 13).
 
     scripts/with-kafka.sh .venv/bin/python benchmarks/ingest_kafka.py [--events 100000] [--rounds 3]
 
@@ -39,6 +39,9 @@ from streamrec.processor import ProcessorDefaults  # noqa: E402
 from streamrec.records import Output, ProcessResult, Record  # noqa: E402
 from streamrec.app.services import ingest_service  # noqa: E402
 from streamrec.transport.topics import create_topics  # noqa: E402
+
+# Issue 13's acceptance: ingest at 0.70 of the transactional pass-through.
+TARGET_RATIO = 0.70
 
 
 class PassThroughProcessor(ProcessorDefaults):
@@ -146,12 +149,12 @@ def main() -> int:
               flush=True)
     median = statistics.median(r["ratio"] for r in rounds)
     print(f"ratio ingest / pass-through: median {median:.2f} of {len(rounds)} "
-          f"(rounds {[r['ratio'] for r in rounds]})  (target >= 0.50)")
+          f"(rounds {[r['ratio'] for r in rounds]})  (target >= {TARGET_RATIO:.2f})")
     save_results("ingest_kafka", {"events": args.events, "batch_size": args.batch_size,
                                   "learn_every": args.learn_every, "rounds": rounds,
                                   "passthrough": rounds[-1]["passthrough"],
                                   "ingest": rounds[-1]["ingest"],
-                                  "ratio": round(median, 3), "target_ratio": 0.5})
+                                  "ratio": round(median, 3), "target_ratio": TARGET_RATIO})
     return 0
 
 
