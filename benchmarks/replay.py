@@ -13,8 +13,6 @@ identical, prints both wall times and their ratio, and saves JSON. Each pass is 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import statistics
 import sys
 import time
@@ -26,14 +24,8 @@ from bench_results import save_results  # noqa: E402
 from streamrec.app.evaluation import PrequentialEvaluator  # noqa: E402
 from streamrec.app.evaluation.parallel import run_parallel  # noqa: E402
 from streamrec.app.evaluation.systems import SystemOptions, build_systems  # noqa: E402
-from streamrec.ranking_metrics import MetricsAccumulator  # noqa: E402
 
 DEFAULT_SYSTEMS = "most-popular,recent-popular,item-knn,markov,streamrec"
-
-
-def outcomes(acc: MetricsAccumulator) -> str:
-    payload = json.dumps([acc.ranks, acc.cold, acc.repeat, acc.exclusion_violations])
-    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def load_events(args: argparse.Namespace) -> list:
@@ -69,7 +61,8 @@ def main() -> None:
         start = time.perf_counter()
         parallel, _lost = run_parallel(names, options, events, (10,), 10_000, args.jobs)
         parallel_s.append(time.perf_counter() - start)
-        identical &= all(outcomes(serial.metrics[n]) == outcomes(parallel.metrics[n])
+        identical &= all(serial.metrics[n].outcome_digest()
+                         == parallel.metrics[n].outcome_digest()
                          for n in serial.metrics)
     serial_median, parallel_median = statistics.median(serial_s), statistics.median(parallel_s)
     print(f"{len(events):,} events x {len(names)} systems ({', '.join(names)})")

@@ -13,6 +13,8 @@ inside it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from typing import Any, Sequence
 
@@ -120,6 +122,15 @@ class MetricsAccumulator:
 
     def add_learn_time(self, seconds: float) -> None:
         self.learn_s.append(seconds)
+
+    def outcome_digest(self) -> str:
+        """sha256 of everything the figures are computed from, timings aside: per-event
+        ranks, cold and repeat flags, exclusion violations and coverage. Two replays computed
+        the same thing exactly when their digests are equal (latencies are measurements)."""
+        coverage = {k: len(items) for k, items in self._recommended.items()}
+        payload = json.dumps([self.ranks, self.cold, self.repeat, self.exclusion_violations,
+                              sorted(coverage.items()), self._window_coverage])
+        return hashlib.sha256(payload.encode()).hexdigest()
 
     def _close_window(self) -> None:
         size = max(self._catalog_size, 1)

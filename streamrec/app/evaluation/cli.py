@@ -171,7 +171,7 @@ def run_replay(args: argparse.Namespace) -> int:
         return 0
     jobs = min(args.jobs or os.cpu_count() or 1, len(systems))
     config["jobs"] = jobs if args.protocol == "prequential" else 1
-    if args.protocol == "prequential" and jobs > 1:
+    if config["jobs"] > 1:
         from streamrec.app.evaluation.parallel import run_parallel
         # Counted in system-events: each worker replays the whole log through its system.
         progress = Progress(len(events) * len(systems), label="replay prequential (system-events)",
@@ -186,25 +186,24 @@ def run_replay(args: argparse.Namespace) -> int:
         unavailable.update(lost)
         if not result.metrics:
             return _error("none of the requested systems is available")
-        paths = write_report(args.out, result, config, unavailable)
-        _print_summary(result, ks, len(events), time.perf_counter() - start, paths)
-        costs: dict[str, dict[str, float]] = result.extra.get(  # type: ignore[assignment]
-            "system_seconds", {})
-        print(f"{jobs} workers; per system wall/CPU s: " + ", ".join(
-            f"{name} {cost['wall_s']:.0f}/{cost['cpu_s']:.0f}" for name, cost in costs.items()))
-        return 0
-    progress = Progress(len(events), label=f"replay {args.protocol}",
-                        enabled=not args.no_progress)
-    with progress:
-        if args.protocol == "prequential":
-            from streamrec.app.evaluation.prequential import PrequentialEvaluator
-            result = PrequentialEvaluator(systems, ks, args.window).run(
-                events, progress.update, held_out_from=held_out_from)
-        else:
-            from streamrec.app.evaluation.last_item import evaluate_last_item
-            result = evaluate_last_item(systems, events, ks, progress.update)
+    else:
+        progress = Progress(len(events), label=f"replay {args.protocol}",
+                            enabled=not args.no_progress)
+        with progress:
+            if args.protocol == "prequential":
+                from streamrec.app.evaluation.prequential import PrequentialEvaluator
+                result = PrequentialEvaluator(systems, ks, args.window).run(
+                    events, progress.update, held_out_from=held_out_from)
+            else:
+                from streamrec.app.evaluation.last_item import evaluate_last_item
+                result = evaluate_last_item(systems, events, ks, progress.update)
     paths = write_report(args.out, result, config, unavailable)
     _print_summary(result, ks, len(events), time.perf_counter() - start, paths)
+    costs: dict[str, dict[str, float]] = result.extra.get(  # type: ignore[assignment]
+        "system_seconds", {})
+    if costs:  # what each system cost its worker
+        print(f"{jobs} workers; per system wall/CPU s: " + ", ".join(
+            f"{name} {cost['wall_s']:.0f}/{cost['cpu_s']:.0f}" for name, cost in costs.items()))
     return 0
 
 

@@ -9,25 +9,13 @@ they are measurements, not outcomes.
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 import pytest
 
 from streamrec.app.evaluation import PrequentialEvaluator
 from streamrec.app.evaluation.systems import SystemOptions, build_systems
 from streamrec.producers.synthetic import SyntheticStream
-from streamrec.ranking_metrics import MetricsAccumulator
 
 SYSTEMS = ("most-popular", "recent-popular", "item-knn", "markov", "river-mf", "streamrec")
-
-
-def outcome_digest(acc: MetricsAccumulator) -> str:
-    """sha256 of everything a system's figures are computed from, timings aside."""
-    coverage = {k: len(items) for k, items in acc._recommended.items()}
-    payload = json.dumps([acc.ranks, acc.cold, acc.repeat, acc.exclusion_violations,
-                          sorted(coverage.items()), acc._window_coverage])
-    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def fixed_log() -> list:
@@ -68,7 +56,7 @@ def test_each_system_computes_what_it_computed_before_the_speed_ups(serial_resul
     overall = serial_result.summary()[name]["overall"]
     hr, nd, digest = PINNED[name]
     assert (overall["hr@10"], overall["ndcg@10"]) == pytest.approx((hr, nd), abs=1e-12)
-    assert outcome_digest(serial_result.metrics[name]) == digest
+    assert serial_result.metrics[name].outcome_digest() == digest
 
 
 def test_parallel_workers_give_the_serial_outcomes_system_by_system():
@@ -81,7 +69,7 @@ def test_parallel_workers_give_the_serial_outcomes_system_by_system():
     assert unavailable == {}
     assert list(result.metrics) == list(SYSTEMS)  # the order asked for, not finishing order
     for name in SYSTEMS:
-        assert outcome_digest(result.metrics[name]) == PINNED[name][2], name
+        assert result.metrics[name].outcome_digest() == PINNED[name][2], name
     assert sum(ticks) <= len(events) * len(SYSTEMS)
     costs = result.extra["system_seconds"]
     assert list(costs) == list(SYSTEMS)
