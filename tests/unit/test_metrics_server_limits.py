@@ -61,8 +61,10 @@ def test_an_idle_connection_is_dropped_while_others_are_served():
                 assert response.status == 200 and b"app_events_total" in response.read()
             # Served long before the idle connection's timeout: nobody waited for it.
             assert time.monotonic() - opened < 1.5, "another client waited for the idle one"
-            assert _closed_within(idle, 6.0) is not None
-            assert 1.5 < time.monotonic() - opened < 6.0  # dropped at the timeout, not before
+            assert _closed_within(idle, 6.0) is not None, "the idle connection was never dropped"
+            # Dropped at its 2 s timeout: not before, and not at the 6 s the check waits.
+            dropped_after = time.monotonic() - opened
+            assert 1.5 < dropped_after < 4.0, f"dropped after {dropped_after:.2f} s"
         finally:
             idle.close()
 
