@@ -27,10 +27,26 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--until", type=_tune_until, required=True,
                         metavar="FRACTION|TIMESTAMP", help="the end of the tuning prefix")
     parser.add_argument("--system", default="streamrec")
+    parser.add_argument("--only", type=_setting_names, metavar="NAME[,NAME...]",
+                        help="tune only these settings of the grid; the others keep their "
+                             "values (defaults or STREAMREC_* variables), e.g. deep_weight "
+                             "on streamrec-full once the online ones are chosen")
     parser.add_argument("--out", type=Path, default=Path("tuned"),
                         help="folder for tuned.json and tuned.env (default tuned/)")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(func=run_tune)
+
+
+def _setting_names(text: str) -> tuple[str, ...]:
+    from streamrec.app.evaluation.tuning import DEFAULT_GRID
+
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in DEFAULT_GRID]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown setting {', '.join(unknown) or repr(text)} (tunable: "
+            f"{', '.join(DEFAULT_GRID)})")
+    return names
 
 
 def run_tune(args: argparse.Namespace) -> int:
@@ -51,6 +67,13 @@ def run_tune(args: argparse.Namespace) -> int:
               f"ndcg@10 {trial['score']:.4f}", flush=True)
 
     grid = grid_for(args.system)
+    if args.only:
+        missing = [name for name in args.only if name not in grid]
+        if missing:
+            sys.stderr.write(f"streamrec: error: --only {','.join(missing)}: system "
+                             f"{args.system!r} does not read it\n")
+            return 2
+        grid = {name: grid[name] for name in args.only}
     print(f"tuning {args.system} on events [0, {split:,}) of {len(events):,}: "
           f"{', '.join(grid)}", flush=True)
     result = coordinate_descent(events, split, Settings.from_env(),
