@@ -104,3 +104,20 @@ def test_tune_only_refuses_a_setting_the_system_never_reads(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "does not read it" in err and err.count("\n") == 1
     assert not (tmp_path / "t").exists()
+
+
+def test_a_value_must_beat_the_held_one_by_the_margin_to_replace_it():
+    grid = {"fusion_depth": (25, 50, 100)}
+    # 100 is 0.1% better than the held 50: noise on one prefix, so 50 stays; 25 never wins.
+    table = {25: 0.0910, 50: 0.0913, 100: 0.0914}
+
+    def scorer(settings: Settings, prefix: Sequence[ClickEvent]) -> float:
+        return table[settings.fusion_depth]
+
+    assert coordinate_descent(stream(20), 10, Settings(), scorer, grid).chosen == {
+        "fusion_depth": 50}
+    assert coordinate_descent(stream(20), 10, Settings(), scorer, grid,
+                              min_gain=0.0).chosen == {"fusion_depth": 100}
+    table[100] = 0.0930  # +1.9%: a real gain is taken
+    assert coordinate_descent(stream(20), 10, Settings(), scorer, grid).chosen == {
+        "fusion_depth": 100}
