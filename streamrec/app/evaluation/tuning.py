@@ -26,6 +26,7 @@ DEFAULT_GRID: Mapping[str, tuple[float | int, ...]] = {
     "online_weight": (0.25, 0.5, 1.0),
     "deep_weight": (0.5, 1.0, 2.0),
     "covisit_recent": (3, 5, 10),
+    "transition_weight": (0.0, 0.5, 1.0, 2.0),
     "fusion_depth": (25, 50, 100),
 }
 

@@ -20,8 +20,9 @@ from streamrec.config import Settings
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "tune", help="choose fusion settings by replaying only a log's prefix",
-        description="Coordinate descent over the fusion weights, co-visitation context and "
-                    "fusion depth, each candidate scored by replaying the prefix only.")
+        description="Coordinate descent over the fusion weights (online, deep, co-visitation, "
+                    "transitions), the co-visitation context and the fusion depth, each "
+                    "candidate scored by replaying the prefix only.")
     parser.add_argument("path", type=Path)
     parser.add_argument("--format", dest="fmt", choices=FORMATS, required=True)
     parser.add_argument("--until", type=_tune_until, required=True,
