@@ -37,10 +37,6 @@ from streamrec.online_models.blend import OnlineBlend
 
 # Component order is fusion order: it decides the sums' order and which item came first.
 COMPONENTS = ("embedding", "fm", "recency")
-# Up to this many rows, ``_fused`` fuses row by row in dictionaries: a scorer ranking one
-# trigger per batch (replay, a latency-bound scorer) pays ~40 array passes of a few
-# microseconds each otherwise, for ~150 entries. Both give the same rows.
-DICT_FUSION_MAX_ROWS = 16
 _ROW_CHUNK_ELEMENTS = 1 << 21  # rows x items per array pass: bounded memory at 100k items
 
 
@@ -285,8 +281,6 @@ class BlendRanker:
     def _fused(self, m: int, lists: list[tuple[np.ndarray, np.ndarray]], k: int
                ) -> list[RankedRow]:
         """``OnlineBlend._fused``: weighted reciprocal rank, ties by first insertion."""
-        if m <= DICT_FUSION_MAX_ROWS:
-            return self._fused_by_row(m, lists, k)
         rrf_k = self.blend.rrf_k
         parts_row, parts_slot, parts_comp, parts_rank, parts_value = [], [], [], [], []
         for component, (rows, slots) in enumerate(lists):
@@ -332,40 +326,6 @@ class BlendRanker:
         for r in range(m):
             chosen = keep[bounds[r]:bounds[r + 1]]
             out.append(RankedRow(g_slot[chosen], fused[chosen], ranks[chosen][:, columns]))
-        return out
-
-
-    def _fused_by_row(self, m: int, lists: list[tuple[np.ndarray, np.ndarray]], k: int
-                      ) -> list[RankedRow]:
-        """``_fused`` one row at a time in a dictionary pass: ``OnlineBlend._fused`` itself
-        (same sums in component order, ties by first insertion), as arrays."""
-        rrf_k = self.blend.rrf_k
-        columns = [COMPONENTS.index(name) for name in self.names]
-        per_component = []
-        for component, (rows, slots) in enumerate(lists):
-            if rows.shape[0]:
-                bounds = np.searchsorted(rows, np.arange(m + 1)).tolist()
-                per_component.append((component, self.weights[component], bounds,
-                                      slots.tolist()))
-        out = []
-        for r in range(m):
-            fused: dict[int, float] = {}
-            ranks: dict[int, list[float]] = {}
-            for component, weight, bounds, slots in per_component:
-                for rank, slot in enumerate(slots[bounds[r]:bounds[r + 1]], 1):
-                    fused[slot] = fused.get(slot, 0.0) + weight / (rrf_k + rank)
-                    at = ranks.get(slot)
-                    if at is None:
-                        at = ranks[slot] = [0.0, 0.0, 0.0]
-                    at[component] = float(rank)
-            items = list(fused)
-            best = sorted(range(len(items)), key=lambda i: (-fused[items[i]], i))[:max(k, 0)]
-            chosen = [items[i] for i in best]
-            out.append(RankedRow(
-                np.array(chosen, dtype=np.int64),
-                np.array([fused[slot] for slot in chosen], dtype=np.float64),
-                np.array([ranks[slot] for slot in chosen],
-                         dtype=np.float64).reshape(len(chosen), 3)[:, columns]))
         return out
 
 

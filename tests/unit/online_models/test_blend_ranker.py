@@ -9,7 +9,6 @@ import pytest
 
 from streamrec.events import ClickEvent
 from streamrec.online_models.blend import OnlineBlend
-from streamrec.online_models import blend_ranker
 from streamrec.online_models.blend_ranker import BlendRanker, RankQuery, top_k_rows
 from streamrec.online_models.baselines import top_k
 
@@ -52,10 +51,7 @@ def expected(blend: OnlineBlend, query: RankQuery, k: int) -> list:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("k", [5, 30, 50])
-@pytest.mark.parametrize("dict_fusion_max", [0, 10_000])  # the array path, the dict path
-def test_rank_many_is_recommend_explained_for_of_every_row(
-        seed: int, k: int, dict_fusion_max: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(blend_ranker, "DICT_FUSION_MAX_ROWS", dict_fusion_max)
+def test_rank_many_is_recommend_explained_for_of_every_row(seed: int, k: int) -> None:
     blend = trained_blend(seed)
     ranker = BlendRanker(blend)
     batch = queries(blend, seed)
@@ -67,10 +63,7 @@ def test_rank_many_is_recommend_explained_for_of_every_row(
         assert got == expected(blend, query, k)  # items, order, scores and ranks bit for bit
 
 
-@pytest.mark.parametrize("dict_fusion_max", [0, 10_000])
-def test_rank_many_with_a_component_weighted_out(dict_fusion_max: int,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(blend_ranker, "DICT_FUSION_MAX_ROWS", dict_fusion_max)
+def test_rank_many_with_a_component_weighted_out() -> None:
     blend = trained_blend(3, fm_weight=0.0)
     ranker = BlendRanker(blend)
     assert ranker.names == ("embedding", "recency")
