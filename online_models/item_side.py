@@ -227,10 +227,12 @@ class ItemSideTable:
                 for i, score, p, r in zip(top.tolist(), blended.tolist(), pop.tolist(),
                                           rec.tolist())]
 
-    def recommend_explained_rows(self, k: int, exclude: Collection[str] = ()
+    def recommend_explained_rows(self, k: int, exclude: Collection[str] = (),
+                                 exclude_rows: np.ndarray | None = None
                                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``recommend_explained`` as arrays: rows of ``ids``, blended score, popularity and
-        recency of each (the scorer explains only the items it publishes)."""
+        recency of each (the scorer explains only the items it publishes). ``exclude_rows``:
+        ``rows_of(exclude)`` if the caller has it already (then ``exclude`` is not read)."""
         if k <= 0 or not self._ids:
             empty = np.empty(0)
             return np.empty(0, dtype=np.int64), empty, empty, empty
@@ -238,7 +240,9 @@ class ItemSideTable:
         popularity = counts / counts.max() if counts.max() > 0 else counts
         recency = decayed / decayed.max() if decayed.max() > 0 else decayed
         blended = self.popularity_weight * popularity + self.recency_weight * recency
-        top = self._top(np.where(held, blended, -np.inf), k, exclude)
+        if exclude_rows is None:
+            exclude_rows = self.rows_of(exclude)
+        top = self._top(np.where(held, blended, -np.inf), k, exclude_rows)
         return top, blended[top], popularity[top], recency[top]
 
     def recommend_context(self, recent_items: Sequence[str], k: int,
@@ -253,12 +257,70 @@ class ItemSideTable:
         return [(ids[i], score) for i, score in zip(top.tolist(), scores.tolist())]
 
     def recommend_context_rows(self, recent_items: Sequence[str], k: int,
-                               exclude: Collection[str] = ()) -> tuple[np.ndarray, np.ndarray]:
-        """``recommend_context`` as (rows of ``ids``, scores): the scorer's batch path."""
-        scores = self.score_context(recent_items)
-        scores[scores <= 0.0] = -np.inf  # no evidence is no recommendation
-        top = self._top(scores, k, exclude)
-        return top, scores[top]
+                               exclude: Collection[str] = (),
+                               exclude_rows: np.ndarray | None = None
+                               ) -> tuple[np.ndarray, np.ndarray]:
+        """``recommend_context`` as (rows of ``ids``, scores): the scorer's batch path.
+
+        Only the context rows' neighbours can score above zero, so only they are scored:
+        the same terms added in the same order as ``score_context``'s whole-catalogue
+        array, the same floats and the same picks, at a cost that follows the neighbours
+        rather than the catalogue. ``exclude_rows`` as in ``recommend_explained_rows``.
+        """
+        empty = np.empty(0, dtype=np.int64), np.empty(0)
+        context = self._context_rows(recent_items)
+        if k <= 0 or not context:
+            return empty
+        counts, raw = self._derived()[0], self._counts
+        found = [(arrays, math.sqrt(raw[other])) for other, arrays in context]
+        candidates = np.unique(np.concatenate([arrays.arrays()[0] for arrays, _ in found]))
+        scores = np.zeros(candidates.shape[0], dtype=np.float64)
+        for arrays, norm in found:
+            neighbours, weights = arrays.arrays()
+            scores[np.searchsorted(candidates, neighbours)] += weights / norm
+        scores /= np.sqrt(np.maximum(counts[candidates], 1.0))
+        keep = scores > 0.0  # no evidence is no recommendation
+        if exclude_rows is None:
+            exclude_rows = self.rows_of(exclude)
+        if exclude_rows.shape[0]:
+            blocked = np.zeros(counts.shape[0], dtype=bool)
+            blocked[exclude_rows] = True
+            keep &= ~blocked[candidates]
+        candidates, scores = candidates[keep], scores[keep]
+        if candidates.shape[0] > k:
+            kth = np.partition(scores, candidates.shape[0] - k)[candidates.shape[0] - k]
+            tied = scores >= kth  # the k best and every tie at the cut
+            candidates, scores = candidates[tied], scores[tied]
+        order = np.lexsort((self._ranks()[candidates], -scores))[:k]
+        return candidates[order], scores[order]
+
+    def _context_rows(self, recent_items: Sequence[str]) -> list[tuple[int, "_PairRow"]]:
+        """The context's last ``recent`` distinct held items, newest first, with their
+        co-visitation rows (items without a row vote nothing and are left out)."""
+        index, raw, pairs, cached = self._index, self._counts, self._pairs, self._pair_arrays
+        seen: set[int] = set()
+        out = []
+        for item in reversed(recent_items):
+            i = index.get(item)
+            # Only held items vote: whether an unheld id is still indexed depends on history.
+            if i is None or raw[i] <= 0 or i in seen:
+                continue
+            seen.add(i)
+            arrays = cached.get(i)
+            if arrays is None:
+                row = pairs.get(i)
+                if row:
+                    arrays = cached[i] = _PairRow(row)
+            if arrays is not None:
+                out.append((i, arrays))
+            if len(seen) == self.recent:
+                break
+        return out
+
+    def rows_of(self, items: Iterable[str]) -> np.ndarray:
+        """The rows of those ``items`` the table indexes (to exclude them from rankings)."""
+        index = self._index
+        return np.fromiter((index[i] for i in items if i in index), dtype=np.int64)
 
     @property
     def ids(self) -> list[str]:
@@ -285,11 +347,10 @@ class ItemSideTable:
             scores[neighbours] += weights / math.sqrt(raw[other])
         return scores / np.sqrt(np.maximum(counts, 1.0))
 
-    def _top(self, scores: np.ndarray, k: int, exclude: Collection[str]) -> np.ndarray:
+    def _top(self, scores: np.ndarray, k: int, exclude_rows: np.ndarray) -> np.ndarray:
         """Indices of the k best finite scores, ties by item id (``scores`` is overwritten)."""
-        if exclude:
-            excluded = [self._index[i] for i in exclude if i in self._index]
-            scores[excluded] = -np.inf
+        if exclude_rows.shape[0]:
+            scores[exclude_rows] = -np.inf
         candidates = np.flatnonzero(np.isfinite(scores))
         if k <= 0 or candidates.size == 0:
             return candidates[:0]

@@ -239,3 +239,40 @@ def test_ranking_never_mutates_and_the_table_is_plain_data() -> None:
     assert snapshot(copy) == before
     assert (copy.recommend_explained(5, exclude={"i3"}), copy.recommend_context(context, 5)) == first
     assert all(item != "i3" for item, _, _ in first[0]) and len(first[0]) == 5
+
+
+def dense_context_ranking(table: ItemSideTable, recent_items: list[str], k: int,
+                          exclude: set[str]) -> tuple[list[int], list[float]]:
+    """``recommend_context_rows`` by its definition: ``score_context`` over the whole
+    catalogue, then the k best positive scores not excluded, ties by item id."""
+    scores = table.score_context(recent_items)
+    ids = table.ids
+    ranked = sorted((i for i in range(len(ids))
+                     if scores[i] > 0 and ids[i] not in exclude),
+                    key=lambda i: (-scores[i], ids[i]))[:max(k, 0)]
+    return ranked, [float(scores[i]) for i in ranked]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_context_ranking_scores_only_the_neighbours_yet_equals_the_whole_catalogue(
+        seed: int) -> None:
+    rng = random.Random(seed)
+    history = histories(rng, items=25, seen_limit=12)
+    ranked = table()
+    states = sorted(((u, s) for u, states in history.items() for s in states),
+                    key=lambda us: us[1].source_offset)
+    checked = 0
+    for n, (user, state) in enumerate(states):
+        ranked.apply(0, state.source_offset, state)
+        if n % 37 == 36:
+            ranked.forget(f"u{rng.randrange(12)}")  # counts drop to zero: rows keep them
+        if n % 5:
+            continue
+        context = rng.choices([f"i{i}" for i in range(27)], k=rng.randrange(0, 10))
+        exclude = set(rng.sample([f"i{i}" for i in range(27)], rng.choice([0, 3, 12])))
+        for k in (1, 4, 50):
+            rows, scores = ranked.recommend_context_rows(context, k, exclude)
+            assert (rows.tolist(), scores.tolist()) == dense_context_ranking(
+                ranked, context, k, exclude)  # the same floats, bit for bit
+            checked += len(rows)
+    assert checked > 100
