@@ -261,38 +261,13 @@ class ItemSideTable:
                                exclude_rows: np.ndarray | None = None
                                ) -> tuple[np.ndarray, np.ndarray]:
         """``recommend_context`` as (rows of ``ids``, scores): the scorer's batch path.
-
-        Only the context rows' neighbours can score above zero, so only they are scored:
-        the same terms added in the same order as ``score_context``'s whole-catalogue
-        array, the same floats and the same picks, at a cost that follows the neighbours
-        rather than the catalogue. ``exclude_rows`` as in ``recommend_explained_rows``.
-        """
-        empty = np.empty(0, dtype=np.int64), np.empty(0)
-        context = self._context_rows(recent_items)
-        if k <= 0 or not context:
-            return empty
-        counts, raw = self._derived()[0], self._counts
-        found = [(arrays, math.sqrt(raw[other])) for other, arrays in context]
-        candidates = np.unique(np.concatenate([arrays.arrays()[0] for arrays, _ in found]))
-        scores = np.zeros(candidates.shape[0], dtype=np.float64)
-        for arrays, norm in found:
-            neighbours, weights = arrays.arrays()
-            scores[np.searchsorted(candidates, neighbours)] += weights / norm
-        scores /= np.sqrt(np.maximum(counts[candidates], 1.0))
-        keep = scores > 0.0  # no evidence is no recommendation
+        ``exclude_rows`` as in ``recommend_explained_rows``."""
+        scores = self.score_context(recent_items)
+        scores[scores <= 0.0] = -np.inf  # no evidence is no recommendation
         if exclude_rows is None:
             exclude_rows = self.rows_of(exclude)
-        if exclude_rows.shape[0]:
-            blocked = np.zeros(counts.shape[0], dtype=bool)
-            blocked[exclude_rows] = True
-            keep &= ~blocked[candidates]
-        candidates, scores = candidates[keep], scores[keep]
-        if candidates.shape[0] > k:
-            kth = np.partition(scores, candidates.shape[0] - k)[candidates.shape[0] - k]
-            tied = scores >= kth  # the k best and every tie at the cut
-            candidates, scores = candidates[tied], scores[tied]
-        order = np.lexsort((self._ranks()[candidates], -scores))[:k]
-        return candidates[order], scores[order]
+        top = self._top(scores, k, exclude_rows)
+        return top, scores[top]
 
     def _context_rows(self, recent_items: Sequence[str]) -> list[tuple[int, "_PairRow"]]:
         """The context's last ``recent`` distinct held items, newest first, with their
@@ -329,18 +304,9 @@ class ItemSideTable:
 
     def score_context(self, recent_items: Sequence[str]) -> np.ndarray:
         """Co-visitation score of every indexed item for a context (a fresh array)."""
-        counts = self._derived()[0]
+        counts, raw = self._derived()[0], self._counts
         scores = np.zeros(counts.shape[0], dtype=np.float64)
-        index, raw = self._index, self._counts
-        # Only held items vote: whether an unheld id is still indexed depends on history.
-        known = [index[i] for i in recent_items if i in index and raw[index[i]] > 0]
-        for other in list(dict.fromkeys(reversed(known)))[: self.recent]:
-            arrays = self._pair_arrays.get(other)
-            if arrays is None:
-                row = self._pairs.get(other)
-                if not row:
-                    continue
-                arrays = self._pair_arrays[other] = _PairRow(row)
+        for other, arrays in self._context_rows(recent_items):
             # Each neighbour once, so the order of the row (and its zero counts) cannot
             # change a sum: the same scores as reading the dictionary.
             neighbours, weights = arrays.arrays()

@@ -243,8 +243,8 @@ def test_ranking_never_mutates_and_the_table_is_plain_data() -> None:
 
 def dense_context_ranking(table: ItemSideTable, recent_items: list[str], k: int,
                           exclude: set[str]) -> tuple[list[int], list[float]]:
-    """``recommend_context_rows`` by its definition: ``score_context`` over the whole
-    catalogue, then the k best positive scores not excluded, ties by item id."""
+    """``recommend_context_rows`` by its definition: of ``score_context``, the k best
+    positive scores not excluded, ties by item id."""
     scores = table.score_context(recent_items)
     ids = table.ids
     ranked = sorted((i for i in range(len(ids))
@@ -254,7 +254,7 @@ def dense_context_ranking(table: ItemSideTable, recent_items: list[str], k: int,
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_context_ranking_scores_only_the_neighbours_yet_equals_the_whole_catalogue(
+def test_context_ranking_is_the_k_best_positive_context_scores_ties_by_item_id(
         seed: int) -> None:
     rng = random.Random(seed)
     history = histories(rng, items=25, seen_limit=12)
