@@ -419,13 +419,30 @@ class ItemSideTable:
                 self._pair(i, index[seen[b]], -1)
 
     def _add_seen(self, seen: list[str], kept: int) -> None:
-        counts, window = self._counts, self.window
+        counts, window, index = self._counts, self.window, self._index
         for b in range(kept, len(seen)):
             i = self._item(seen[b])
             counts[i] += 1
             self._dirty.add(i)
-            for a in range(max(0, b - window), b):
-                self._pair(self._index[seen[a]], i, 1)
+            self._add_pairs(i, [index[seen[a]] for a in range(max(0, b - window), b)])
+
+    def _add_pairs(self, i: int, others: list[int]) -> None:
+        """``_pair(other, i, 1)`` for each of ``others`` (distinct, none of them ``i``): the
+        same counts, with ``i``'s own row updated in one pass."""
+        if not others:
+            return
+        pairs, arrays = self._pairs, self._pair_arrays
+        row = pairs.setdefault(i, {})
+        for other in others:
+            row[other] = row.get(other, 0) + 1
+            other_row = pairs.setdefault(other, {})
+            other_row[i] = other_row.get(i, 0) + 1
+            held = arrays.get(other)
+            if held is not None:
+                held.add(i, 1)
+        held = arrays.get(i)
+        if held is not None:
+            held.add_many(others, 1)
 
     def _pair(self, i: int, j: int, delta: int) -> None:
         arrays = self._pair_arrays
@@ -501,6 +518,22 @@ class _PairRow:
             self.neighbours[p] = neighbour
             self.size += 1
         self.counts[p] += delta
+
+    def add_many(self, neighbours: list[int], delta: int) -> None:
+        """``add(n, delta)`` for each of ``neighbours`` (distinct): one array update."""
+        position, at = self.position, []
+        for neighbour in neighbours:
+            p = position.get(neighbour)
+            if p is None:
+                p = position[neighbour] = self.size
+                if p == self.neighbours.shape[0]:
+                    self.neighbours = np.concatenate([self.neighbours,
+                                                      np.zeros_like(self.neighbours)])
+                    self.counts = np.concatenate([self.counts, np.zeros_like(self.counts)])
+                self.neighbours[p] = neighbour
+                self.size += 1
+            at.append(p)
+        self.counts[at] += delta  # distinct positions: each gets delta once
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         return self.neighbours[:self.size], self.counts[:self.size]

@@ -105,6 +105,10 @@ def test_the_common_update_touches_only_the_appended_and_dropped_positions() -> 
     calls = []
     original = t._pair
     t._pair = lambda i, j, d: (calls.append(d), original(i, j, d))  # type: ignore[method-assign]
+    # Pairs are added through _add_pairs (one item's new pairs at once): one +1 per pair.
+    original_add = t._add_pairs
+    t._add_pairs = lambda i, others: (calls.extend([1] * len(others)),  # type: ignore[method-assign]
+                                      original_add(i, others))
     # At the cap: the oldest falls off, one is appended.
     t.apply(0, 1, UserState(user_id="u", seen_items=seen[1:] + ["new"]))
     assert calls.count(-1) == WINDOW and calls.count(1) == WINDOW
@@ -276,3 +280,9 @@ def test_context_ranking_is_the_k_best_positive_context_scores_ties_by_item_id(
                 ranked, context, k, exclude)  # the same floats, bit for bit
             checked += len(rows)
     assert checked > 100
+    # The co-visitation rows the rankings read hold exactly the table's counts.
+    assert ranked._pair_arrays
+    for i, row in ranked._pair_arrays.items():
+        neighbours, counts = row.arrays()
+        assert {int(j): float(n) for j, n in zip(neighbours, counts) if n} == {
+            j: float(n) for j, n in ranked._pairs.get(i, {}).items()}
