@@ -238,9 +238,10 @@ def _fuse_one(trigger: TriggerLists, weights: FusionWeights) -> Ranked:
         table = covisit.ids
         _add_source(scores, listed, [table[r] for r in covisit.rows.tolist()],
                     covisit.scores.tolist(), weights.covisit, 2)
-    best = sorted(scores, key=lambda item: (-scores[item], item))[:max(trigger.k, 0)]
+    # (-score, id) tuples sort in C; ids are distinct, so that is the (-score, id) order.
+    best = sorted([(-score, item) for item, score in scores.items()])[:max(trigger.k, 0)]
     return [_explained(item, scores[item], (at[0], at[1], at[2]), (0.0, at[3], at[4]), trigger)
-            for item, at in ((item, listed[item]) for item in best)]
+            for item, at in ((item, listed[item]) for _, item in best)]
 
 
 def _online_ids(trigger: TriggerLists) -> list[str]:
