@@ -1,11 +1,11 @@
 """The scorer's final ranking for a whole batch of triggers at once.
 
-Each trigger brings up to three best-first lists (``consumers/ranking.py`` explains the
+Each trigger brings up to four best-first lists (``consumers/ranking.py`` explains the
 fusion): the online one (a ``BlendRanker`` row, or the popularity list before a snapshot),
-the deep model's (a ``DeepRow``) and co-visitation's. ``fuse_many`` puts every list entry
-of the batch into one array, sums each item's weighted reciprocal ranks in source order
-(online, deep, co-visitation: the order ``fuse`` adds them, so the sums are the same to the
-bit), picks each trigger's top k by (-score, item id), and only then builds the
+the deep model's (a ``DeepRow``), co-visitation's and the transitions'. ``fuse_many`` puts
+every list entry of the batch into one array, sums each item's weighted reciprocal ranks in
+source order (online, deep, co-visitation, transitions: the order ``fuse`` adds them, so
+the sums are the same to the bit), picks each trigger's top k by (-score, item id), and only then builds the
 explanation dictionaries, for the published items alone. What it returns is exactly what
 ``fuse`` returns trigger by trigger (``tests/unit/consumers/test_batch_ranking.py``).
 """
@@ -21,7 +21,8 @@ from streamrec.consumers.ranking import RRF_K, Ranked
 from streamrec.export.candidates import NO_CANDIDATES, DeepRow
 from streamrec.online_models.blend_ranker import BlendRanker, RankedRow, RankQuery
 
-_ONLINE, _DEEP, _COVISIT = 0, 1, 2
+_ONLINE, _DEEP, _COVISIT, _TRANSITION = 0, 1, 2, 3
+_SOURCES = 4
 # Up to this many triggers to fuse, each is fused in a dictionary pass (``_fuse_one``):
 # replay and a latency-bound scorer rank one trigger per batch, where the ~30 array passes
 # of ``_Entries.top`` cost more than the ~150 entries they sum. Both give the same lists.
@@ -78,7 +79,8 @@ class ItemSlots:
 
 @dataclass(frozen=True)
 class CovisitRow:
-    """Co-visitation's list for a trigger: rows of the table's ``ids``, best first."""
+    """An item-side list for a trigger (co-visitation's or the transitions'): rows of the
+    table's ``ids``, best first."""
 
     ids: Sequence[str]  # the item-side table's ids (only ever appended to)
     rows: np.ndarray
@@ -122,6 +124,7 @@ class TriggerLists:
     online_row: RankedRow | None = None
     deep: DeepRow = NO_CANDIDATES
     covisit: CovisitRow = NO_COVISIT
+    transition: CovisitRow = NO_COVISIT
     # What ``rank_online`` asks the ranker for (set with ``ranker``).
     query: RankQuery | None = None
     excluded: np.ndarray | None = None
@@ -148,6 +151,7 @@ class FusionWeights:
     online: float
     deep: float
     covisit: float
+    transition: float = 0.0
 
 
 def rank_online(triggers: Sequence[TriggerLists]) -> None:
@@ -172,7 +176,7 @@ def fuse_many(triggers: Sequence[TriggerLists], slots: ItemSlots, weights: Fusio
     out: list[Ranked] = [[] for _ in triggers]
     fusing = []
     for position, trigger in enumerate(triggers):
-        if len(trigger.deep) or len(trigger.covisit):
+        if len(trigger.deep) or len(trigger.covisit) or len(trigger.transition):
             fusing.append(position)
         else:  # nothing to fuse with: the online list as it is
             out[position] = [trigger.online_entry(i)
@@ -204,6 +208,10 @@ def fuse_many(triggers: Sequence[TriggerLists], slots: ItemSlots, weights: Fusio
         if len(covisit):
             entries.add(row, slots.mapping(covisit.ids, covisit.ids)[covisit.rows], _COVISIT,
                         weights.covisit, covisit.scores)
+        transition = trigger.transition
+        if len(transition):
+            entries.add(row, slots.mapping(transition.ids, transition.ids)[transition.rows],
+                        _TRANSITION, weights.transition, transition.scores)
     limits = np.array([triggers[p].k for p in fusing], dtype=np.int64)
     ids = slots.ids
     for row, picks in enumerate(entries.top(limits, slots.id_ranks())):
@@ -216,31 +224,33 @@ def fuse_many(triggers: Sequence[TriggerLists], slots: ItemSlots, weights: Fusio
 def _fuse_one(trigger: TriggerLists, weights: FusionWeights) -> Ranked:
     """One trigger's ``fuse`` in a dictionary pass: what ``_Entries.top`` gives its row.
 
-    The same terms, summed in the same source order (online, deep, co-visitation), and the
-    same order (-score, item id), so the floats and the picks are identical; only the
-    per-call cost differs (a few dictionary operations per entry instead of some thirty
-    array passes of a few microseconds each, whatever their size).
+    The same terms, summed in the same source order (online, deep, co-visitation,
+    transitions), and the same order (-score, item id), so the floats and the picks are
+    identical; only the per-call cost differs (a few dictionary operations per entry instead
+    of some thirty array passes of a few microseconds each, whatever their size).
     """
     scores: dict[str, float] = {}
-    # item -> [online rank, deep rank, covisit rank, deep extra, covisit extra] (0: not listed)
+    # item -> each source's rank (0: not listed), then each source's extra (0.0: none).
     listed: dict[str, list] = {}
     online_weight = weights.online
     for rank, item in enumerate(_online_ids(trigger), 1):
         scores[item] = online_weight / (RRF_K + rank)
-        listed[item] = [rank, 0, 0, 0.0, 0.0]
+        listed[item] = [rank, 0, 0, 0, 0.0, 0.0, 0.0, 0.0]
     deep = trigger.deep
     if len(deep):
         vocab = deep.model.vocab.ids  # type: ignore[attr-defined]
         _add_source(scores, listed, [vocab[r] for r in deep.rows.tolist()],
-                    deep.log_probs.tolist(), weights.deep, 1)
-    covisit = trigger.covisit
-    if len(covisit):
-        table = covisit.ids
-        _add_source(scores, listed, [table[r] for r in covisit.rows.tolist()],
-                    covisit.scores.tolist(), weights.covisit, 2)
+                    deep.log_probs.tolist(), weights.deep, _DEEP)
+    for row, weight, source in ((trigger.covisit, weights.covisit, _COVISIT),
+                                (trigger.transition, weights.transition, _TRANSITION)):
+        if len(row):
+            table = row.ids
+            _add_source(scores, listed, [table[r] for r in row.rows.tolist()],
+                        row.scores.tolist(), weight, source)
     # (-score, id) tuples sort in C; ids are distinct, so that is the (-score, id) order.
     best = sorted([(-score, item) for item, score in scores.items()])[:max(trigger.k, 0)]
-    return [_explained(item, scores[item], (at[0], at[1], at[2]), (0.0, at[3], at[4]), trigger)
+    return [_explained(item, scores[item], tuple(at[:_SOURCES]), (0.0, *at[_SOURCES + 1:]),
+                       trigger)
             for item, at in ((item, listed[item]) for _, item in best)]
 
 
@@ -263,18 +273,17 @@ def _add_source(scores: dict[str, float], listed: dict[str, list], items: list[s
         at = listed.get(item)
         if at is None:
             scores[item] = value
-            at = listed[item] = [0, 0, 0, 0.0, 0.0]
+            at = listed[item] = [0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0]
         else:
             scores[item] += value
         at[source] = rank
-        at[source + 2] = extra
+        at[source + _SOURCES] = extra
 
 
-def _explained(item: str, score: float, ranks: tuple[int, int, int],
-               extras: tuple[float, float, float], trigger: TriggerLists
-               ) -> tuple[str, float, dict[str, float]]:
+def _explained(item: str, score: float, ranks: tuple[int, ...], extras: tuple[float, ...],
+               trigger: TriggerLists) -> tuple[str, float, dict[str, float]]:
     """``fuse``'s explanation: rank 0 is a source that did not list the item."""
-    online_rank, deep_rank, covisit_rank = ranks
+    online_rank, deep_rank, covisit_rank, transition_rank = ranks
     parts: dict[str, float] = {}
     if online_rank:
         parts.update(trigger.online_entry(online_rank - 1)[2])
@@ -283,6 +292,9 @@ def _explained(item: str, score: float, ranks: tuple[int, int, int],
         parts.update(deep_rank=float(deep_rank), deep_log_prob=extras[_DEEP])
     if covisit_rank:
         parts.update(covisit_rank=float(covisit_rank), covisit_score=extras[_COVISIT])
+    if transition_rank:
+        parts.update(transition_rank=float(transition_rank),
+                     transition_score=extras[_TRANSITION])
     return item, score, parts
 
 
@@ -307,7 +319,7 @@ class _Entries:
     def top(self, limits: np.ndarray, id_ranks: np.ndarray
             ) -> list[list[tuple[int, float, tuple, tuple]]]:
         """Per trigger row, its top ``k``: (slot, fused score, each source's rank, each
-        source's extra), sources in ``_ONLINE, _DEEP, _COVISIT`` order."""
+        source's extra), sources in ``_ONLINE, _DEEP, _COVISIT, _TRANSITION`` order."""
         row, slot, source, rank, value, extra = (np.concatenate(column)
                                                  for column in zip(*self._parts))
         order = np.lexsort((source, slot, row))
@@ -319,7 +331,7 @@ class _Entries:
         starts = np.flatnonzero(first)
         fused = value[starts].copy()  # the first source's term is assigned, not added
         position = np.arange(row.shape[0]) - starts[group]
-        for later in (1, 2):
+        for later in range(1, _SOURCES):
             at = position == later
             fused[group[at]] += value[at]
         g_row, g_slot = row[starts], slot[starts]
@@ -328,8 +340,8 @@ class _Entries:
         within = np.arange(pick.shape[0]) - np.searchsorted(picked_rows, picked_rows, "left")
         keep = pick[within < limits[picked_rows]]
         # Each kept item's rank and extra per source (0: not listed), as Python values.
-        kept_ranks = np.zeros((3, keep.shape[0]), dtype=np.int64)
-        kept_extras = np.zeros((3, keep.shape[0]))
+        kept_ranks = np.zeros((_SOURCES, keep.shape[0]), dtype=np.int64)
+        kept_extras = np.zeros((_SOURCES, keep.shape[0]))
         place = np.full(starts.shape[0], -1, dtype=np.int64)
         place[keep] = np.arange(keep.shape[0])
         where = place[group]

@@ -1,10 +1,11 @@
-"""Final reranking in the scorer: fuse the online ranking, co-visitation and deep candidates.
+"""Final reranking in the scorer: fuse the online ranking, deep candidates, co-visitation and
+next-item transitions.
 
 All lists arrive best first and already without the user's seen items. Scores of the
 sources live on different scales (RRF sums, logits, counts), so they are fused by weighted
 reciprocal rank: ``sum_source w_source / (rrf_k + rank_source)``. Each
 item carries what explains it: the online components' ranks, its deep rank and the deep
-model's log-probability, its co-visitation rank and score.
+model's log-probability, its co-visitation rank and score, its transition rank and score.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ RRF_K = 10.0
 
 def fuse(online: Ranked, deep: Sequence, k: int, online_weight: float = 1.0,
          deep_weight: float = 1.0, covisit: Sequence[tuple[str, float]] = (),
-         covisit_weight: float = 1.0) -> Ranked:
-    """Top-k of the union of ``online``, ``deep`` (``DeepCandidate`` objects) and ``covisit``."""
+         covisit_weight: float = 1.0, transitions: Sequence[tuple[str, float]] = (),
+         transition_weight: float = 1.0) -> Ranked:
+    """Top-k of the union of ``online``, ``deep`` (``DeepCandidate`` objects), ``covisit``
+    and ``transitions``."""
     scores: dict[str, float] = {}
     online_at: dict[str, tuple[int, dict[str, float]]] = {}
     for rank, (item, _, components) in enumerate(online, 1):
@@ -35,6 +38,10 @@ def fuse(online: Ranked, deep: Sequence, k: int, online_weight: float = 1.0,
     for rank, (item, score) in enumerate(covisit, 1):
         scores[item] = scores.get(item, 0.0) + covisit_weight / (RRF_K + rank)
         covisit_at[item] = (rank, score)
+    transition_at: dict[str, tuple[int, float]] = {}
+    for rank, (item, score) in enumerate(transitions, 1):
+        scores[item] = scores.get(item, 0.0) + transition_weight / (RRF_K + rank)
+        transition_at[item] = (rank, score)
     # Ties (an item equally placed by several sources) resolve by item id for determinism.
     best = heapq.nsmallest(k, scores, key=lambda i: (-scores[i], i))
     fused: Ranked = []
@@ -50,5 +57,8 @@ def fuse(online: Ranked, deep: Sequence, k: int, online_weight: float = 1.0,
         if item in covisit_at:
             rank, score = covisit_at[item]
             parts.update(covisit_rank=float(rank), covisit_score=score)
+        if item in transition_at:
+            rank, score = transition_at[item]
+            parts.update(transition_rank=float(rank), transition_score=score)
         fused.append((item, scores[item], parts))
     return fused

@@ -106,7 +106,8 @@ class ScoreProcessor(ProcessorDefaults):
         # partition: global, so ``drop`` keeps it; ``restore`` resets a partition's share.
         self.item_side = ItemSideTable(window=settings.covisit_window,
                                        recent=settings.covisit_recent,
-                                       half_life_s=settings.popularity_half_life_s)
+                                       half_life_s=settings.popularity_half_life_s,
+                                       transition_order=settings.transition_order)
         # The transport merges every partition of these into the batches (see Record.owned).
         self.global_topics: tuple[str, ...] = (self.topics.user_state,)
         # Bad records met on the global path, by (topic, reason). Apart from
@@ -365,11 +366,12 @@ class ScoreProcessor(ProcessorDefaults):
         item-side table as it is now. ``excluded`` already holds the user's seen items.
         """
         depth = self._fusion_depth(k)
-        # The item-side rows of ``excluded``, looked up once for both item-side lists.
-        exclude_rows = (self.item_side.rows_of(excluded) if self._covisits(state)
-                        else None)
+        # The item-side rows of ``excluded``, looked up once for the item-side lists.
+        exclude_rows = (self.item_side.rows_of(excluded)
+                        if state is not None and state.recent_items else None)
         lists = TriggerLists(k=k, deep=deep_row,
-                             covisit=self._covisited(k, excluded, state, exclude_rows))
+                             covisit=self._covisited(k, excluded, state, exclude_rows),
+                             transition=self._transitions(k, excluded, state, exclude_rows))
         version = POPULARITY_MODEL_VERSION
         located = self._locate(user_id) if state is not None else None
         blend = self._models.get(located[0]) if located is not None else None
@@ -408,7 +410,8 @@ class ScoreProcessor(ProcessorDefaults):
         rank_online(triggers)
         settings = self.settings
         return fuse_many(triggers, self._slots, FusionWeights(
-            settings.online_weight, settings.deep_weight, settings.covisit_weight))
+            settings.online_weight, settings.deep_weight, settings.covisit_weight,
+            settings.transition_weight))
 
     def _ranker(self, blend: object) -> BlendRanker:
         """The batch ranking view of a snapshot (built once: the scorer never learns into it)."""
@@ -440,6 +443,15 @@ class ScoreProcessor(ProcessorDefaults):
             state.recent_items, self._fusion_depth(k), excluded, exclude_rows)
         return CovisitRow(self.item_side.ids, rows, scores)
 
+    def _transitions(self, k: int, excluded: set[str], state: UserState | None,
+                     exclude_rows: np.ndarray | None = None) -> CovisitRow:
+        """Where users went next from the trigger's latest items (directed, unlike co-visits)."""
+        if self.settings.transition_weight <= 0 or state is None or not state.recent_items:
+            return NO_COVISIT
+        rows, scores = self.item_side.recommend_transitions_rows(
+            state.recent_items, self._fusion_depth(k), excluded, exclude_rows)
+        return CovisitRow(self.item_side.ids, rows, scores)
+
     @property
     def deep_candidates(self) -> int:
         """How deep each source's list goes into the fusion (and the deep model's top-C)."""
@@ -448,7 +460,9 @@ class ScoreProcessor(ProcessorDefaults):
     def _fusion_depth(self, k: int) -> int:
         # Fused lists must reach past k, or an item ranked 11th by two sources loses to
         # one ranked 10th by one; without any other source, k is all that is needed.
-        fusing = self._deep is not None or self.settings.covisit_weight > 0
+        settings = self.settings
+        fusing = (self._deep is not None or settings.covisit_weight > 0
+                  or settings.transition_weight > 0)
         return max(k, self.deep_candidates) if fusing else k
 
     def rank(self, user_id: str, k: int, exclude: Iterable[str] = ()

@@ -22,7 +22,7 @@ from streamrec.online_models.baselines import ItemIndex, top_k
 from streamrec.online_models.embeddings import EmbeddingsState, OnlineUserEmbeddings
 from streamrec.online_models.fm import NumpyFM, NumpyFMState, pack_rows
 from streamrec.online_models.learner_state import (ArrayState, RngState, count, distinct, finite,
-                                         require, slots)
+                                                   require, slots, step_size, weight)
 from streamrec.online_models.popularity import PopularityRecency, PopularityState
 from streamrec.events import ClickEvent
 
@@ -242,7 +242,7 @@ class FMRecommender:
     def from_state(cls, state: FMRecommenderState) -> "FMRecommender":
         """The ranker ``to_state`` exported; ``StateError`` (a ``ValueError``) if inconsistent."""
         for name in ("lr", "l2", "init_scale"):
-            finite(getattr(state, name), name)
+            step_size(getattr(state, name), name)
         for features in (state.item_features or {}).values():
             require(all(isinstance(v, str) or math.isfinite(v) for v in features.values()),
                     "item feature that is not finite")
@@ -337,8 +337,9 @@ class OnlineBlend:
 
         Raises ``StateError`` (a ``ValueError``) for anything inconsistent.
         """
-        for name in ("embedding_weight", "fm_weight", "recency_weight", "half_life_s"):
-            finite(getattr(state, name), name)
+        for name in ("embedding_weight", "fm_weight", "recency_weight"):
+            weight(getattr(state, name), name)
+        finite(state.half_life_s, "half_life_s")
         require(finite(state.rrf_k, "rrf_k") >= 0, "rrf_k must not be negative")
         blend = cls(embedding_weight=state.embedding_weight, fm_weight=state.fm_weight,
                     recency_weight=state.recency_weight,

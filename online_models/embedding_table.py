@@ -13,7 +13,8 @@ from typing import Sequence
 import msgspec
 import numpy as np
 
-from streamrec.online_models.learner_state import ArrayState, require, slots
+from streamrec.online_models.learner_state import (MAX_LEARNED_MAGNITUDE, ArrayState, require,
+                                                   slots)
 
 
 def ridge_map(x: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
@@ -124,13 +125,13 @@ class EmbeddingTable:
     @classmethod
     def from_state(cls, state: EmbeddingTableState) -> "EmbeddingTable":
         """The table ``to_state`` exported; ``StateError`` unless it is self-consistent."""
-        vectors = state.vectors.to_array("<f4", ndim=2, finite=True)
+        vectors = state.vectors.to_array("<f4", ndim=2, max_abs=MAX_LEARNED_MAGNITUDE)
         capacity, high = vectors.shape[0], len(state.ids)
         require(1 <= capacity and high <= capacity and vectors.shape[1] >= 1,
                 "table capacity or vector size out of range")
         table = cls(vectors.shape[1], capacity=1)
         table.vectors = vectors
-        table.bias = state.bias.to_array("<f4", ndim=1, finite=True)
+        table.bias = state.bias.to_array("<f4", ndim=1, max_abs=MAX_LEARNED_MAGNITUDE)
         table.last_ts = state.last_ts.to_array("<f8", ndim=1, finite=True)
         table.alive = state.alive.to_array("|b1", ndim=1)
         require(table.bias.shape == table.last_ts.shape == table.alive.shape == (capacity,),

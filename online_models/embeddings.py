@@ -24,8 +24,8 @@ from streamrec.online_models.base import Ranking
 from streamrec.online_models.baselines import top_k
 from streamrec.online_models.embedding_table import (EmbeddingTable, EmbeddingTableState, adopt_table,
                                            rounds)
-from streamrec.online_models.learner_state import (ArrayState, RngState, count, finite, require,
-                                         slots)
+from streamrec.online_models.learner_state import (ArrayState, RngState, count, require,
+                                                   slots, step_size)
 from streamrec.events import ClickEvent
 
 
@@ -237,7 +237,7 @@ class OnlineUserEmbeddings:
     def from_state(cls, state: EmbeddingsState) -> "OnlineUserEmbeddings":
         """The learner ``to_state`` exported; ``StateError`` (a ``ValueError``) if inconsistent."""
         for name in ("lr", "l2", "init_scale"):
-            finite(getattr(state, name), name)
+            step_size(getattr(state, name), name)
         require(state.init_scale >= 0, "init_scale must not be negative")
         require(state.ttl_s is None or (math.isfinite(state.ttl_s) and state.ttl_s > 0),
                 "ttl_s must be None or positive")

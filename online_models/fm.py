@@ -17,7 +17,8 @@ from typing import Mapping, Protocol, Sequence
 import msgspec
 import numpy as np
 
-from streamrec.online_models.learner_state import ArrayState, RngState, count, finite, require, slots
+from streamrec.online_models.learner_state import (MAX_LEARNED_MAGNITUDE, ArrayState, RngState,
+                                                   count, finite, require, slots, step_size)
 
 Features = Mapping[str, "str | float"]
 
@@ -165,11 +166,15 @@ class NumpyFM:
     @classmethod
     def from_state(cls, state: NumpyFMState) -> "NumpyFM":
         """The FM ``to_state`` exported; ``StateError`` (a ``ValueError``) if inconsistent."""
-        for name in ("lr", "l2", "init_scale", "count_power", "intercept"):
+        for name in ("lr", "l2", "init_scale"):
+            step_size(getattr(state, name), name)
+        for name in ("count_power", "intercept"):
             finite(getattr(state, name), name)
         require(state.init_scale >= 0, "init_scale must not be negative")
-        weights = state.weights.to_array("<f4", ndim=1, finite=True)
-        latents = state.latents.to_array("<f4", ndim=2, finite=True)
+        require(abs(state.intercept) <= MAX_LEARNED_MAGNITUDE,
+                f"intercept of magnitude above {MAX_LEARNED_MAGNITUDE:g}")
+        weights = state.weights.to_array("<f4", ndim=1, max_abs=MAX_LEARNED_MAGNITUDE)
+        latents = state.latents.to_array("<f4", ndim=2, max_abs=MAX_LEARNED_MAGNITUDE)
         rows = weights.shape[0]
         require(latents.shape == (rows, count(state.n_factors, "n_factors", 1, 1024))
                 and rows >= 1, "FM weights and latents of different shapes")

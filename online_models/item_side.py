@@ -15,7 +15,10 @@ A user contributes, from their state:
   ``seen_items`` (first-seen order: on a log without repeats, the pairs a per-event learner
   makes with each new item and the user's last ``window`` items);
 - recency (decayed popularity): ``2 ** ((ts - reference) / half_life_s)`` for every event of
-  ``recent_items`` with its time in ``recent_ts`` (a state without ``recent_ts`` adds none).
+  ``recent_items`` with its time in ``recent_ts`` (a state without ``recent_ts`` adds none);
+- transitions (directed, unlike co-visitation): +1 to ``T_g[i, j]`` when ``j`` comes exactly
+  ``g`` positions after ``i`` in ``seen_items``, for each gap ``g`` up to ``transition_order``
+  ("after i, users went on to j").
 
 Exactness. Counts are integers. Decayed weights are integers too, fixed point with ``SHIFT``
 fractional bits, so adding and subtracting them in any order gives the same sum bit for bit.
@@ -56,6 +59,10 @@ False
 ['y', 'x']
 >>> table.recommend_context(["y"], k=2)
 [('x', 0.7071067811865475)]
+>>> table.recommend_transitions(["x"], k=2)  # a went x -> y, b went x -> z
+[('y', 0.5), ('z', 0.5)]
+>>> table.recommend_transitions(["y"], k=2)  # nobody went on from y
+[]
 >>> table.forget("a")
 >>> sorted(table.item_counts().items()), table.pair_counts()
 ([('x', 1), ('z', 1)], {('x', 'z'): 1})
@@ -75,6 +82,8 @@ from streamrec.online_models.user_state import UserState
 
 # Fractional bits of the fixed-point decayed weights (Python ints: no overflow).
 SHIFT = 60
+# Transition gaps counted at most (memory: one directed count per gap per seen item).
+MAX_TRANSITION_ORDER = 3
 
 Event = tuple[str, float]
 
@@ -106,13 +115,21 @@ class ItemSideTable:
         often and leaves the newest weights smaller (at least ``2 ** -(step / half_life)``).
     popularity_weight, recency_weight
         Blend of the two normalised components in ``recommend_explained``.
+    transition_order, transition_decay
+        Gaps counted as transitions (1: the next item only; 2 also the one after), and the
+        weight of each further gap's vote relative to the one before it.
     """
 
     def __init__(self, window: int = 20, recent: int = 20, half_life_s: float = 7 * 24 * 3600.0,
                  reference_step_s: float | None = None, popularity_weight: float = 0.3,
-                 recency_weight: float = 0.7) -> None:
+                 recency_weight: float = 0.7, transition_order: int = 2,
+                 transition_decay: float = 0.5) -> None:
         if window <= 0 or recent <= 0:
             raise ValueError("window and recent must be positive")
+        if not 1 <= transition_order <= MAX_TRANSITION_ORDER:
+            raise ValueError(f"transition_order must be within 1..{MAX_TRANSITION_ORDER}")
+        if not 0.0 <= transition_decay <= 1.0:
+            raise ValueError("transition_decay must be within [0, 1]")
         if not half_life_s > 0:
             raise ValueError("half_life_s must be positive")
         step = 8.0 * half_life_s if reference_step_s is None else reference_step_s
@@ -121,6 +138,7 @@ class ItemSideTable:
         self.window, self.recent, self.half_life_s = window, recent, half_life_s
         self.reference_step_s = step
         self.popularity_weight, self.recency_weight = popularity_weight, recency_weight
+        self.transition_order, self.transition_decay = transition_order, transition_decay
         self._index: dict[str, int] = {}
         self._ids: list[str] = []
         self._counts: list[int] = []   # per item: users holding it in seen_items
@@ -138,6 +156,10 @@ class ItemSideTable:
         # Co-visitation rows as arrays, built on first use and then kept up to date: a
         # scorer reads the rows of every trigger's recent items, which states keep changing.
         self._pair_arrays: dict[int, _PairRow] = {}
+        # Directed transition counts per gap (index g - 1), kept as the pairs are, and their
+        # rows as arrays once read.
+        self._next: list[dict[int, dict[int, int]]] = [{} for _ in range(transition_order)]
+        self._next_arrays: list[dict[int, _PairRow]] = [{} for _ in range(transition_order)]
 
     # -- updates ---------------------------------------------------------------------------
     def apply(self, partition: int, record_offset: int, state: UserState) -> bool:
@@ -201,6 +223,12 @@ class ItemSideTable:
         ids = self._ids
         return {(ids[i], ids[j]): n for i, row in self._pairs.items() for j, n in row.items()
                 if ids[i] < ids[j]}
+
+    def transition_counts(self, gap: int = 1) -> dict[tuple[str, str], int]:
+        """Directed counts ``(i, j)``: users with ``j`` exactly ``gap`` positions after ``i``."""
+        ids = self._ids
+        return {(ids[i], ids[j]): n for i, row in self._next[gap - 1].items()
+                for j, n in row.items()}
 
     @property
     def reference_ts(self) -> float | None:
@@ -296,6 +324,49 @@ class ItemSideTable:
         """The rows of those ``items`` the table indexes (to exclude them from rankings)."""
         index = self._index
         return np.fromiter((index[i] for i in items if i in index), dtype=np.int64)
+
+    def recommend_transitions(self, recent_items: Sequence[str], k: int,
+                              exclude: Collection[str] = ()) -> Ranking:
+        """Top-k next items after a context (item ids, oldest first); positive only.
+
+        The context's latest distinct held item votes with its next-item shares
+        ``T_1[last, i] / n_last``; with ``transition_order`` 2 the one before it adds
+        ``transition_decay * T_2[before, i] / n_before`` (where users went two steps on).
+        """
+        top, scores = self.recommend_transitions_rows(recent_items, k, exclude)
+        ids = self._ids
+        return [(ids[i], score) for i, score in zip(top.tolist(), scores.tolist())]
+
+    def recommend_transitions_rows(self, recent_items: Sequence[str], k: int,
+                                   exclude: Collection[str] = (),
+                                   exclude_rows: np.ndarray | None = None
+                                   ) -> tuple[np.ndarray, np.ndarray]:
+        """``recommend_transitions`` as (rows of ``ids``, scores): the scorer's batch path.
+        ``exclude_rows`` as in ``recommend_explained_rows``."""
+        scores = self.score_transitions(recent_items)
+        scores[scores <= 0.0] = -np.inf  # no evidence is no recommendation
+        if exclude_rows is None:
+            exclude_rows = self.rows_of(exclude)
+        return (top := self._top(scores, k, exclude_rows)), scores[top]
+
+    def score_transitions(self, recent_items: Sequence[str]) -> np.ndarray:
+        """Transition score of every indexed item after a context (a fresh array)."""
+        scores = np.zeros(len(self._ids), dtype=np.float64)
+        index, raw = self._index, self._counts
+        known = [index[i] for i in recent_items if i in index and raw[index[i]] > 0]
+        latest = list(dict.fromkeys(reversed(known)))[: self.transition_order]
+        weight = 1.0
+        for gap, item in enumerate(latest, 1):
+            arrays = self._next_arrays[gap - 1].get(item)
+            if arrays is None:
+                row = self._next[gap - 1].get(item)
+                if row:
+                    arrays = self._next_arrays[gap - 1][item] = _PairRow(row)
+            if arrays is not None:
+                successors, counts = arrays.arrays()
+                scores[successors] += counts * (weight / raw[item])
+            weight *= self.transition_decay
+        return scores
 
     @property
     def ids(self) -> list[str]:
@@ -417,6 +488,8 @@ class ItemSideTable:
             self._dirty.add(i)
             for b in range(a + 1, min(a + 1 + window, len(seen))):
                 self._pair(i, index[seen[b]], -1)
+            for gap in range(1, min(self.transition_order, len(seen) - 1 - a) + 1):
+                self._transition(gap, i, index[seen[a + gap]], -1)
 
     def _add_seen(self, seen: list[str], kept: int) -> None:
         counts, window, index = self._counts, self.window, self._index
@@ -425,6 +498,8 @@ class ItemSideTable:
             counts[i] += 1
             self._dirty.add(i)
             self._add_pairs(i, [index[seen[a]] for a in range(max(0, b - window), b)])
+            for gap in range(1, min(self.transition_order, b) + 1):
+                self._transition(gap, index[seen[b - gap]], i, 1)
 
     def _add_pairs(self, i: int, others: list[int]) -> None:
         """``_pair(other, i, 1)`` for each of ``others`` (distinct, none of them ``i``): the
@@ -443,6 +518,21 @@ class ItemSideTable:
         held = arrays.get(i)
         if held is not None:
             held.add_many(others, 1)
+
+    def _transition(self, gap: int, i: int, j: int, delta: int) -> None:
+        rows, arrays = self._next[gap - 1], self._next_arrays[gap - 1]
+        row = rows.setdefault(i, {})
+        n = row.get(j, 0) + delta
+        if n:
+            row[j] = n
+        else:
+            del row[j]  # as for pairs: what is held is a function of the latest states
+            if not row:
+                del rows[i]
+                arrays.pop(i, None)
+        held = arrays.get(i)
+        if held is not None:
+            held.add(j, delta)
 
     def _pair(self, i: int, j: int, delta: int) -> None:
         arrays = self._pair_arrays

@@ -28,6 +28,14 @@ import numpy as np
 # so a snapshot cannot make the next micro-batch allocate without limit.
 MAX_COUNT_PARAMETER = 1 << 24
 _MAX_NDIM = 4
+# Largest magnitude a learned weight (embedding, bias, FM weight or factor) may have on
+# import. Trained values stay within a few units (L2-regularised SGD); a tampered snapshot
+# with finite but huge values (1e30) would overflow float32 dot products into inf and NaN
+# scores instead of failing on import. At 1e4, a dot product of 1,024 factors stays
+# below 1e12, far inside float32's range.
+MAX_LEARNED_MAGNITUDE = 1e4
+# Largest learning rate, L2 strength or initial scale accepted on import (defaults: 0.01-0.1).
+MAX_STEP_SIZE = 10.0
 _PCG64_STATE_LIMIT = 1 << 128
 
 
@@ -56,11 +64,13 @@ class ArrayState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         raw = contiguous.reshape(-1).view(np.uint8)
         return cls(contiguous.dtype.str, list(contiguous.shape), raw.data)
 
-    def to_array(self, dtype: str, ndim: int, finite: bool = False) -> np.ndarray:
+    def to_array(self, dtype: str, ndim: int, finite: bool = False,
+                 max_abs: float | None = None) -> np.ndarray:
         """A fresh, writable array; ``dtype`` and ``ndim`` must be what the learner keeps.
 
         The byte count is checked against the shape before anything is allocated, so the
-        array is never larger than the bytes that came in.
+        array is never larger than the bytes that came in. ``finite``: no NaN or infinity;
+        ``max_abs``: every value within ``[-max_abs, max_abs]`` (implies finite).
         """
         require(self.dtype == dtype, f"array of dtype {self.dtype!r}, expected {dtype!r}")
         require(len(self.shape) == ndim <= _MAX_NDIM,
@@ -75,8 +85,12 @@ class ArrayState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         if array.dtype == np.bool_:  # any byte but 0 and 1 is no bool numpy can reason about
             require(array.size == 0 or int(array.view(np.uint8).max()) <= 1,
                     "bool array holds bytes other than 0 and 1")
-        if finite:
+        if finite or max_abs is not None:
             require(bool(np.isfinite(array).all()), "array holds NaN or infinity")
+        if max_abs is not None and array.size:
+            largest = float(np.abs(array).max())
+            require(largest <= max_abs,
+                    f"array holds a value of magnitude {largest:.3g}, above {max_abs:g}")
         return array
 
 
@@ -113,6 +127,24 @@ class RngState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 def finite(value: float, name: str) -> float:
     require(math.isfinite(value), f"{name} must be finite, got {value!r}")
+    return value
+
+
+def step_size(value: float, name: str) -> float:
+    """A learning rate, L2 strength or initial scale: finite and within ``[0, MAX_STEP_SIZE]``.
+
+    Trained values are fractions; a tampered 1e30 would pass ``finite`` yet blow every
+    weight to infinity on the next update.
+    """
+    require(math.isfinite(value) and 0.0 <= value <= MAX_STEP_SIZE,
+            f"{name} must be within [0, {MAX_STEP_SIZE:g}], got {value!r}")
+    return value
+
+
+def weight(value: float, name: str) -> float:
+    """A fusion weight or similar scale: finite and of magnitude at most ``MAX_LEARNED_MAGNITUDE``."""
+    require(math.isfinite(value) and abs(value) <= MAX_LEARNED_MAGNITUDE,
+            f"{name} must be within ±{MAX_LEARNED_MAGNITUDE:g}, got {value!r}")
     return value
 
 

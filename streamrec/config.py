@@ -102,6 +102,11 @@ class Settings:
     covisit_weight: float = 1.5
     covisit_window: int = 20
     covisit_recent: int = 5
+    # Next-item transitions (directed: "after X, users went on to Y"): their fusion weight
+    # and how many of the trigger's latest items vote (1: the last; 2: also the one before,
+    # by where users went two steps on, at half weight).
+    transition_weight: float = 0.0
+    transition_order: int = 2
     # How many candidates each source brings into the fusion (the deep model's top-C too).
     # Measured on ML-100K: 50 ranks as well as 100 or 200 (NDCG@10 within 0.0002) at a
     # quarter of the scorer's per-trigger cost.

@@ -209,6 +209,8 @@ RULES: Mapping[str, Rule] = {
     "covisit_weight": FloatRange(),
     "covisit_window": IntRange(low=1, high=10_000),
     "covisit_recent": IntRange(low=1, high=10_000),
+    "transition_weight": FloatRange(),
+    "transition_order": IntRange(low=1, high=3),
     "fusion_depth": IntRange(low=1, high=100_000),
     "popularity_half_life_s": FloatRange(open_low=True),
     "drift_delta": FloatRange(high=1.0, open_low=True, open_high=True),

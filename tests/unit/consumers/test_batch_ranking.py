@@ -30,7 +30,8 @@ class FakeModel:
 
 
 def random_trigger(rng: random.Random, model: FakeModel
-                   ) -> tuple[TriggerLists, list, list[tuple[str, float]]]:
+                   ) -> tuple[TriggerLists, list, list[tuple[str, float]],
+                              list[tuple[str, float]]]:
     items = [f"i{n}" for n in range(60)]
     k = rng.choice([1, 3, 10, 40])
     online = [(item, rng.random(), {"popularity": rng.random(), "recency": 0.5})
@@ -43,10 +44,14 @@ def random_trigger(rng: random.Random, model: FakeModel
     table = [f"i{n}" for n in range(59, -1, -1)]  # the item side's own row order
     rows = np.array([table.index(item) for item, _ in covisit], dtype=np.int64)
     row = CovisitRow(table, rows, np.array([score for _, score in covisit]))
+    transitions = [(item, rng.random()) for item in rng.sample(items, rng.choice([0, 3, 15]))]
+    transition_row = CovisitRow(table, np.array([table.index(i) for i, _ in transitions],
+                                                dtype=np.int64),
+                                np.array([score for _, score in transitions]))
     candidates = [DeepCandidate(model.vocab.ids[r], float(lp), float(lp))
                   for r, lp in zip(deep_rows.tolist(), log_probs.tolist())]
-    return (TriggerLists(k=k, online_list=online, deep=deep, covisit=row), candidates,
-            covisit)
+    return (TriggerLists(k=k, online_list=online, deep=deep, covisit=row,
+                         transition=transition_row), candidates, covisit, transitions)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -56,19 +61,23 @@ def test_fuse_many_is_fuse_of_every_trigger(seed: int, dict_fusion_max: int,
     monkeypatch.setattr(batch_ranking, "DICT_FUSION_MAX_TRIGGERS", dict_fusion_max)
     rng = random.Random(seed)
     model = FakeModel([f"i{n}" for n in range(30, 90)])  # overlaps the online items
-    weights = FusionWeights(online=1.0, deep=rng.choice([0.5, 1.0]), covisit=1.0)
+    weights = FusionWeights(online=1.0, deep=rng.choice([0.5, 1.0]), covisit=1.0,
+                            transition=rng.choice([0.5, 2.0]))
     triggers, expected = [], []
     for _ in range(50):
-        trigger, candidates, covisit = random_trigger(rng, model)
+        trigger, candidates, covisit, transitions = random_trigger(rng, model)
         triggers.append(trigger)
-        if candidates or covisit:
+        if candidates or covisit or transitions:
             expected.append(fuse(trigger.online_list, candidates, trigger.k,
                                  online_weight=weights.online, deep_weight=weights.deep,
-                                 covisit=covisit, covisit_weight=weights.covisit))
+                                 covisit=covisit, covisit_weight=weights.covisit,
+                                 transitions=transitions,
+                                 transition_weight=weights.transition))
         else:
             expected.append(trigger.online_list[:trigger.k])
     got = fuse_many(triggers, ItemSlots(), weights)
     assert any(len(candidates) for candidates in expected)
+    assert any("transition_rank" in parts for ranked in expected for _, _, parts in ranked)
     assert got == expected  # items, order, scores and every explanation, bit for bit
 
 

@@ -22,6 +22,8 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "covisit_weight": ("0", ["-1", "inf"]),
     "covisit_window": ("5", ["0"]),
     "covisit_recent": ("1", ["0", "-2"]),
+    "transition_weight": ("1.5", ["-1", "nan"]),
+    "transition_order": ("1", ["0", "4"]),
     "fusion_depth": ("100", ["-1", "0"]),
     "popularity_half_life_s": ("3600", ["0", "-1", "inf"]),
     "drift_delta": ("0.01", ["0", "1", "1.5", "nan"]),

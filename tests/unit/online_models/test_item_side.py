@@ -45,6 +45,18 @@ def histories(rng: random.Random, users: int = 12, events: int = 40, items: int 
     return {user: states[1:] for user, states in out.items()}
 
 
+ORDER = 2  # transition gaps the tables count (the default)
+
+
+def expected_transitions(states: list[UserState], gap: int) -> dict[tuple[str, str], int]:
+    """The definition: users with j exactly ``gap`` positions after i in seen_items."""
+    transitions: Counter[tuple[str, str]] = Counter()
+    for state in states:
+        seen = state.seen_items
+        transitions.update(zip(seen, seen[gap:]))
+    return dict(transitions)
+
+
 def expected(states: list[UserState], reference_ts: float):
     """The definition: counts, pairs and decayed weights of a set of latest states."""
     counts: Counter[str] = Counter()
@@ -66,6 +78,8 @@ def assert_matches(table: ItemSideTable, states: list[UserState]) -> None:
     counts, pairs, decayed = expected(states, reference_ts)
     assert table.item_counts() == counts
     assert table.pair_counts() == pairs
+    for gap in range(1, ORDER + 1):
+        assert table.transition_counts(gap) == expected_transitions(states, gap)
     got = table.decayed_weights(reference_ts)
     assert got.keys() == decayed.keys()
     for item, weight in decayed.items():
@@ -75,7 +89,8 @@ def assert_matches(table: ItemSideTable, states: list[UserState]) -> None:
 def snapshot(table: ItemSideTable) -> tuple:
     """Everything a table holds that a ranking can see, exactly."""
     return (table.item_counts(), table.pair_counts(), table.reference_ts,
-            table.decayed_weights(), len(table))
+            table.decayed_weights(), len(table),
+            *(table.transition_counts(gap) for gap in range(1, ORDER + 1)))
 
 
 def table() -> ItemSideTable:
@@ -140,7 +155,7 @@ def test_forget_removes_the_users_influence_and_the_reference_follows_the_held_e
     # The reference went back down with the latest event: the same table as never seeing it.
     assert snapshot(t) == snapshot(fresh) and t.reference_ts == 20.0
     t.forget("early")
-    assert snapshot(t) == ({}, {}, None, {}, 0)
+    assert snapshot(t) == ({}, {}, None, {}, 0, {}, {})
 
 
 def test_replace_partition_holds_exactly_the_given_states() -> None:
@@ -203,6 +218,8 @@ def test_any_arrival_order_and_duplicates_give_the_same_counts(seed: int, duplic
     assert t.recommend_explained(k=5) == in_order.recommend_explained(k=5)
     context = latest[0].recent_items if latest else []
     assert t.recommend_context(context, k=5) == in_order.recommend_context(context, k=5)
+    assert (t.recommend_transitions(context, k=5)
+            == in_order.recommend_transitions(context, k=5))
     assert all(math.isfinite(w) for w in t.decayed_weights().values())
 
 
@@ -286,3 +303,42 @@ def test_context_ranking_is_the_k_best_positive_context_scores_ties_by_item_id(
         neighbours, counts = row.arrays()
         assert {int(j): float(n) for j, n in zip(neighbours, counts) if n} == {
             j: float(n) for j, n in ranked._pairs.get(i, {}).items()}
+
+
+def test_transitions_are_directed_shares_and_the_item_before_votes_at_half_weight() -> None:
+    t = ItemSideTable(window=WINDOW, half_life_s=HALF_LIFE)
+    for n, seen in enumerate((["a", "b", "c"], ["a", "b", "d"], ["a", "c"], ["b", "a"])):
+        t.apply(0, n, UserState(user_id=f"u{n}", seen_items=seen))
+    assert t.transition_counts(1) == {("a", "b"): 2, ("b", "c"): 1, ("b", "d"): 1,
+                                      ("a", "c"): 1, ("b", "a"): 1}
+    assert t.transition_counts(2) == {("a", "c"): 1, ("a", "d"): 1}
+    # After a: b (2 of the 4 users holding a), c (1 of 4); no vote from before the context.
+    assert t.recommend_transitions(["a"], k=3) == [("b", 0.5), ("c", 0.25)]
+    # After (a, b): b's next items (each 1/3 of b's 3 holders), plus half of a's two-ahead
+    # shares (c, d: 1/4 each); a itself follows b once, but is excluded as seen.
+    got = dict(t.recommend_transitions(["a", "b"], k=5, exclude={"a", "b"}))
+    assert got == pytest.approx({"c": 1 / 3 + 0.5 / 4, "d": 1 / 3 + 0.5 / 4})
+    # Direction matters where co-visitation is symmetric: nobody went on from d.
+    assert t.recommend_transitions(["d"], k=3) == []
+    assert ("b", 0.0) not in t.recommend_context(["d"], k=3)
+    order_one = ItemSideTable(window=WINDOW, half_life_s=HALF_LIFE, transition_order=1)
+    for n, seen in enumerate((["a", "b", "c"], ["a", "b", "d"])):
+        order_one.apply(0, n, UserState(user_id=f"u{n}", seen_items=seen))
+    assert order_one.recommend_transitions(["a", "b"], k=3) == [("c", 0.5), ("d", 0.5)]
+
+
+def test_forgetting_a_user_removes_their_transitions() -> None:
+    t = ItemSideTable(window=WINDOW, half_life_s=HALF_LIFE)
+    t.apply(0, 0, UserState(user_id="u0", seen_items=["a", "b"]))
+    t.apply(0, 1, UserState(user_id="u1", seen_items=["a", "c"]))
+    assert t.recommend_transitions(["a"], k=3) == [("b", 0.5), ("c", 0.5)]
+    t.forget("u0")
+    assert t.transition_counts(1) == {("a", "c"): 1}
+    assert t.recommend_transitions(["a"], k=3) == [("c", 1.0)]
+
+
+@pytest.mark.parametrize("kwargs", [{"transition_order": 0}, {"transition_order": 4},
+                                    {"transition_decay": -0.1}, {"transition_decay": 1.5}])
+def test_transition_settings_out_of_range_are_refused(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        ItemSideTable(**kwargs)

@@ -175,3 +175,36 @@ def test_indices_into_other_arrays_are_refused() -> None:
     with pytest.raises(StateError, match="FM"):
         FMRecommender.from_state(msgspec.structs.replace(fm_state, fm=msgspec.structs.replace(
             fm_state.fm, size=10 ** 9)))
+
+
+# -- hostile magnitudes: finite but huge values would overflow scores into inf and NaN -------
+def test_learned_weights_above_the_magnitude_bound_are_refused() -> None:
+    huge = np.full((64, 4), 1e30, dtype=np.float32)  # finite, yet any dot product overflows
+    with pytest.raises(StateError, match="magnitude"):
+        _table_with(vectors=ArrayState.of(huge))
+    with pytest.raises(StateError, match="magnitude"):
+        _table_with(bias=ArrayState.of(np.full(64, -5e4, dtype=np.float32)))
+    fm = FMRecommender(n_factors=4, seed=1)
+    learn(fm, toy_stream(100))
+    fm_state = fm.to_state().fm
+    rows = fm_state.weights.shape[0]
+    for change in ({"latents": ArrayState.of(np.full((rows, 4), 1e20, np.float32))},
+                   {"weights": ArrayState.of(np.full(rows, 1e20, np.float32))},
+                   {"intercept": 1e300}):
+        with pytest.raises(StateError, match="magnitude"):
+            NumpyFM.from_state(msgspec.structs.replace(fm_state, **change))
+
+
+def test_learning_rates_and_fusion_weights_are_bounded_on_import() -> None:
+    state = _learned_embeddings().to_state()
+    for name in ("lr", "l2", "init_scale"):
+        with pytest.raises(StateError, match=name):
+            OnlineUserEmbeddings.from_state(msgspec.structs.replace(state, **{name: 1e30}))
+    blend = OnlineBlend(seed=3)
+    learn(blend, toy_stream(100))
+    blend_state = blend.to_state()
+    for name in ("embedding_weight", "fm_weight", "recency_weight"):
+        with pytest.raises(StateError, match=name):
+            OnlineBlend.from_state(msgspec.structs.replace(blend_state, **{name: 1e200}))
+    # The bounds leave every default and learned value through.
+    assert OnlineBlend.from_state(blend_state).recommend("u1", 3) == blend.recommend("u1", 3)
