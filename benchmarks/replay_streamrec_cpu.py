@@ -163,9 +163,9 @@ def main() -> None:
                         for m in ("hr@10", "ndcg@10"))
     payload = {
         "events": args.events, "rounds": args.rounds, "data": str(args.data),
-        "reference": {"ref": args.reference, "commit": reference_commit},
-        "ours": {"commit": ours_commit, "uncommitted_changes": dirty},
-        **summary,
+        "reference_tree": {"ref": args.reference, "commit": reference_commit},
+        "ours_tree": {"commit": ours_commit, "uncommitted_changes": dirty},
+        **summary,  # "reference" and "ours": the figures
         "speedup_best": ratio_best, "speedup_median": ratio_median,
         "recommendations_identical": identical, "recommendations_check": detail,
         "metrics_equal": metrics_equal,
