@@ -20,6 +20,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Callable, Iterable
 
 import msgspec
+import numpy as np
 
 from streamrec.consumers.partition_models import is_snapshot_key
 from streamrec.consumers.batch_ranking import (
@@ -365,8 +366,12 @@ class ScoreProcessor(ProcessorDefaults):
         item-side table as it is now. ``excluded`` already holds the user's seen items.
         """
         depth = self._fusion_depth(k)
-        lists = TriggerLists(k=k, deep=deep_row, covisit=self._covisited(k, excluded, state),
-                             transition=self._transitions(k, excluded, state))
+        # The item-side rows of ``excluded``, looked up once for the item-side lists.
+        exclude_rows = (self.item_side.rows_of(excluded)
+                        if state is not None and state.recent_items else None)
+        lists = TriggerLists(k=k, deep=deep_row,
+                             covisit=self._covisited(k, excluded, state, exclude_rows),
+                             transition=self._transitions(k, excluded, state, exclude_rows))
         version = POPULARITY_MODEL_VERSION
         located = self._locate(user_id) if state is not None else None
         blend = self._models.get(located[0]) if located is not None else None
@@ -389,7 +394,8 @@ class ScoreProcessor(ProcessorDefaults):
                 version = ONLINE_MODEL_VERSION
         if lists.ranker is None:
             lists.popularity = PopularityRow(
-                self.item_side.ids, *self.item_side.recommend_explained_rows(depth, excluded))
+                self.item_side.ids, *self.item_side.recommend_explained_rows(
+                    depth, excluded, exclude_rows))
         if len(deep_row):
             version = f"{deep.model_version}+{version}"  # type: ignore[union-attr]
         return lists, version
@@ -423,20 +429,27 @@ class ScoreProcessor(ProcessorDefaults):
         self._slots.keep_only([*self._rankers.values(), self.item_side.ids,
                                *([model] if model is not None else [])])
 
-    def _covisited(self, k: int, excluded: set[str], state: UserState | None) -> CovisitRow:
+    def _covisits(self, state: UserState | None) -> bool:
+        """Whether the trigger gets a co-visitation list."""
+        return self.settings.covisit_weight > 0 and state is not None and bool(state.recent_items)
+
+    def _covisited(self, k: int, excluded: set[str], state: UserState | None,
+                   exclude_rows: np.ndarray | None = None) -> CovisitRow:
         """Co-visitation candidates from the trigger's own recent items (fresher than ours)."""
-        if self.settings.covisit_weight <= 0 or state is None or not state.recent_items:
+        if not self._covisits(state):
             return NO_COVISIT
+        assert state is not None
         rows, scores = self.item_side.recommend_context_rows(
-            state.recent_items, self._fusion_depth(k), excluded)
+            state.recent_items, self._fusion_depth(k), excluded, exclude_rows)
         return CovisitRow(self.item_side.ids, rows, scores)
 
-    def _transitions(self, k: int, excluded: set[str], state: UserState | None) -> CovisitRow:
+    def _transitions(self, k: int, excluded: set[str], state: UserState | None,
+                     exclude_rows: np.ndarray | None = None) -> CovisitRow:
         """Where users went next from the trigger's latest items (directed, unlike co-visits)."""
         if self.settings.transition_weight <= 0 or state is None or not state.recent_items:
             return NO_COVISIT
         rows, scores = self.item_side.recommend_transitions_rows(
-            state.recent_items, self._fusion_depth(k), excluded)
+            state.recent_items, self._fusion_depth(k), excluded, exclude_rows)
         return CovisitRow(self.item_side.ids, rows, scores)
 
     @property

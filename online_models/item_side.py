@@ -255,10 +255,12 @@ class ItemSideTable:
                 for i, score, p, r in zip(top.tolist(), blended.tolist(), pop.tolist(),
                                           rec.tolist())]
 
-    def recommend_explained_rows(self, k: int, exclude: Collection[str] = ()
+    def recommend_explained_rows(self, k: int, exclude: Collection[str] = (),
+                                 exclude_rows: np.ndarray | None = None
                                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``recommend_explained`` as arrays: rows of ``ids``, blended score, popularity and
-        recency of each (the scorer explains only the items it publishes)."""
+        recency of each (the scorer explains only the items it publishes). ``exclude_rows``:
+        ``rows_of(exclude)`` if the caller has it already (then ``exclude`` is not read)."""
         if k <= 0 or not self._ids:
             empty = np.empty(0)
             return np.empty(0, dtype=np.int64), empty, empty, empty
@@ -266,7 +268,9 @@ class ItemSideTable:
         popularity = counts / counts.max() if counts.max() > 0 else counts
         recency = decayed / decayed.max() if decayed.max() > 0 else decayed
         blended = self.popularity_weight * popularity + self.recency_weight * recency
-        top = self._top(np.where(held, blended, -np.inf), k, exclude)
+        if exclude_rows is None:
+            exclude_rows = self.rows_of(exclude)
+        top = self._top(np.where(held, blended, -np.inf), k, exclude_rows)
         return top, blended[top], popularity[top], recency[top]
 
     def recommend_context(self, recent_items: Sequence[str], k: int,
@@ -281,12 +285,45 @@ class ItemSideTable:
         return [(ids[i], score) for i, score in zip(top.tolist(), scores.tolist())]
 
     def recommend_context_rows(self, recent_items: Sequence[str], k: int,
-                               exclude: Collection[str] = ()) -> tuple[np.ndarray, np.ndarray]:
-        """``recommend_context`` as (rows of ``ids``, scores): the scorer's batch path."""
+                               exclude: Collection[str] = (),
+                               exclude_rows: np.ndarray | None = None
+                               ) -> tuple[np.ndarray, np.ndarray]:
+        """``recommend_context`` as (rows of ``ids``, scores): the scorer's batch path.
+        ``exclude_rows`` as in ``recommend_explained_rows``."""
         scores = self.score_context(recent_items)
         scores[scores <= 0.0] = -np.inf  # no evidence is no recommendation
-        top = self._top(scores, k, exclude)
+        if exclude_rows is None:
+            exclude_rows = self.rows_of(exclude)
+        top = self._top(scores, k, exclude_rows)
         return top, scores[top]
+
+    def _context_rows(self, recent_items: Sequence[str]) -> list[tuple[int, "_PairRow"]]:
+        """The context's last ``recent`` distinct held items, newest first, with their
+        co-visitation rows (items without a row vote nothing and are left out)."""
+        index, raw, pairs, cached = self._index, self._counts, self._pairs, self._pair_arrays
+        seen: set[int] = set()
+        out = []
+        for item in reversed(recent_items):
+            i = index.get(item)
+            # Only held items vote: whether an unheld id is still indexed depends on history.
+            if i is None or raw[i] <= 0 or i in seen:
+                continue
+            seen.add(i)
+            arrays = cached.get(i)
+            if arrays is None:
+                row = pairs.get(i)
+                if row:
+                    arrays = cached[i] = _PairRow(row)
+            if arrays is not None:
+                out.append((i, arrays))
+            if len(seen) == self.recent:
+                break
+        return out
+
+    def rows_of(self, items: Iterable[str]) -> np.ndarray:
+        """The rows of those ``items`` the table indexes (to exclude them from rankings)."""
+        index = self._index
+        return np.fromiter((index[i] for i in items if i in index), dtype=np.int64)
 
     def recommend_transitions(self, recent_items: Sequence[str], k: int,
                               exclude: Collection[str] = ()) -> Ranking:
@@ -301,12 +338,16 @@ class ItemSideTable:
         return [(ids[i], score) for i, score in zip(top.tolist(), scores.tolist())]
 
     def recommend_transitions_rows(self, recent_items: Sequence[str], k: int,
-                                   exclude: Collection[str] = ()
+                                   exclude: Collection[str] = (),
+                                   exclude_rows: np.ndarray | None = None
                                    ) -> tuple[np.ndarray, np.ndarray]:
-        """``recommend_transitions`` as (rows of ``ids``, scores): the scorer's batch path."""
+        """``recommend_transitions`` as (rows of ``ids``, scores): the scorer's batch path.
+        ``exclude_rows`` as in ``recommend_explained_rows``."""
         scores = self.score_transitions(recent_items)
         scores[scores <= 0.0] = -np.inf  # no evidence is no recommendation
-        return (top := self._top(scores, k, exclude)), scores[top]
+        if exclude_rows is None:
+            exclude_rows = self.rows_of(exclude)
+        return (top := self._top(scores, k, exclude_rows)), scores[top]
 
     def score_transitions(self, recent_items: Sequence[str]) -> np.ndarray:
         """Transition score of every indexed item after a context (a fresh array)."""
@@ -334,29 +375,19 @@ class ItemSideTable:
 
     def score_context(self, recent_items: Sequence[str]) -> np.ndarray:
         """Co-visitation score of every indexed item for a context (a fresh array)."""
-        counts = self._derived()[0]
+        counts, raw = self._derived()[0], self._counts
         scores = np.zeros(counts.shape[0], dtype=np.float64)
-        index, raw = self._index, self._counts
-        # Only held items vote: whether an unheld id is still indexed depends on history.
-        known = [index[i] for i in recent_items if i in index and raw[index[i]] > 0]
-        for other in list(dict.fromkeys(reversed(known)))[: self.recent]:
-            arrays = self._pair_arrays.get(other)
-            if arrays is None:
-                row = self._pairs.get(other)
-                if not row:
-                    continue
-                arrays = self._pair_arrays[other] = _PairRow(row)
+        for other, arrays in self._context_rows(recent_items):
             # Each neighbour once, so the order of the row (and its zero counts) cannot
             # change a sum: the same scores as reading the dictionary.
             neighbours, weights = arrays.arrays()
             scores[neighbours] += weights / math.sqrt(raw[other])
         return scores / np.sqrt(np.maximum(counts, 1.0))
 
-    def _top(self, scores: np.ndarray, k: int, exclude: Collection[str]) -> np.ndarray:
+    def _top(self, scores: np.ndarray, k: int, exclude_rows: np.ndarray) -> np.ndarray:
         """Indices of the k best finite scores, ties by item id (``scores`` is overwritten)."""
-        if exclude:
-            excluded = [self._index[i] for i in exclude if i in self._index]
-            scores[excluded] = -np.inf
+        if exclude_rows.shape[0]:
+            scores[exclude_rows] = -np.inf
         candidates = np.flatnonzero(np.isfinite(scores))
         if k <= 0 or candidates.size == 0:
             return candidates[:0]
@@ -461,15 +492,32 @@ class ItemSideTable:
                 self._transition(gap, i, index[seen[a + gap]], -1)
 
     def _add_seen(self, seen: list[str], kept: int) -> None:
-        counts, window = self._counts, self.window
+        counts, window, index = self._counts, self.window, self._index
         for b in range(kept, len(seen)):
             i = self._item(seen[b])
             counts[i] += 1
             self._dirty.add(i)
-            for a in range(max(0, b - window), b):
-                self._pair(self._index[seen[a]], i, 1)
+            self._add_pairs(i, [index[seen[a]] for a in range(max(0, b - window), b)])
             for gap in range(1, min(self.transition_order, b) + 1):
-                self._transition(gap, self._index[seen[b - gap]], i, 1)
+                self._transition(gap, index[seen[b - gap]], i, 1)
+
+    def _add_pairs(self, i: int, others: list[int]) -> None:
+        """``_pair(other, i, 1)`` for each of ``others`` (distinct, none of them ``i``): the
+        same counts, with ``i``'s own row updated in one pass."""
+        if not others:
+            return
+        pairs, arrays = self._pairs, self._pair_arrays
+        row = pairs.setdefault(i, {})
+        for other in others:
+            row[other] = row.get(other, 0) + 1
+            other_row = pairs.setdefault(other, {})
+            other_row[i] = other_row.get(i, 0) + 1
+            held = arrays.get(other)
+            if held is not None:
+                held.add(i, 1)
+        held = arrays.get(i)
+        if held is not None:
+            held.add_many(others, 1)
 
     def _transition(self, gap: int, i: int, j: int, delta: int) -> None:
         rows, arrays = self._next[gap - 1], self._next_arrays[gap - 1]
@@ -560,6 +608,22 @@ class _PairRow:
             self.neighbours[p] = neighbour
             self.size += 1
         self.counts[p] += delta
+
+    def add_many(self, neighbours: list[int], delta: int) -> None:
+        """``add(n, delta)`` for each of ``neighbours`` (distinct): one array update."""
+        position, at = self.position, []
+        for neighbour in neighbours:
+            p = position.get(neighbour)
+            if p is None:
+                p = position[neighbour] = self.size
+                if p == self.neighbours.shape[0]:
+                    self.neighbours = np.concatenate([self.neighbours,
+                                                      np.zeros_like(self.neighbours)])
+                    self.counts = np.concatenate([self.counts, np.zeros_like(self.counts)])
+                self.neighbours[p] = neighbour
+                self.size += 1
+            at.append(p)
+        self.counts[at] += delta  # distinct positions: each gets delta once
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         return self.neighbours[:self.size], self.counts[:self.size]

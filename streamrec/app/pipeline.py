@@ -43,7 +43,8 @@ class OnlineSystem:
 
     def __init__(self, settings: Settings, deep: Any = None) -> None:
         self.settings = settings
-        topics = settings.topics
+        # Settings are frozen: the topic names are built once, not on every click.
+        self.topics = topics = settings.topics
         self.bus = InProcessBus(settings.partitions)
         self.ingest_processor = IngestProcessor(settings)
         self.score = ScoreProcessor(settings, clock=lambda: 0.0)
@@ -60,7 +61,7 @@ class OnlineSystem:
     def learn_one(self, event: ClickEvent) -> None:
         key = event.user_id.encode()
         # The record time of a replayed click is its event time: the ts bound then holds.
-        self.bus.produce(Output(self.settings.topics.clicks, key, encode_click(event)),
+        self.bus.produce(Output(self.topics.clicks, key, encode_click(event)),
                          int(event.ts * 1000))
         self.ingest.drain()
         self.scorer.drain()
@@ -76,7 +77,7 @@ class OnlineSystem:
     def learn_many(self, events: list[ClickEvent]) -> None:
         """Produce a chunk of clicks, then let ingest and the scorer drain it (no deep
         learner: the demo runs the trainer and model follower itself)."""
-        clicks = self.settings.topics.clicks
+        clicks = self.topics.clicks
         for event in events:
             self.bus.produce(Output(clicks, event.user_id.encode(), encode_click(event)),
                              int(event.ts * 1000))
@@ -93,14 +94,16 @@ class OnlineSystem:
     def _request(self, user_id: str, k: int) -> list[tuple[str, float]]:
         self._requests += 1
         request = encode_request(f"replay-{self._requests}", user_id, k)
-        self.bus.produce(Output(self.settings.topics.requests, user_id.encode(), request))
+        self.bus.produce(Output(self.topics.requests, user_id.encode(), request))
         self.scorer.drain()
         self._read_recommendations()
         return self._latest.get(user_id, [])
 
     def _read_recommendations(self) -> None:
-        for partition, log in enumerate(self.bus.topic(self.settings.topics.recommendations)):
+        for partition, log in enumerate(self.bus.topic(self.topics.recommendations)):
             start = self._read.get(partition, 0)
+            if start == len(log):
+                continue  # nothing new on this partition
             for record in log[start:]:
                 if record.value is None:
                     continue

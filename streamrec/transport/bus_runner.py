@@ -213,6 +213,9 @@ class InProcessRunner:
     def step(self, timestamp_ms: int = 0) -> int:
         """Read ahead, then hand over, process and commit one batch; return how many records
         were read or handed over (0: nothing left to do now)."""
+        if self._idle():
+            self._idle_step()
+            return 0
         polled = self.poll()
         if self.merge is None:
             batch, moved = polled, len(polled)
@@ -234,6 +237,44 @@ class InProcessRunner:
         except _FailedCommit:
             self.crash()  # the next poll reads the batch again from the committed positions
         return moved
+
+    def _idle(self) -> bool:
+        """Nothing new to read on any partition a step reads, and nothing buffered: the
+        step would hand nothing over (``drain`` ends on such a step, every time)."""
+        bus = self.bus
+        for topic in self.input_topics:
+            logs = bus.topic(topic)
+            for partition in self.held:
+                if self._read_position(topic, partition) < len(logs[partition]):
+                    return False
+        if self.merge is None:
+            return True
+        if len(self.merge):
+            return False
+        for topic in self.processor.global_topics:
+            logs = bus.topic(topic)
+            owned = topic in self.input_topics
+            for partition in range(len(logs)):
+                if owned and partition in self.held:
+                    continue  # read by the owned path, checked above
+                if self._global_position(topic, partition) < len(logs[partition]):
+                    return False
+        return True
+
+    def _idle_step(self) -> None:
+        """What ``step`` changes when ``_idle``: the round-robin starts move as ``poll`` and
+        ``poll_global`` move them, and the merge sees every partition caught up."""
+        if self.input_topics and self.held:
+            self._next_partition += 1  # every held partition is below PAUSE_AT: none buffered
+        if self.merge is None:
+            return
+        merged = self.processor.global_topics
+        self.merge.track(TopicPartition(t, p) for t in merged
+                         for p in range(len(self.bus.topic(t))))
+        if any(len(self.bus.topic(t)) for t in merged):
+            self._next_global += 1
+        if self.merge.waiting():
+            self.merge.take(self._caught_up, self.batch_size)  # ends the waits; hands nothing
 
     def _process_and_commit(self, batch: list[Record], timestamp_ms: int) -> None:
         try:

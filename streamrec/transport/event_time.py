@@ -103,6 +103,10 @@ class EventTimeMerge:
         return first
 
     # -- what is buffered -------------------------------------------------------------------
+    def waiting(self) -> bool:
+        """Whether an empty partition is being waited for (or was passed over idle)."""
+        return bool(self._waiting_since or self._passed_over)
+
     def buffered(self, tp: TopicPartition) -> int:
         return len(self._buffers.get(tp, ()))
 

@@ -7,6 +7,7 @@ import random
 import numpy as np
 import pytest
 
+from streamrec.consumers import batch_ranking
 from streamrec.consumers.batch_ranking import (
     CovisitRow,
     FusionWeights,
@@ -54,7 +55,10 @@ def random_trigger(rng: random.Random, model: FakeModel
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_fuse_many_is_fuse_of_every_trigger(seed: int) -> None:
+@pytest.mark.parametrize("dict_fusion_max", [0, 10_000])  # the array path, the dict path
+def test_fuse_many_is_fuse_of_every_trigger(seed: int, dict_fusion_max: int,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batch_ranking, "DICT_FUSION_MAX_TRIGGERS", dict_fusion_max)
     rng = random.Random(seed)
     model = FakeModel([f"i{n}" for n in range(30, 90)])  # overlaps the online items
     weights = FusionWeights(online=1.0, deep=rng.choice([0.5, 1.0]), covisit=1.0,
@@ -77,7 +81,10 @@ def test_fuse_many_is_fuse_of_every_trigger(seed: int) -> None:
     assert got == expected  # items, order, scores and every explanation, bit for bit
 
 
-def test_ties_break_by_item_id_as_fuse_does() -> None:
+@pytest.mark.parametrize("dict_fusion_max", [0, 10_000])
+def test_ties_break_by_item_id_as_fuse_does(dict_fusion_max: int,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batch_ranking, "DICT_FUSION_MAX_TRIGGERS", dict_fusion_max)
     # Two items each ranked first by one source with equal weights: the same score.
     covisit = CovisitRow(["a"], np.array([0]), np.array([0.3]))
     trigger = TriggerLists(k=2, online_list=[("b", 1.0, {})], covisit=covisit)

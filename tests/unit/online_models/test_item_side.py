@@ -120,6 +120,10 @@ def test_the_common_update_touches_only_the_appended_and_dropped_positions() -> 
     calls = []
     original = t._pair
     t._pair = lambda i, j, d: (calls.append(d), original(i, j, d))  # type: ignore[method-assign]
+    # Pairs are added through _add_pairs (one item's new pairs at once): one +1 per pair.
+    original_add = t._add_pairs
+    t._add_pairs = lambda i, others: (calls.extend([1] * len(others)),  # type: ignore[method-assign]
+                                      original_add(i, others))
     # At the cap: the oldest falls off, one is appended.
     t.apply(0, 1, UserState(user_id="u", seen_items=seen[1:] + ["new"]))
     assert calls.count(-1) == WINDOW and calls.count(1) == WINDOW
@@ -256,6 +260,49 @@ def test_ranking_never_mutates_and_the_table_is_plain_data() -> None:
     assert snapshot(copy) == before
     assert (copy.recommend_explained(5, exclude={"i3"}), copy.recommend_context(context, 5)) == first
     assert all(item != "i3" for item, _, _ in first[0]) and len(first[0]) == 5
+
+
+def dense_context_ranking(table: ItemSideTable, recent_items: list[str], k: int,
+                          exclude: set[str]) -> tuple[list[int], list[float]]:
+    """``recommend_context_rows`` by its definition: of ``score_context``, the k best
+    positive scores not excluded, ties by item id."""
+    scores = table.score_context(recent_items)
+    ids = table.ids
+    ranked = sorted((i for i in range(len(ids))
+                     if scores[i] > 0 and ids[i] not in exclude),
+                    key=lambda i: (-scores[i], ids[i]))[:max(k, 0)]
+    return ranked, [float(scores[i]) for i in ranked]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_context_ranking_is_the_k_best_positive_context_scores_ties_by_item_id(
+        seed: int) -> None:
+    rng = random.Random(seed)
+    history = histories(rng, items=25, seen_limit=12)
+    ranked = table()
+    states = sorted(((u, s) for u, states in history.items() for s in states),
+                    key=lambda us: us[1].source_offset)
+    checked = 0
+    for n, (user, state) in enumerate(states):
+        ranked.apply(0, state.source_offset, state)
+        if n % 37 == 36:
+            ranked.forget(f"u{rng.randrange(12)}")  # counts drop to zero: rows keep them
+        if n % 5:
+            continue
+        context = rng.choices([f"i{i}" for i in range(27)], k=rng.randrange(0, 10))
+        exclude = set(rng.sample([f"i{i}" for i in range(27)], rng.choice([0, 3, 12])))
+        for k in (1, 4, 50):
+            rows, scores = ranked.recommend_context_rows(context, k, exclude)
+            assert (rows.tolist(), scores.tolist()) == dense_context_ranking(
+                ranked, context, k, exclude)  # the same floats, bit for bit
+            checked += len(rows)
+    assert checked > 100
+    # The co-visitation rows the rankings read hold exactly the table's counts.
+    assert ranked._pair_arrays
+    for i, row in ranked._pair_arrays.items():
+        neighbours, counts = row.arrays()
+        assert {int(j): float(n) for j, n in zip(neighbours, counts) if n} == {
+            j: float(n) for j, n in ranked._pairs.get(i, {}).items()}
 
 
 def test_transitions_are_directed_shares_and_the_item_before_votes_at_half_weight() -> None:
