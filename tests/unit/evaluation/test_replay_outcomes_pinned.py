@@ -89,3 +89,21 @@ def test_run_parallel_refuses_no_systems_and_no_workers():
         parallel.run_parallel([], SystemOptions(), fixed_log()[:10], (10,), 100, jobs=2)
     with pytest.raises(ValueError):
         parallel.run_parallel(["markov"], SystemOptions(), fixed_log()[:10], (10,), 100, jobs=0)
+
+
+# streamrec-full (the pipeline with the retrained deep model served by ONNX Runtime) on the
+# same log: its first model is trained at event 1,000 and serves the remaining 1,500
+# events, so the digest covers training, export, parity and the deep candidate path.
+# Recorded at c918566, before the streamrec-full speed-ups (issue 14 item 5).
+PINNED_FULL = (0.29442282749675747, 0.15343746651905651,
+               "f9025fa4174153074462dceb55c39544f8fbda59f890948f1a20a3cc02901308")
+
+
+def test_streamrec_full_computes_what_it_computed_before_the_speed_ups():
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    result = replay(("streamrec-full",))
+    overall = result.summary()["streamrec-full"]["overall"]
+    hr, nd, digest = PINNED_FULL
+    assert (overall["hr@10"], overall["ndcg@10"]) == pytest.approx((hr, nd), abs=1e-12)
+    assert result.metrics["streamrec-full"].outcome_digest() == digest
