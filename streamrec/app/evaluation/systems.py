@@ -75,7 +75,8 @@ def _deep_trainer(options: SystemOptions, name: str) -> Recommender:
     # past only; serves via ONNX Runtime. Measured on ML-100K: every 10,000 with 2 warm
     # epochs gave NDCG@10 0.073, this schedule 0.080.
     return DeepSequentialRecommender(retrain_every=5_000, warm_epochs=5, seed=options.seed,
-                                     max_len=options.settings.recent_items)
+                                     max_len=options.settings.recent_items,
+                                     exporter="torchscript")
 
 
 def _deep(options: SystemOptions) -> Recommender:
