@@ -76,7 +76,7 @@ def _deep_trainer(options: SystemOptions, name: str) -> Recommender:
     # epochs gave NDCG@10 0.073, this schedule 0.080.
     return DeepSequentialRecommender(retrain_every=5_000, warm_epochs=5, seed=options.seed,
                                      max_len=options.settings.recent_items,
-                                     exporter="torchscript")
+                                     exporter="torchscript", threads=1)
 
 
 def _deep(options: SystemOptions) -> Recommender:
