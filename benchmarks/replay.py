@@ -8,6 +8,16 @@ identical, prints both wall times and their ratio, and saves JSON. Each pass is 
     python benchmarks/replay.py                          # synthetic log, default systems
     python benchmarks/replay.py --log ../shared/data/ml-100k/u.data --format movielens \
         --limit 10000 --systems most-popular,recent-popular,item-knn,markov,streamrec
+
+With ``--full-variants``, it times ``streamrec-full`` instead: one serial replay per deep
+trainer variant, in this one process (CPU and wall seconds, NDCG@10 and HR@10 overall and
+from ``--held-out-from``), so variants compare as ratios within one run. ``before`` is the
+trainer as it was before issue 14 item 5 (dynamo export, 2 torch and 2 serving threads),
+``current`` is ``DEEP_TRAINER``, and ``EVERYxEPOCHS`` is the current one retrained every
+EVERY events with EPOCHS warm epochs:
+
+    python benchmarks/replay.py --log ../shared/data/ml-100k/u.data --format movielens \
+        --limit 12000 --full-variants before,current
 """
 
 from __future__ import annotations
@@ -23,9 +33,14 @@ from bench_results import save_results  # noqa: E402
 
 from streamrec.app.evaluation import PrequentialEvaluator  # noqa: E402
 from streamrec.app.evaluation.parallel import run_parallel  # noqa: E402
-from streamrec.app.evaluation.systems import SystemOptions, build_systems  # noqa: E402
+from streamrec.app.evaluation.systems import (  # noqa: E402
+    SystemOptions, build_deep_trainer, build_systems)
 
 DEFAULT_SYSTEMS = "most-popular,recent-popular,item-knn,markov,streamrec"
+# The replay's deep trainer before issue 14 item 5 (commit c918566), as overrides of
+# DEEP_TRAINER: the reference the speed-ups are measured against.
+BEFORE = {"retrain_every": 5_000, "warm_epochs": 5, "exporter": "auto", "threads": 2,
+          "serving_threads": 2}
 
 
 def load_events(args: argparse.Namespace) -> list:
@@ -38,6 +53,62 @@ def load_events(args: argparse.Namespace) -> list:
     return events[: args.limit] if args.limit else events
 
 
+def variant_overrides(name: str) -> dict:
+    """``before``, ``current`` or ``EVERYxEPOCHS`` → DEEP_TRAINER overrides."""
+    if name == "before":
+        return dict(BEFORE)
+    if name == "current":
+        return {}
+    every, _, epochs = name.partition("x")
+    if not (every.isdigit() and epochs.isdigit()):
+        raise SystemExit(f"a variant is before, current or EVERYxEPOCHS, got {name!r}")
+    return {"retrain_every": int(every), "warm_epochs": int(epochs)}
+
+
+def time_full_variants(args: argparse.Namespace, events: list) -> None:
+    """One serial streamrec-full replay per variant; print and save their costs."""
+    from streamrec.app.pipeline import build_online_system
+    import streamrec.export.candidates  # noqa: F401  - imports (torch, onnx) are paid here,
+    import streamrec.export.release  # noqa: F401  - not by the first variant's clock
+
+    options = SystemOptions(seed=0)
+    held_from = args.held_out_from if args.held_out_from is not None else len(events) // 2
+    rows = []
+    for name in [n for n in args.full_variants.split(",") if n]:
+        overrides = variant_overrides(name)
+        start_cpu, start_wall = time.process_time(), time.perf_counter()
+        deep = build_deep_trainer(options, **overrides)
+        system = build_online_system(options.settings, deep=deep)
+        result = PrequentialEvaluator({name: system}, (10,), 10_000).run(
+            events, held_out_from=held_from)
+        cpu_s, wall_s = time.process_time() - start_cpu, time.perf_counter() - start_wall
+        overall = result.summary()[name]["overall"]
+        assert result.held_out is not None
+        held = result.held_out[name].summary()["overall"]
+        retrains = deep.retrains  # type: ignore[attr-defined]
+        row = {"variant": name, "overrides": overrides, "cpu_s": cpu_s, "wall_s": wall_s,
+               "ndcg@10": overall["ndcg@10"], "hr@10": overall["hr@10"],
+               "held_out_ndcg@10": held["ndcg@10"], "held_out_hr@10": held["hr@10"],
+               "retrains": len(retrains),
+               "train_wall_s": sum(r["train_s"] for r in retrains),
+               "export_and_parity_wall_s": sum(r.get("export_and_parity_s", 0.0)
+                                               for r in retrains),
+               "outcome_digest": result.metrics[name].outcome_digest()}
+        rows.append(row)
+        print(f"{name:>12}  cpu {cpu_s:7.1f} s  wall {wall_s:7.1f} s  ndcg@10 "
+              f"{row['ndcg@10']:.4f}  from {held_from:,}: {row['held_out_ndcg@10']:.4f}  "
+              f"retrains {row['retrains']} (train {row['train_wall_s']:.1f} s, export+parity "
+              f"{row['export_and_parity_wall_s']:.1f} s wall)", flush=True)
+    reference = rows[0]
+    for row in rows:
+        row["cpu_vs_first"] = row["cpu_s"] / reference["cpu_s"]
+    print("CPU against " + reference["variant"] + ": " + ", ".join(
+        f"{row['variant']} {row['cpu_vs_first']:.2f}x" for row in rows))
+    save_results("replay_streamrec_full", {
+        "log": args.log or "synthetic", "limit": args.limit, "events": len(events),
+        "held_out_from": held_from, "variants": rows})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--log", default=None, help="log file (default: a synthetic stream)")
@@ -47,9 +118,18 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--full-variants", default=None,
+                        help="time streamrec-full per deep trainer variant instead: "
+                             "before,current,EVERYxEPOCHS,...")
+    parser.add_argument("--held-out-from", type=int, default=None,
+                        help="with --full-variants: event index the held-out figures start "
+                             "at (default: half the events)")
     args = parser.parse_args()
     names = [n for n in args.systems.split(",") if n]
     events = load_events(args)
+    if args.full_variants:
+        time_full_variants(args, events)
+        return
     options = SystemOptions(seed=0)
     serial_s, parallel_s = [], []
     identical = True

@@ -9,7 +9,7 @@ others are the baselines of ``streamrec.online_models.baselines``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from streamrec.online_models.base import Recommender
 from streamrec.config import Settings
@@ -65,18 +65,38 @@ def _river_mf(options: SystemOptions) -> Recommender:
     return RiverMF(seed=options.seed)
 
 
+# How the replay's deep trainer (``deep``, ``streamrec-full``) runs, beside what
+# DeepSequentialRecommender defaults to. First model at 1,000 events, then a warm retrain
+# every ``retrain_every`` events, on the past only; served via ONNX Runtime.
+# - retrain_every / warm_epochs: chosen on the first half of ML-100K only (replay of events
+#   < 50,000, NDCG@10 on events 25,000-50,000; benchmarks/replay.py --full-variants):
+#   5,000x5 0.1019, 10,000x5 0.1001, 5,000x2 0.0995, 10,000x2 0.0948, 20,000x5 0.0936.
+#   The cheapest within 0.002 (about 2%) of the best: 10,000x5, which trains on half the
+#   event-epochs of 5,000x5 (5 warm retrains by event 50,000 instead of 10).
+# - exporter: TorchScript exports in ~0.5 s against dynamo's ~6 s and passes the same
+#   parity gate; on the pinned log and the ML-100K 8k prefix every outcome is the same.
+# - threads: one torch thread. Under load on 2 cores, 2 threads cost 2.1 CPU s per epoch
+#   against 0.21 s with 1 (6,000 events), and a --jobs 2 replay has a worker per core.
+DEEP_TRAINER: dict[str, Any] = {"retrain_every": 10_000, "warm_epochs": 5,
+                                "exporter": "torchscript", "threads": 1}
+
+
+def build_deep_trainer(options: SystemOptions, **overrides: Any) -> Recommender:
+    """The replay's deep trainer with ``DEEP_TRAINER`` (``overrides`` win: benchmarks)."""
+    from streamrec.export.recommender import DeepSequentialRecommender
+
+    settings = {**DEEP_TRAINER, **overrides}
+    return DeepSequentialRecommender(seed=options.seed,
+                                     max_len=options.settings.recent_items, **settings)
+
+
 def _deep_trainer(options: SystemOptions, name: str) -> Recommender:
     try:
         import torch  # noqa: F401  - training needs the `train` extra
-        from streamrec.export.recommender import DeepSequentialRecommender
+        import streamrec.export.recommender  # noqa: F401
     except ImportError as exc:
         raise SystemUnavailable(f"the {name} system needs torch and onnx ({exc})") from None
-    # First model at 1,000 events, then a warm retrain (5 epochs) every 5,000 events, on the
-    # past only; serves via ONNX Runtime. Measured on ML-100K: every 10,000 with 2 warm
-    # epochs gave NDCG@10 0.073, this schedule 0.080.
-    return DeepSequentialRecommender(retrain_every=5_000, warm_epochs=5, seed=options.seed,
-                                     max_len=options.settings.recent_items,
-                                     exporter="torchscript", threads=1)
+    return build_deep_trainer(options)
 
 
 def _deep(options: SystemOptions) -> Recommender:

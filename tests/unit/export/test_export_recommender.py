@@ -45,3 +45,16 @@ def test_torch_serving_ranks_like_onnx() -> None:
         b = torch_model.recommend(user, 5)
         assert [i for i, _ in a] == [i for i, _ in b]
         assert all(abs(x - y) < 1e-5 for (_, x), (_, y) in zip(a, b))
+
+
+def test_serving_session_threads_are_set_apart_from_training_threads() -> None:
+    # Replay serves one user per ONNX Runtime call: one intra-op thread unless asked.
+    events = toy_stream(250)
+    single, double = _deep(), _deep()
+    double.serving_threads = 2
+    for event in events:
+        single.learn_one(event)
+        double.learn_one(event)
+    assert single.threads == double.threads == 1
+    assert single.serving._session.get_session_options().intra_op_num_threads == 1
+    assert double.serving._session.get_session_options().intra_op_num_threads == 2
