@@ -8,7 +8,9 @@ from streamrec.config import Settings
 from streamrec.events import ClickEvent, encode_click
 from streamrec.records import Record
 
-SETTINGS = Settings(top_k=3, online_learning=0)
+# Co-visitation beside the online list alone: transitions (directed, tested in
+# test_score_transitions.py) off, so what moves is co-visitation's doing.
+SETTINGS = Settings(top_k=3, online_learning=0, transition_weight=0.0)
 T = SETTINGS.topics
 # Five users walk a -> b -> c; "pop" is clicked most, by other users, so popularity alone
 # would put it first.
@@ -39,7 +41,7 @@ def test_co_visited_items_lead_and_are_explained():
 
 
 def test_without_co_visitation_popularity_leads():
-    settings = Settings(top_k=3, online_learning=0, covisit_weight=0.0)
+    settings = Settings(top_k=3, online_learning=0, covisit_weight=0.0, transition_weight=0.0)
     scorer = ScoreProcessor(settings, clock=lambda: 1.0)
     message = _recommendation_for(scorer, _states(settings), "new")
     assert message.items[0].item_id == "pop"

@@ -13,6 +13,7 @@ import pytest
 
 from streamrec.app.evaluation import PrequentialEvaluator
 from streamrec.app.evaluation.systems import SystemOptions, build_systems
+from streamrec.config import Settings
 from streamrec.producers.synthetic import SyntheticStream
 
 SYSTEMS = ("most-popular", "recent-popular", "item-knn", "markov", "river-mf", "streamrec")
@@ -22,8 +23,16 @@ def fixed_log() -> list:
     return list(SyntheticStream(n_users=120, n_items=150, n_events=2_500, seed=5).events())
 
 
-def replay(systems: tuple[str, ...] = SYSTEMS, **run_options: object):
-    built, unavailable = build_systems(list(systems), SystemOptions(seed=0))
+# The fusion settings in force when the digests below were recorded. The defaults have
+# moved since (chosen on ML-100K's first half: covisit_recent 10, transitions 0.5, deep
+# 0.5); pinning these keeps the speed-up guard on the same outcomes, and
+# ``PINNED_DEFAULTS`` guards the defaults' own path (transitions included).
+RECORDED_WITH = Settings(covisit_recent=5, transition_weight=0.0, deep_weight=1.0)
+
+
+def replay(systems: tuple[str, ...] = SYSTEMS, settings: Settings = RECORDED_WITH,
+           **run_options: object):
+    built, unavailable = build_systems(list(systems), SystemOptions(settings, seed=0))
     assert not unavailable
     return PrequentialEvaluator(built, ks=(5, 10), window=1_000).run(fixed_log(),
                                                                      **run_options)
@@ -64,8 +73,9 @@ def test_parallel_workers_give_the_serial_outcomes_system_by_system():
 
     events = fixed_log()
     ticks: list[int] = []
-    result, unavailable = run_parallel(SYSTEMS, SystemOptions(seed=0), events, (5, 10), 1_000,
-                                       jobs=2, on_progress=ticks.append, held_out_from=1_500)
+    result, unavailable = run_parallel(SYSTEMS, SystemOptions(RECORDED_WITH, seed=0), events,
+                                       (5, 10), 1_000, jobs=2, on_progress=ticks.append,
+                                       held_out_from=1_500)
     assert unavailable == {}
     assert list(result.metrics) == list(SYSTEMS)  # the order asked for, not finishing order
     for name in SYSTEMS:
@@ -107,3 +117,25 @@ def test_streamrec_full_computes_what_it_computed_before_the_speed_ups():
     hr, nd, digest = PINNED_FULL
     assert (overall["hr@10"], overall["ndcg@10"]) == pytest.approx((hr, nd), abs=1e-12)
     assert result.metrics["streamrec-full"].outcome_digest() == digest
+
+
+# streamrec and streamrec-full at the defaults chosen on ML-100K's first half (transitions
+# on), recorded when those defaults were set: speed-ups must keep these too.
+PINNED_DEFAULTS = {
+    "streamrec": (0.3022049286640726, 0.1573098146336438,
+        "eb450140bca7c056d052e8af39610e885f3771758d6ce60fa6f4aa3110af4fad"),
+    "streamrec-full": (0.30739299610894943, 0.16119863144558622,
+        "1b8c5f45fc22ed6b1397984da0f9606b88ca2c95f488e32fb5e3ecf55b9fe9f0"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED_DEFAULTS))
+def test_the_default_settings_compute_what_they_computed_when_chosen(name):
+    if name == "streamrec-full":
+        pytest.importorskip("torch")
+        pytest.importorskip("onnx")
+    result = replay((name,), settings=Settings())
+    overall = result.summary()[name]["overall"]
+    hr, nd, digest = PINNED_DEFAULTS[name]
+    assert (overall["hr@10"], overall["ndcg@10"]) == pytest.approx((hr, nd), abs=1e-12)
+    assert result.metrics[name].outcome_digest() == digest
