@@ -56,20 +56,6 @@ def _tiny_config(**changes):
     return TrainerConfig(**(values | changes))
 
 
-def test_the_background_trainer_process_swaps_in_a_model_trained_with_one_thread():
-    from streamrec.app.demo import demo_trainer_config, run_demo
-
-    out = io.StringIO()
-    result = run_demo(Settings(), users=60, items=80, events=1_500, seed=2, chunk=250,
-                      train_at=(500,), trainer_config=_tiny_config(), background=True,
-                      show_users=0, out=out)
-    text = out.getvalue()
-    assert result.swaps == ["v000001"], text
-    assert "trained in" in text and "in its own process (1 torch thread(s))" in text
-    # The demo's own background configuration asks for that one thread too.
-    assert demo_trainer_config(Settings(), 7, background=True).threads == 1
-
-
 def test_a_training_run_that_raises_is_reported_and_the_stream_goes_on():
     from streamrec.app.demo import run_demo
 
