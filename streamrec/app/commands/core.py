@@ -87,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo = subparsers.add_parser("demo", help="run the whole pipeline in-process on a synthetic stream")
     demo.add_argument("--users", type=positive_int, default=2_000)
     demo.add_argument("--items", type=positive_int, default=1_000)
-    demo.add_argument("--events", type=positive_int, default=100_000)
+    demo.add_argument("--events", type=positive_int, default=150_000)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--partitions", type=setting("partitions"))
     demo.add_argument("--no-deep", dest="deep", action="store_false",

@@ -75,6 +75,25 @@ def test_demo_trains_in_the_background_and_still_swaps():
                       out=out)
     # Wherever the run ends (mid-stream or after it), its model is served.
     assert result.swaps == ["v000001"], out.getvalue()
+    # It trained in the trainer process with one torch thread: the other core streams.
+    assert "in its own process (1 torch thread(s))" in out.getvalue()
+
+
+def test_the_demo_trainer_gets_one_thread_and_a_time_cap_only_in_the_background():
+    from streamrec.app.demo import demo_trainer_config
+
+    background = demo_trainer_config(Settings(), 7, background=True)
+    waiting = demo_trainer_config(Settings(), 7, background=False)
+    assert (background.threads, background.max_train_s) == (1, 40.0)
+    # When the stream waits, a cap would only make the figures depend on the load.
+    assert (waiting.threads, waiting.max_train_s) == (2, None)
+
+
+def test_the_trainer_runs_a_fifth_into_the_stream_and_every_fifth_after():
+    from streamrec.app.demo import default_train_at
+
+    assert default_train_at(150_000) == (30_000, 60_000, 90_000, 120_000)
+    assert default_train_at(4_000) == (1_600, 2_400, 3_200)  # none before 1,000 events
 
 
 def test_demo_with_the_deep_model_off_says_so():
