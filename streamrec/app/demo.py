@@ -48,7 +48,8 @@ if TYPE_CHECKING:
 
 # How each explanation component reads in one line (keys of ``ScoredItem.components``).
 _SOURCE_NAMES = {"deep_rank": "deep", "embedding": "embedding", "fm": "fm",
-                 "recency": "trending", "covisit_rank": "co-visited", "popularity": "popular"}
+                 "recency": "trending", "covisit_rank": "co-visited",
+                 "transition_rank": "next after your last", "popularity": "popular"}
 ORACLE_EVERY = 20  # the oracle is a pass over all items: sample one judged event in 20
 
 
@@ -374,6 +375,8 @@ def explain(components: dict[str, float]) -> str:
     'deep #2, embedding #1'
     >>> explain({"popularity": 0.8, "recency": 0.5})
     'trending, popular'
+    >>> explain({"transition_rank": 1.0, "transition_score": 0.4, "covisit_rank": 3.0})
+    'co-visited #3, next after your last #1'
     """
     parts = []
     for key, name in _SOURCE_NAMES.items():
