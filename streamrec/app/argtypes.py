@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import Collection
 
 
 def finite_float(text: str) -> float:
@@ -75,3 +76,14 @@ def setting(name: str):  # type: ignore[no-untyped-def]
         return value
     parse.__name__ = name  # argparse names the type in some messages
     return parse
+
+
+def known_names(text: str, known: Collection[str], what: str) -> list[str]:
+    """A comma-separated list of names, each one of ``known`` (``what`` names them)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown {what} {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(known)}")
+    return names

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamrec.app.argtypes import positive_float, positive_int, speed
+from streamrec.app.argtypes import known_names, positive_float, positive_int, speed
 from streamrec.config import Settings
 from streamrec.app.evaluation.systems import DEFAULT_SYSTEMS, SYSTEMS, SystemOptions, build_systems
 from streamrec.app.kafka_args import add_kafka_options, kafka_settings
@@ -25,13 +25,7 @@ PROTOCOLS = ("prequential", "last-item")
 
 
 def _system_list(text: str) -> list[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in SYSTEMS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown system(s) {', '.join(unknown) or '(none given)'}; "
-            f"choose from {', '.join(SYSTEMS)}")
-    return names
+    return known_names(text, SYSTEMS, "system(s)")
 
 
 def _tune_until(text: str) -> Any:

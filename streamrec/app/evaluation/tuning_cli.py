@@ -52,15 +52,10 @@ def _min_gain(text: str) -> float:
 
 
 def _setting_names(text: str) -> tuple[str, ...]:
+    from streamrec.app.argtypes import known_names
     from streamrec.app.evaluation.tuning import DEFAULT_GRID
 
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    unknown = [name for name in names if name not in DEFAULT_GRID]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown setting {', '.join(unknown) or repr(text)} (tunable: "
-            f"{', '.join(DEFAULT_GRID)})")
-    return names
+    return tuple(known_names(text, DEFAULT_GRID, "setting"))
 
 
 def run_tune(args: argparse.Namespace) -> int:
