@@ -9,9 +9,11 @@ production (ONNX export, parity at batch 1 and 32) and then serves from ONNX Run
 the difference). Until the first model exists, and for users with no known item, it ranks
 by popularity; ``popularity_weight`` optionally blends popularity into every ranking.
 
-Defaults are measured on the ML-100K prequential replay (retrain every 10,000 events):
-2 warm epochs per retrain give NDCG@10 0.073 in 5.5 min; 5 warm epochs give 0.080 but took
-22 min on the shared 2-core box, past the 10-minute budget of a replay.
+The class defaults are generic; what the replay's ``deep`` and ``streamrec-full`` systems
+run (a warm retrain of 5 epochs every 10,000 events, the TorchScript exporter, one torch
+thread, a one-thread serving session) is ``DEEP_TRAINER`` in
+``streamrec/app/evaluation/systems.py``, which says how each value was chosen (on the first
+half of ML-100K only).
 
 Scores are ``(1 - w) * softmax(deep logits) + w * popularity share``, both probabilities
 over the catalogue, so the blend needs no rescaling. Items that arrived after the last
