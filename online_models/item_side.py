@@ -290,7 +290,12 @@ class ItemSideTable:
                                ) -> tuple[np.ndarray, np.ndarray]:
         """``recommend_context`` as (rows of ``ids``, scores): the scorer's batch path.
         ``exclude_rows`` as in ``recommend_explained_rows``."""
-        scores = self.score_context(recent_items)
+        return self._top_positive(self.score_context(recent_items), k, exclude, exclude_rows)
+
+    def _top_positive(self, scores: np.ndarray, k: int, exclude: Collection[str],
+                      exclude_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The k best of a context list's ``scores`` with some evidence (``scores`` is
+        overwritten): co-visitation's and the transitions' shared cut."""
         scores[scores <= 0.0] = -np.inf  # no evidence is no recommendation
         if exclude_rows is None:
             exclude_rows = self.rows_of(exclude)
@@ -343,11 +348,8 @@ class ItemSideTable:
                                    ) -> tuple[np.ndarray, np.ndarray]:
         """``recommend_transitions`` as (rows of ``ids``, scores): the scorer's batch path.
         ``exclude_rows`` as in ``recommend_explained_rows``."""
-        scores = self.score_transitions(recent_items)
-        scores[scores <= 0.0] = -np.inf  # no evidence is no recommendation
-        if exclude_rows is None:
-            exclude_rows = self.rows_of(exclude)
-        return (top := self._top(scores, k, exclude_rows)), scores[top]
+        return self._top_positive(self.score_transitions(recent_items), k, exclude,
+                                  exclude_rows)
 
     def score_transitions(self, recent_items: Sequence[str]) -> np.ndarray:
         """Transition score of every indexed item after a context (a fresh array)."""
