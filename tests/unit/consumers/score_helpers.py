@@ -94,3 +94,16 @@ def assert_batch_invariant(factory: Callable[[], ScoreProcessor], records: list[
             assert (got == expected if same is None else same(got, expected)), \
                 f"{name}: output {n} differs"
     return reference
+
+
+def walk_states(settings: Settings, walks: list[tuple[str, str]]) -> list[Record]:
+    """The ``user-state`` records ingest writes for (user, item) clicks, one a second."""
+    from streamrec.events import ClickEvent
+
+    topics = settings.topics
+    ingest = IngestProcessor(settings)
+    clicks = [Record(topics.clicks, 0, n, user.encode(), encode_click(ClickEvent(
+        event_id=f"e{n}", user_id=user, item_id=item, type="click", ts=float(n))))
+        for n, (user, item) in enumerate(walks)]
+    outputs = [o for o in ingest.process(clicks).outputs if o.value is not None]
+    return [Record(topics.user_state, 0, n, o.key, o.value) for n, o in enumerate(outputs)]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from streamrec.consumers.ingest import IngestProcessor
+from unit.consumers.score_helpers import walk_states
+
 from streamrec.consumers.score import ScoreProcessor, recommendation_decoder
 from streamrec.config import Settings
-from streamrec.events import ClickEvent, encode_click
 from streamrec.records import Record
 
 # Co-visitation beside the online list alone: transitions (directed, tested in
@@ -19,12 +19,7 @@ WALKS = [(f"u{n}", item) for n in range(5) for item in ("a", "b", "c")] + \
 
 
 def _states(settings: Settings = SETTINGS) -> list[Record]:
-    ingest = IngestProcessor(settings)
-    clicks = [Record(T.clicks, 0, n, user.encode(), encode_click(ClickEvent(
-        event_id=f"e{n}", user_id=user, item_id=item, type="click", ts=float(n))))
-        for n, (user, item) in enumerate(WALKS)]
-    outputs = [o for o in ingest.process(clicks).outputs if o.value is not None]
-    return [Record(T.user_state, 0, n, o.key, o.value) for n, o in enumerate(outputs)]
+    return walk_states(settings, WALKS)
 
 
 def _recommendation_for(scorer: ScoreProcessor, records: list[Record], user: str):

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from unit.consumers.score_helpers import assert_batch_invariant, scorer_input
+from unit.consumers.score_helpers import assert_batch_invariant, scorer_input, walk_states
 
-from streamrec.consumers.ingest import IngestProcessor
 from streamrec.consumers.score import ScoreProcessor, recommendation_decoder
 from streamrec.config import Settings
-from streamrec.events import ClickEvent, encode_click
 from streamrec.records import Record
 
 # Transitions alone beside the online list: co-visitation off, so what moves is theirs.
@@ -21,12 +19,7 @@ WALKS = ([(f"u{n}", item) for n in range(5) for item in ("a", "b")]
 
 
 def _states(settings: Settings = SETTINGS) -> list[Record]:
-    ingest = IngestProcessor(settings)
-    clicks = [Record(T.clicks, 0, n, user.encode(), encode_click(ClickEvent(
-        event_id=f"e{n}", user_id=user, item_id=item, type="click", ts=float(n))))
-        for n, (user, item) in enumerate(WALKS)]
-    outputs = [o for o in ingest.process(clicks).outputs if o.value is not None]
-    return [Record(T.user_state, 0, n, o.key, o.value) for n, o in enumerate(outputs)]
+    return walk_states(settings, WALKS)
 
 
 def _latest_for(settings: Settings, user: str):
