@@ -50,7 +50,8 @@ class PartitionOwnership(ConsumerRebalanceListener):
 
     # -- consumer callbacks: record only -----------------------------------------------------
     def on_partitions_revoked(self, revoked):  # type: ignore[no-untyped-def]
-        # Every polled batch is committed before the next poll, so nothing is pending here.
+        # Every polled batch's offsets are in its transaction before the next poll, and the
+        # loop settles that transaction before it reconciles: nothing is pending here.
         self._changed = True
 
     def on_partitions_assigned(self, assigned):  # type: ignore[no-untyped-def]

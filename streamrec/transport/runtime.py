@@ -5,8 +5,9 @@ processor, and commits. All business logic lives in the processor. Commit order 
 batch (the only place it is written down):
 
 1. ``processor.process(batch)`` — pure: updates in-memory state, returns outputs.
-2. ``begin_transaction`` and send every output (changelog states, dead letters,
-   recommendations). Nothing is visible to ``read_committed`` readers yet.
+2. once the previous batch's transaction has settled (below): ``begin_transaction`` and send
+   every output (changelog states, dead letters, recommendations). Nothing is visible to
+   ``read_committed`` readers yet.
 3. ``send_offsets_to_transaction`` with the next offset to read for every partition in
    the batch, tagged with the consumer's group metadata so a zombie from an older group
    generation is fenced.
@@ -15,13 +16,22 @@ batch (the only place it is written down):
 5. ``commit_transaction`` — outputs and input offsets become durable atomically — and then
    require the client to be back in a clean ``READY`` state with the same epoch.
 
+Steps 4 and 5 wait on the broker, so they run on a helper thread
+(``streamrec.transport.pending_commit``) while the loop polls and processes the next batch
+(step 1 of that batch); the loop settles the pending tail before it sends the next batch's
+outputs, before a rebalance or a poison-pill isolation reads committed positions, when the
+input is idle and when it stops. A batch counts as committed only once it is settled. Step 3
+stays on the loop's thread, before the next poll: a poll may complete a rebalance, and the
+offsets must be sent in the generation that read them.
+
 Steps 4 and 5 exist because kafka-python can return from ``commit_transaction`` for a
 transaction the broker aborted (``streamrec.transport.verified_commit``): a batch counts as committed
 only once that is proven, and anything else raises ``UnverifiedCommit``, counted in
 ``commit_failures_total`` by cause.
 
 If any step fails the transaction is aborted and the session is torn down: in-memory state
-may be ahead of what is committed, so it is dropped and restored from the changelog by the
+may be ahead of what is committed (by the batch being committed and the one processed
+meanwhile), so it is dropped and restored from the changelog by the
 next session, which resumes from the committed offsets. Nothing is lost or applied twice.
 Failed sessions are retried within a ``RecoveryBudget`` (consecutive failures, reset by
 every committed batch; ``streamrec.transport.recovery_budget``).
@@ -43,7 +53,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Mapping
+from typing import Callable, Mapping, NamedTuple
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
@@ -55,6 +65,7 @@ from streamrec.transport.assignment import PartitionOwnership
 from streamrec.transport.changelog import read_changelog
 from streamrec.config import Settings
 from streamrec.transport.global_reader import GlobalReader
+from streamrec.transport.pending_commit import PendingCommit
 from streamrec.transport.poison_pill import PoisonPillPolicy, process_in_isolation, raised_at
 from streamrec.processor import Processor, rewarm_each
 from streamrec.records import ProcessResult, Record
@@ -66,6 +77,7 @@ from streamrec.transport.verified_commit import (
     OFFSETS_FAILED,
     SEND_FAILED,
     TransactionCallTimeout,
+    TransactionStatus,
     UnverifiedCommit,
     bounded_call,
     check_delivered,
@@ -87,6 +99,13 @@ def _unanswered(cause: str, error: TransactionCallTimeout) -> UnverifiedCommit:
     # Not answered: the request may be lost, so an abort would not be answered either; the
     # next session's init_transactions (same transactional id) settles the transaction.
     return UnverifiedCommit(cause, str(error), can_abort=False)
+
+
+class _SentBatch(NamedTuple):
+    """A batch whose outputs and offsets are in its transaction: what steps 4-5 need."""
+
+    futures: list
+    began: TransactionStatus
 
 
 class ProcessorService:
@@ -141,6 +160,9 @@ class ProcessorService:
         # Set once a session has reached the broker (its producer joined the transaction
         # coordinator): a first session that never gets there is misconfigured, not unlucky.
         self._connected = False
+        # The transaction of the last batch sent (and the batch), finishing while the next
+        # one is processed.
+        self._pending: tuple[PendingCommit, list[Record]] | None = None
         # One per service, not per session: its positions outlive a failed session.
         self.global_reader = (
             GlobalReader(settings, processor.global_topics,
@@ -219,7 +241,11 @@ class ProcessorService:
                 self.aligned.open()
             self.progress.session_began(consumer)
             self._loop(consumer, producer, ownership)
+            self._settle()  # stopping: the last batch's transaction ends before the close
         except Exception as error:
+            # A tail still running would race the abort below; its outcome no longer matters
+            # (the session is failing and the next one restores from what is committed).
+            self._settle(quietly=True)
             # With sends still unresolved an abort would wait for them without a bound; the
             # next session's init_transactions (same transactional id) aborts it instead.
             if not (isinstance(error, UnverifiedCommit) and not error.can_abort):
@@ -240,6 +266,7 @@ class ProcessorService:
                                    max_records=self.settings.batch_size if self.aligned is None
                                    else POLL_RECORDS)
             if ownership.changed:
+                self._settle()  # the restore reads committed offsets and changelogs
                 self._apply_rebalance(consumer, ownership)
             if consumer.assignment():
                 # Ready = joined the group and restored what it owns (an instance with no
@@ -252,6 +279,7 @@ class ProcessorService:
                 if gauge is not None:
                     gauge.set(self.aligned.reader.lag())
             if not batch:
+                self._settle()  # an idle input: record the last commit now, not at the next batch
                 self._report_lag(consumer)
                 continue
             self._process_and_commit(consumer, producer, batch)
@@ -349,6 +377,7 @@ class ProcessorService:
         try:
             result = self.processor.process(batch)
         except Exception as error:  # noqa: BLE001 - processors are pure: a bug or a poisoned record
+            self._settle()  # isolation restores from the changelog: the last batch must be in it
             # The global records learned again on their own (their learning is idempotent
             # and counts bad data): a raise there is a bug, and fails the session.
             others = [record for record in batch if not record.owned]
@@ -362,7 +391,9 @@ class ProcessorService:
         self._handed_over(batch)
         if len(result.outputs) == 0 and not any(record.owned for record in batch):
             return  # global records only: nothing to produce or commit
-        self._commit(consumer, producer, batch, result, started)
+        self._settle()  # one transaction at a time: the previous batch's ends first
+        self.progress.batch_began()  # settling ended the previous batch; this one is in flight
+        self._commit(consumer, producer, batch, result, started, pipelined=True)
 
     def _handed_over(self, batch: list[Record]) -> None:
         if self.aligned is not None:
@@ -373,7 +404,7 @@ class ProcessorService:
         """Nothing of the failed batch was sent: restore, then one record per transaction.
 
         The batch in hand is exactly the records from the committed offsets up to the
-        consumer's position (every batch is committed before the next poll), so it is
+        consumer's position (the batch before it was settled before this runs), so it is
         re-processed from memory; only if a stop cuts it short is the consumer sought back
         to the first record left uncommitted.
         """
@@ -401,27 +432,72 @@ class ProcessorService:
             consumer.seek(KafkaTopicPartition(tp.topic, tp.partition), offset)
 
     def _commit(self, consumer: KafkaConsumer, producer: KafkaProducer, batch: list[Record],
-                result: ProcessResult, started: float) -> None:
+                result: ProcessResult, started: float, pipelined: bool = False) -> None:
+        """Commit the batch (steps 2-5); ``pipelined``: steps 3-5 go on as ``self._pending``,
+        settled by ``_settle``, and the batch counts as committed only then."""
         try:
-            self._commit_verified(consumer, producer, batch, result)
+            sent = self._send_batch(consumer, producer, batch, result)
         except UnverifiedCommit as failure:
-            # Not committed, whatever the client said: the caller fails the session, which
-            # drops the in-memory state and resumes from the committed offsets.
-            self._count_commit_failure(failure.cause)
-            self.progress.batch_ended(committed=False)
-            log.warning("a batch's transaction was not committed",
-                        extra={"cause": failure.cause, "records": len(batch),
-                               "partitions": sorted({record.partition for record in batch})})
+            self._failed_commit(failure, batch)
             raise
+        def finish() -> None:
+            self._finish_batch(producer, sent)
+            self._proven()
+
+        self._pending = (PendingCommit(finish, lambda: self._committed(batch, result, started)),
+                         batch)
+        if not pipelined:
+            self._settle()
+
+    def _settle(self, quietly: bool = False) -> None:
+        """Wait for the pending transaction, if any; a failure fails the session (raises),
+        unless ``quietly`` (the session is failing already)."""
+        held, self._pending = self._pending, None
+        if held is None:
+            return
+        pending, batch = held
+        try:
+            pending.settle()
+        except UnverifiedCommit as failure:
+            self._failed_commit(failure, batch)
+            if not quietly:
+                raise
+        except Exception:
+            if not quietly:
+                raise
+
+    def _failed_commit(self, failure: UnverifiedCommit, batch: list[Record]) -> None:
+        # Not committed, whatever the client said: the caller fails the session, which
+        # drops the in-memory state and resumes from the committed offsets.
+        self._count_commit_failure(failure.cause)
+        self.progress.batch_ended(committed=False)
+        log.warning("a batch's transaction was not committed",
+                    extra={"cause": failure.cause, "records": len(batch),
+                           "partitions": sorted({record.partition for record in batch})})
+
+    def _proven(self) -> None:
+        """The counters that say a batch committed, updated the moment it is proven (on the
+        tail's thread, the only writer of each: one tail at a time), not when the loop next
+        settles: whoever sees the batch's outputs may look at them."""
         self.batches_committed += 1
-        self._ownership.committed({(r.topic, r.partition): r.offset + 1 for r in batch if r.owned})
         self.progress.batch_ended(committed=True)
         self.recovery.progressed()  # a committed batch ends any streak of failed sessions
+
+    def _committed(self, batch: list[Record], result: ProcessResult, started: float) -> None:
+        """The rest of a committed batch's bookkeeping, on the loop's thread (``_settle``):
+        what the loop reads when it rebalances, and the metrics (they read the processor)."""
+        self._ownership.committed({(r.topic, r.partition): r.offset + 1 for r in batch if r.owned})
         self._observe(result, len(batch), time.perf_counter() - started)
 
-    def _commit_verified(self, consumer: KafkaConsumer, producer: KafkaProducer,
-                         batch: list[Record], result: ProcessResult) -> None:
-        """Steps 2-5 of the commit order in the module docstring; raises ``UnverifiedCommit``."""
+    def _send_batch(self, consumer: KafkaConsumer, producer: KafkaProducer,
+                    batch: list[Record], result: ProcessResult) -> "_SentBatch":
+        """Steps 2-3 of the commit order in the module docstring (raises ``UnverifiedCommit``);
+        returns what ``_finish_batch`` needs for steps 4-5.
+
+        The offsets are sent here, on the loop's thread, before the next poll: a poll may
+        complete a rebalance, and offsets sent after it would carry a generation the group
+        has left (the broker refuses them: ``IllegalGeneration``).
+        """
         try:
             producer.begin_transaction()
         except Exception as error:  # noqa: BLE001 - the client is not READY for a new transaction
@@ -454,6 +530,11 @@ class ProcessorService:
             raise diagnose(producer, futures, self.send_timeout_s, OFFSETS_FAILED, error)
         if self.before_commit is not None:
             self.before_commit(batch)
+        return _SentBatch(futures, began)
+
+    def _finish_batch(self, producer: KafkaProducer, sent: "_SentBatch") -> None:
+        """Steps 4-5 (on the ``PendingCommit`` thread); raises ``UnverifiedCommit``."""
+        futures, began = sent
         # commit_transaction flushes too, so this adds no round trip: it only makes the wait
         # bounded and looks at every send's result, which commit_transaction does not.
         check_delivered(producer, futures, self.send_timeout_s)
