@@ -76,6 +76,7 @@ False
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -94,9 +95,13 @@ SHIFT = 60
 MAX_TRANSITION_ORDER = 3
 
 # A sum of co-visitation or transition rows is accumulated over a whole-catalogue array when
-# the rows hold at least 1 / DENSE_FROM of the catalogue's size of entries (one bincount, no
-# sort), else over the distinct rows only (np.unique): both sum each item in row order.
-DENSE_FROM = 8
+# the catalogue is small or the rows hold at least 1 / DENSE_FROM of its size of entries (one
+# bincount, no sort), else over the distinct rows only (a sort): both sum each item in row
+# order.
+DENSE_FROM = 32
+DENSE_BELOW = 4096  # catalogues this small are always summed whole (cheaper than a sort)
+# New items ranked by insertion into the id order; more at once are ranked by a sort.
+RANK_INSERTS = 64
 
 Event = tuple[str, float]
 
@@ -167,9 +172,10 @@ class ItemSideTable:
         self._reference_cell: int | None = None
         # Derived arrays for ranking: rebuilt after a rebase or a new item, else only the
         # items a state changed are refreshed (the same float conversions, far fewer).
-        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._dirty: set[int] = set()
         self._id_rank: np.ndarray | None = None
+        self._sorted_ids: list[str] = []  # ids in order, for _id_rank's updates
         # Directed transition counts per gap (index g - 1), kept as the pairs are.
         self._next = [CountRows() for _ in range(transition_order)]
 
@@ -274,7 +280,7 @@ class ItemSideTable:
         if k <= 0 or not self._ids:
             empty = np.empty(0)
             return np.empty(0, dtype=np.int64), empty, empty, empty
-        counts, decayed, held = self._derived()
+        counts, decayed, held, _ = self._derived()
         popularity = counts / counts.max() if counts.max() > 0 else counts
         recency = decayed / decayed.max() if decayed.max() > 0 else decayed
         blended = self.popularity_weight * popularity + self.recency_weight * recency
@@ -306,41 +312,46 @@ class ItemSideTable:
         voters = self._context_rows(recent_items)
         if k <= 0 or not voters:
             return _NO_ROWS, _NO_SCORES
+        if exclude_rows is None:
+            exclude_rows = self.rows_of(exclude)
         raw = self._counts
         columns = np.concatenate([row for _, row, _ in voters])
         norms = np.sqrt(np.array([raw[item] for item, _, _ in voters], dtype=np.float64))
         votes = np.concatenate([counts for _, _, counts in voters]) / np.repeat(
             norms, [row.shape[0] for _, row, _ in voters])
-        rows, sums = self._sums(columns, votes)
-        scores = sums / np.sqrt(np.maximum(self._derived()[0][rows], 1.0))
-        return self._top_positive(rows, scores, k, exclude, exclude_rows)
-
-    def _sums(self, columns: np.ndarray, votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The distinct ``columns`` with a positive sum of their ``votes`` (ascending), each
-        sum taken in input order from 0.0, as ``scores[row] += votes`` row by row does."""
-        n = len(self._ids)
-        if columns.shape[0] * DENSE_FROM >= n:
-            dense = np.bincount(columns, votes, minlength=n)
-            rows = np.flatnonzero(dense > 0.0)
-            return rows, dense[rows]
-        rows, inverse = np.unique(columns, return_inverse=True)
-        sums = np.bincount(inverse, votes)
-        positive = sums > 0.0
-        return rows[positive], sums[positive]
-
-    def _top_positive(self, rows: np.ndarray, scores: np.ndarray, k: int,
-                      exclude: Collection[str], exclude_rows: np.ndarray | None
-                      ) -> tuple[np.ndarray, np.ndarray]:
-        """The k best of a context list's scored ``rows`` with some evidence: co-visitation's
-        and the transitions' shared cut (no evidence is no recommendation)."""
-        if exclude_rows is None:
-            exclude_rows = self.rows_of(exclude)
-        keep = scores > 0.0
-        if exclude_rows.shape[0]:
-            keep &= ~np.isin(rows, exclude_rows)
-        rows, scores = rows[keep], scores[keep]
+        rows, sums = self._sums(columns, votes, exclude_rows)
+        # Positive sums (at least 1 / sqrt(users)) over norms of at most sqrt(users): every
+        # score stays positive, the cut of "some evidence" is the sums'.
+        scores = sums / self._derived()[3][rows]
         top = self._best(rows, scores, k)
         return rows[top], scores[top]
+
+    def _sums(self, columns: np.ndarray, votes: np.ndarray, exclude_rows: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct ``columns`` not excluded with a positive sum of their ``votes``
+        (ascending), each sum taken in input order from 0.0, as ``scores[row] += votes`` row
+        by row does: the context lists' shared cut (no evidence is no recommendation)."""
+        n = len(self._ids)
+        if n <= DENSE_BELOW or columns.shape[0] * DENSE_FROM >= n:
+            dense = np.bincount(columns, votes, minlength=n)
+            dense[exclude_rows] = 0.0
+            rows = np.flatnonzero(dense > 0.0)
+            return rows, dense[rows]
+        # np.unique(columns, return_inverse=True), without its overheads: a stable sort
+        # groups each column's votes; the inverse keeps them in input order for bincount.
+        order = np.argsort(columns, kind="stable")
+        ordered = columns[order]
+        first = np.empty(ordered.shape[0], dtype=bool)
+        first[0] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+        inverse = np.empty_like(order)
+        inverse[order] = np.cumsum(first) - 1
+        sums = np.bincount(inverse, votes)
+        rows = ordered[first]
+        keep = sums > 0.0
+        if exclude_rows.shape[0]:
+            keep &= ~_members(rows, exclude_rows)
+        return rows[keep], sums[keep]
 
     def _context_rows(self, recent_items: Sequence[str]
                       ) -> list[tuple[int, np.ndarray, np.ndarray]]:
@@ -391,9 +402,13 @@ class ItemSideTable:
         voters = self._transition_votes(recent_items)
         if k <= 0 or not voters:
             return _NO_ROWS, _NO_SCORES
+        if exclude_rows is None:
+            exclude_rows = self.rows_of(exclude)
         rows, scores = self._sums(np.concatenate([row for row, _ in voters]),
-                                  np.concatenate([votes for _, votes in voters]))
-        return self._top_positive(rows, scores, k, exclude, exclude_rows)
+                                  np.concatenate([votes for _, votes in voters]),
+                                  exclude_rows)
+        top = self._best(rows, scores, k)
+        return rows[top], scores[top]
 
     def _transition_votes(self, recent_items: Sequence[str]
                           ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -455,26 +470,46 @@ class ItemSideTable:
         return np.lexsort((self._ranks()[candidates], -values))[:k]
 
     def _ranks(self) -> np.ndarray:
-        if self._id_rank is None or self._id_rank.shape[0] != len(self._ids):
-            rank = np.empty(len(self._ids), dtype=np.int64)
-            rank[sorted(range(len(self._ids)), key=self._ids.__getitem__)] = np.arange(
-                len(self._ids))
-            self._id_rank = rank
-        return self._id_rank
+        """Each row's position in item id order (the tie-break of every ranking)."""
+        ids, rank = self._ids, self._id_rank
+        known = 0 if rank is None else rank.shape[0]
+        if known == len(ids):
+            assert rank is not None
+            return rank
+        if rank is None or len(ids) - known > RANK_INSERTS:
+            self._sorted_ids = sorted(ids)
+            rank = np.empty(len(ids), dtype=np.int64)
+            rank[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
+        else:
+            # A few new items (the common case): each shifts the ranks after its own.
+            sorted_ids = self._sorted_ids
+            rank = np.concatenate([rank, np.empty(len(ids) - known, dtype=np.int64)])
+            for row in range(known, len(ids)):
+                at = bisect.bisect_left(sorted_ids, ids[row])
+                sorted_ids.insert(at, ids[row])
+                head = rank[:row]
+                head[head >= at] += 1
+                rank[row] = at
+        self._id_rank = rank
+        return rank
 
-    def _derived(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _derived(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(counts, decayed weights, held, co-visitation norm ``sqrt(max(n_i, 1))``) per
+        row, as floats."""
         arrays, n = self._arrays, len(self._ids)
         if arrays is not None and arrays[0].shape[0] == n and self._dirty:
-            # In place: only the two rankers here read them, each within one call.
-            counts, decayed, held = arrays
+            # In place: only the rankers here read them, each within one call.
+            counts, decayed, held, norms = arrays
             rows = np.fromiter(self._dirty, dtype=np.int64, count=len(self._dirty))
             counts[rows] = [self._counts[i] for i in rows.tolist()]
             decayed[rows] = [float(self._decayed[i]) for i in rows.tolist()]
             held[rows] = (counts[rows] > 0) | (decayed[rows] > 0)
+            norms[rows] = np.sqrt(np.maximum(counts[rows], 1.0))
         elif arrays is None or arrays[0].shape[0] != n:
             counts = np.fromiter(self._counts, dtype=np.float64, count=n)
             decayed = np.fromiter(self._decayed, dtype=np.float64, count=n)
-            arrays = self._arrays = (counts, decayed, (counts > 0) | (decayed > 0))
+            arrays = self._arrays = (counts, decayed, (counts > 0) | (decayed > 0),
+                                     np.sqrt(np.maximum(counts, 1.0)))
         self._dirty.clear()
         return arrays
 
@@ -571,9 +606,7 @@ class ItemSideTable:
             return
         pairs = self._pairs
         pairs.add_columns(i, others, delta)
-        add = pairs.add
-        for other in others:
-            add(other, i, delta)
+        pairs.add_to_rows(others, i, delta)
 
     def _transition(self, gap: int, i: int, j: int, delta: int) -> None:
         self._next[gap - 1].add(i, j, delta)
@@ -610,6 +643,14 @@ class ItemSideTable:
             users.discard(user_id)
             if not users:
                 del self._by_partition[partition]
+
+
+def _members(rows: np.ndarray, of: np.ndarray) -> np.ndarray:
+    """``np.isin(rows, of)`` (``of`` not empty), by binary search: no per-call set-up."""
+    ordered = np.sort(of)
+    at = np.searchsorted(ordered, rows)
+    np.minimum(at, ordered.shape[0] - 1, out=at)
+    return ordered[at] == rows
 
 
 def _shift(old: list, new: list, dropped: int) -> int:

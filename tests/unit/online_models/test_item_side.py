@@ -284,12 +284,15 @@ def dense_transition_ranking(table: ItemSideTable, recent_items: list[str], k: i
     return ranked, [float(scores[i]) for i in ranked]
 
 
-# DENSE_FROM 0: every sum over the distinct rows only; 10**9: every sum over the catalogue.
-@pytest.mark.parametrize("dense_from", [0, item_side.DENSE_FROM, 10**9])
+# Every sum over the distinct rows only; by the rows' size (as for a big catalogue); every
+# sum over the whole catalogue.
+@pytest.mark.parametrize("dense_from, dense_below",
+                         [(0, 0), (item_side.DENSE_FROM, 0), (0, 10**9)])
 @pytest.mark.parametrize("seed", range(3))
 def test_context_and_transition_rankings_are_the_k_best_positive_scores_ties_by_item_id(
-        seed: int, dense_from: int, monkeypatch: pytest.MonkeyPatch) -> None:
+        seed: int, dense_from: int, dense_below: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(item_side, "DENSE_FROM", dense_from)
+    monkeypatch.setattr(item_side, "DENSE_BELOW", dense_below)
     rng = random.Random(seed)
     # Many items, long histories: big rows, compacted as users move on and are forgotten.
     history = histories(rng, items=60, seen_limit=30, events=60)

@@ -13,6 +13,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from streamrec.online_models import item_side
 from streamrec.online_models.covisit_rows import ZEROS_KEPT, CountRows
 from test_item_side import (assert_matches, dense_context_ranking, dense_transition_ranking,
                             histories, table)
@@ -20,10 +21,14 @@ from test_item_side import (assert_matches, dense_context_ranking, dense_transit
 
 def assert_bounded(rows: CountRows) -> None:
     for held in rows._rows.values():
-        assert held.live == int(np.count_nonzero(held.counts[:held.size])) > 0
-        assert held.size - held.live <= max(held.live, ZEROS_KEPT)
-        assert len(held.position) == held.size
-        assert held.columns[:held.size].tolist() == list(held.position)
+        size = held.size
+        assert held.live == int(np.count_nonzero(held.counts[:size])) > 0
+        assert size - held.live <= max(held.live, ZEROS_KEPT)
+        assert len(held.position) == size <= len(held.columns) == len(held.counts)
+        assert {column: p for p, column in enumerate(held.columns[:size])} == held.position
+        # The numpy views read the typed arrays' own memory.
+        assert held.view_counts.tolist() == held.counts.tolist()
+        assert held.view_columns.tolist() == held.columns.tolist()
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -59,7 +64,10 @@ def test_rows_hold_exactly_the_counts_and_stay_bounded(seed: int) -> None:
                 assert {int(c): float(n) for c, n in zip(*arrays) if n} == held_row
 
 
-def test_users_moving_on_compact_the_rows_and_rankings_stay_the_definitions() -> None:
+@pytest.mark.parametrize("dense_below", [0, 10**9])
+def test_users_moving_on_compact_the_rows_and_rankings_stay_the_definitions(
+        dense_below: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(item_side, "DENSE_BELOW", dense_below)
     # Few items, users capped at 6 seen items and moving on: old pairs drop to zero, rows of
     # many slots become mostly zeros and are compacted.
     rng = random.Random(11)
