@@ -36,7 +36,13 @@ are never ranked, although they keep a slot in the item index (memory grows with
 Memory: per user, a copy of ``seen_items`` and of the recent events; per item pair within a
 window, one count in each direction, so up to ``2 * window`` entries per seen item of every
 user (no pruning: a bound on neighbours would depend on arrival order; the scorer reads whole
-rows). ML-100K ends with 813,544 directed pair entries (window 20, 943 users).
+rows). ML-100K ends with 813,544 directed pair entries (window 20, 943 users). The counts are
+held once, as the array rows the rankings read (``covisit_rows.CountRows``): a count that
+drops to zero may keep its slot, at most ``max(live, ZEROS_KEPT)`` zeros in a row of ``live``
+non-zero counts.
+
+Rankings score only the items the context's rows name (a sum per item, in row order, the
+same floats as the whole-catalogue definitions ``score_context`` and ``score_transitions``).
 
 Updates are incremental in the common case, a state that appended items (and dropped its
 oldest ones at the cap): only the pairs of the dropped and the appended positions change.
@@ -70,14 +76,17 @@ False
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Collection, Iterable, Sequence
 
 import numpy as np
 
 from streamrec.online_models.base import Ranking
+from streamrec.online_models.covisit_rows import CountRows
 from streamrec.online_models.user_state import UserState
 
 # Fractional bits of the fixed-point decayed weights (Python ints: no overflow).
@@ -85,7 +94,19 @@ SHIFT = 60
 # Transition gaps counted at most (memory: one directed count per gap per seen item).
 MAX_TRANSITION_ORDER = 3
 
+# A sum of co-visitation or transition rows is accumulated over a whole-catalogue array when
+# the catalogue is small or the rows hold at least 1 / DENSE_FROM of its size of entries (one
+# bincount, no sort), else over the distinct rows only (a sort): both sum each item in row
+# order.
+DENSE_FROM = 32
+DENSE_BELOW = 4096  # catalogues this small are always summed whole (cheaper than a sort)
+# New items ranked by insertion into the id order; more at once are ranked by a sort.
+RANK_INSERTS = 64
+
 Event = tuple[str, float]
+
+_NO_ROWS = np.empty(0, dtype=np.int64)
+_NO_SCORES = np.empty(0, dtype=np.float64)
 
 
 @dataclass(slots=True)
@@ -143,23 +164,20 @@ class ItemSideTable:
         self._ids: list[str] = []
         self._counts: list[int] = []   # per item: users holding it in seen_items
         self._decayed: list[int] = []  # per item: fixed-point decayed weight at the reference
-        self._pairs: dict[int, dict[int, int]] = {}  # symmetric co-visitation counts
+        # Symmetric co-visitation counts, as the array rows the rankings read (the only copy).
+        self._pairs = CountRows()
         self._users: dict[str, _Held] = {}
         self._by_partition: dict[int, set[str]] = {}
         self._cells: Counter[int] = Counter()  # held events per grid cell of event time
         self._reference_cell: int | None = None
         # Derived arrays for ranking: rebuilt after a rebase or a new item, else only the
         # items a state changed are refreshed (the same float conversions, far fewer).
-        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._dirty: set[int] = set()
         self._id_rank: np.ndarray | None = None
-        # Co-visitation rows as arrays, built on first use and then kept up to date: a
-        # scorer reads the rows of every trigger's recent items, which states keep changing.
-        self._pair_arrays: dict[int, _PairRow] = {}
-        # Directed transition counts per gap (index g - 1), kept as the pairs are, and their
-        # rows as arrays once read.
-        self._next: list[dict[int, dict[int, int]]] = [{} for _ in range(transition_order)]
-        self._next_arrays: list[dict[int, _PairRow]] = [{} for _ in range(transition_order)]
+        self._sorted_ids: list[str] = []  # ids in order, for _id_rank's updates
+        # Directed transition counts per gap (index g - 1), kept as the pairs are.
+        self._next = [CountRows() for _ in range(transition_order)]
 
     # -- updates ---------------------------------------------------------------------------
     def apply(self, partition: int, record_offset: int, state: UserState) -> bool:
@@ -221,14 +239,12 @@ class ItemSideTable:
     def pair_counts(self) -> dict[tuple[str, str], int]:
         """Co-visitation count of every pair, keyed ``(a, b)`` with ``a < b``."""
         ids = self._ids
-        return {(ids[i], ids[j]): n for i, row in self._pairs.items() for j, n in row.items()
-                if ids[i] < ids[j]}
+        return {(ids[i], ids[j]): n for i, j, n in self._pairs.nonzero() if ids[i] < ids[j]}
 
     def transition_counts(self, gap: int = 1) -> dict[tuple[str, str], int]:
         """Directed counts ``(i, j)``: users with ``j`` exactly ``gap`` positions after ``i``."""
         ids = self._ids
-        return {(ids[i], ids[j]): n for i, row in self._next[gap - 1].items()
-                for j, n in row.items()}
+        return {(ids[i], ids[j]): n for i, j, n in self._next[gap - 1].nonzero()}
 
     @property
     def reference_ts(self) -> float | None:
@@ -264,7 +280,7 @@ class ItemSideTable:
         if k <= 0 or not self._ids:
             empty = np.empty(0)
             return np.empty(0, dtype=np.int64), empty, empty, empty
-        counts, decayed, held = self._derived()
+        counts, decayed, held, _ = self._derived()
         popularity = counts / counts.max() if counts.max() > 0 else counts
         recency = decayed / decayed.max() if decayed.max() > 0 else decayed
         blended = self.popularity_weight * popularity + self.recency_weight * recency
@@ -289,23 +305,59 @@ class ItemSideTable:
                                exclude_rows: np.ndarray | None = None
                                ) -> tuple[np.ndarray, np.ndarray]:
         """``recommend_context`` as (rows of ``ids``, scores): the scorer's batch path.
-        ``exclude_rows`` as in ``recommend_explained_rows``."""
-        return self._top_positive(self.score_context(recent_items), k, exclude, exclude_rows)
+        ``exclude_rows`` as in ``recommend_explained_rows``.
 
-    def _top_positive(self, scores: np.ndarray, k: int, exclude: Collection[str],
-                      exclude_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """The k best of a context list's ``scores`` with some evidence (``scores`` is
-        overwritten): co-visitation's and the transitions' shared cut."""
-        scores[scores <= 0.0] = -np.inf  # no evidence is no recommendation
+        Only the items the context's rows name are scored (``score_context`` gives the
+        same floats for every item: each row's votes are added in the same order)."""
+        voters = self._context_rows(recent_items)
+        if k <= 0 or not voters:
+            return _NO_ROWS, _NO_SCORES
         if exclude_rows is None:
             exclude_rows = self.rows_of(exclude)
-        top = self._top(scores, k, exclude_rows)
-        return top, scores[top]
+        raw = self._counts
+        columns = np.concatenate([row for _, row, _ in voters])
+        norms = np.sqrt(np.array([raw[item] for item, _, _ in voters], dtype=np.float64))
+        votes = np.concatenate([counts for _, _, counts in voters]) / np.repeat(
+            norms, [row.shape[0] for _, row, _ in voters])
+        rows, sums = self._sums(columns, votes, exclude_rows)
+        # Positive sums (at least 1 / sqrt(users)) over norms of at most sqrt(users): every
+        # score stays positive, the cut of "some evidence" is the sums'.
+        scores = sums / self._derived()[3][rows]
+        top = self._best(rows, scores, k)
+        return rows[top], scores[top]
 
-    def _context_rows(self, recent_items: Sequence[str]) -> list[tuple[int, "_PairRow"]]:
+    def _sums(self, columns: np.ndarray, votes: np.ndarray, exclude_rows: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct ``columns`` not excluded with a positive sum of their ``votes``
+        (ascending), each sum taken in input order from 0.0, as ``scores[row] += votes`` row
+        by row does: the context lists' shared cut (no evidence is no recommendation)."""
+        n = len(self._ids)
+        if n <= DENSE_BELOW or columns.shape[0] * DENSE_FROM >= n:
+            dense = np.bincount(columns, votes, minlength=n)
+            dense[exclude_rows] = 0.0
+            rows = np.flatnonzero(dense > 0.0)
+            return rows, dense[rows]
+        # np.unique(columns, return_inverse=True), without its overheads: a stable sort
+        # groups each column's votes; the inverse keeps them in input order for bincount.
+        order = np.argsort(columns, kind="stable")
+        ordered = columns[order]
+        first = np.empty(ordered.shape[0], dtype=bool)
+        first[0] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+        inverse = np.empty_like(order)
+        inverse[order] = np.cumsum(first) - 1
+        sums = np.bincount(inverse, votes)
+        rows = ordered[first]
+        keep = sums > 0.0
+        if exclude_rows.shape[0]:
+            keep &= ~_members(rows, exclude_rows)
+        return rows[keep], sums[keep]
+
+    def _context_rows(self, recent_items: Sequence[str]
+                      ) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """The context's last ``recent`` distinct held items, newest first, with their
         co-visitation rows (items without a row vote nothing and are left out)."""
-        index, raw, pairs, cached = self._index, self._counts, self._pairs, self._pair_arrays
+        index, raw, pairs = self._index, self._counts, self._pairs
         seen: set[int] = set()
         out = []
         for item in reversed(recent_items):
@@ -314,21 +366,19 @@ class ItemSideTable:
             if i is None or raw[i] <= 0 or i in seen:
                 continue
             seen.add(i)
-            arrays = cached.get(i)
-            if arrays is None:
-                row = pairs.get(i)
-                if row:
-                    arrays = cached[i] = _PairRow(row)
+            arrays = pairs.arrays(i)
             if arrays is not None:
-                out.append((i, arrays))
+                out.append((i, *arrays))
             if len(seen) == self.recent:
                 break
         return out
 
     def rows_of(self, items: Iterable[str]) -> np.ndarray:
         """The rows of those ``items`` the table indexes (to exclude them from rankings)."""
-        index = self._index
-        return np.fromiter((index[i] for i in items if i in index), dtype=np.int64)
+        listed = items if isinstance(items, Collection) else list(items)
+        rows = np.fromiter(map(self._index.get, listed, repeat(-1)), dtype=np.int64,
+                           count=len(listed))
+        return rows[rows >= 0]
 
     def recommend_transitions(self, recent_items: Sequence[str], k: int,
                               exclude: Collection[str] = ()) -> Ranking:
@@ -347,27 +397,41 @@ class ItemSideTable:
                                    exclude_rows: np.ndarray | None = None
                                    ) -> tuple[np.ndarray, np.ndarray]:
         """``recommend_transitions`` as (rows of ``ids``, scores): the scorer's batch path.
-        ``exclude_rows`` as in ``recommend_explained_rows``."""
-        return self._top_positive(self.score_transitions(recent_items), k, exclude,
+        ``exclude_rows`` as in ``recommend_explained_rows``. Only successors are scored
+        (the same floats as ``score_transitions``)."""
+        voters = self._transition_votes(recent_items)
+        if k <= 0 or not voters:
+            return _NO_ROWS, _NO_SCORES
+        if exclude_rows is None:
+            exclude_rows = self.rows_of(exclude)
+        rows, scores = self._sums(np.concatenate([row for row, _ in voters]),
+                                  np.concatenate([votes for _, votes in voters]),
                                   exclude_rows)
+        top = self._best(rows, scores, k)
+        return rows[top], scores[top]
 
-    def score_transitions(self, recent_items: Sequence[str]) -> np.ndarray:
-        """Transition score of every indexed item after a context (a fresh array)."""
-        scores = np.zeros(len(self._ids), dtype=np.float64)
+    def _transition_votes(self, recent_items: Sequence[str]
+                          ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(successors, vote of each) of the context's latest distinct held items, the
+        latest first (gap 1), then the one before it (gap 2) ...; rowless items vote nothing."""
         index, raw = self._index, self._counts
         known = [index[i] for i in recent_items if i in index and raw[index[i]] > 0]
         latest = list(dict.fromkeys(reversed(known)))[: self.transition_order]
-        weight = 1.0
+        weight, out = 1.0, []
         for gap, item in enumerate(latest, 1):
-            arrays = self._next_arrays[gap - 1].get(item)
-            if arrays is None:
-                row = self._next[gap - 1].get(item)
-                if row:
-                    arrays = self._next_arrays[gap - 1][item] = _PairRow(row)
+            arrays = self._next[gap - 1].arrays(item)
             if arrays is not None:
-                successors, counts = arrays.arrays()
-                scores[successors] += counts * (weight / raw[item])
+                successors, counts = arrays
+                out.append((successors, counts * (weight / raw[item])))
             weight *= self.transition_decay
+        return out
+
+    def score_transitions(self, recent_items: Sequence[str]) -> np.ndarray:
+        """Transition score of every indexed item after a context (a fresh array): the
+        definition ``recommend_transitions_rows`` ranks."""
+        scores = np.zeros(len(self._ids), dtype=np.float64)
+        for successors, votes in self._transition_votes(recent_items):
+            scores[successors] += votes
         return scores
 
     @property
@@ -376,13 +440,13 @@ class ItemSideTable:
         return self._ids
 
     def score_context(self, recent_items: Sequence[str]) -> np.ndarray:
-        """Co-visitation score of every indexed item for a context (a fresh array)."""
+        """Co-visitation score of every indexed item for a context (a fresh array): the
+        definition ``recommend_context_rows`` ranks."""
         counts, raw = self._derived()[0], self._counts
         scores = np.zeros(counts.shape[0], dtype=np.float64)
-        for other, arrays in self._context_rows(recent_items):
-            # Each neighbour once, so the order of the row (and its zero counts) cannot
-            # change a sum: the same scores as reading the dictionary.
-            neighbours, weights = arrays.arrays()
+        for other, neighbours, weights in self._context_rows(recent_items):
+            # Each neighbour once per row, so the order of a row (and its zero counts)
+            # cannot change a sum.
             scores[neighbours] += weights / math.sqrt(raw[other])
         return scores / np.sqrt(np.maximum(counts, 1.0))
 
@@ -391,36 +455,61 @@ class ItemSideTable:
         if exclude_rows.shape[0]:
             scores[exclude_rows] = -np.inf
         candidates = np.flatnonzero(np.isfinite(scores))
+        return candidates[self._best(candidates, scores[candidates], k)]
+
+    def _best(self, candidates: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
+        """Positions in ``candidates`` (distinct rows) of the k best ``values``, ties by
+        item id, best first."""
         if k <= 0 or candidates.size == 0:
-            return candidates[:0]
+            return _NO_ROWS
         if candidates.size > k:
-            values = scores[candidates]
             kth = np.partition(values, candidates.size - k)[candidates.size - k]
-            candidates = candidates[values >= kth]  # the k best and every tie at the cut
-        order = np.lexsort((self._ranks()[candidates], -scores[candidates]))
-        return candidates[order[:k]]
+            at = np.flatnonzero(values >= kth)  # the k best and every tie at the cut
+            order = np.lexsort((self._ranks()[candidates[at]], -values[at]))
+            return at[order[:k]]
+        return np.lexsort((self._ranks()[candidates], -values))[:k]
 
     def _ranks(self) -> np.ndarray:
-        if self._id_rank is None or self._id_rank.shape[0] != len(self._ids):
-            rank = np.empty(len(self._ids), dtype=np.int64)
-            rank[sorted(range(len(self._ids)), key=self._ids.__getitem__)] = np.arange(
-                len(self._ids))
-            self._id_rank = rank
-        return self._id_rank
+        """Each row's position in item id order (the tie-break of every ranking)."""
+        ids, rank = self._ids, self._id_rank
+        known = 0 if rank is None else rank.shape[0]
+        if known == len(ids):
+            assert rank is not None
+            return rank
+        if rank is None or len(ids) - known > RANK_INSERTS:
+            self._sorted_ids = sorted(ids)
+            rank = np.empty(len(ids), dtype=np.int64)
+            rank[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
+        else:
+            # A few new items (the common case): each shifts the ranks after its own.
+            sorted_ids = self._sorted_ids
+            rank = np.concatenate([rank, np.empty(len(ids) - known, dtype=np.int64)])
+            for row in range(known, len(ids)):
+                at = bisect.bisect_left(sorted_ids, ids[row])
+                sorted_ids.insert(at, ids[row])
+                head = rank[:row]
+                head[head >= at] += 1
+                rank[row] = at
+        self._id_rank = rank
+        return rank
 
-    def _derived(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _derived(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(counts, decayed weights, held, co-visitation norm ``sqrt(max(n_i, 1))``) per
+        row, as floats."""
         arrays, n = self._arrays, len(self._ids)
         if arrays is not None and arrays[0].shape[0] == n and self._dirty:
-            # In place: only the two rankers here read them, each within one call.
-            counts, decayed, held = arrays
+            # In place: only the rankers here read them, each within one call.
+            counts, decayed, held, norms = arrays
             rows = np.fromiter(self._dirty, dtype=np.int64, count=len(self._dirty))
             counts[rows] = [self._counts[i] for i in rows.tolist()]
             decayed[rows] = [float(self._decayed[i]) for i in rows.tolist()]
             held[rows] = (counts[rows] > 0) | (decayed[rows] > 0)
+            norms[rows] = np.sqrt(np.maximum(counts[rows], 1.0))
         elif arrays is None or arrays[0].shape[0] != n:
             counts = np.fromiter(self._counts, dtype=np.float64, count=n)
             decayed = np.fromiter(self._decayed, dtype=np.float64, count=n)
-            arrays = self._arrays = (counts, decayed, (counts > 0) | (decayed > 0))
+            arrays = self._arrays = (counts, decayed, (counts > 0) | (decayed > 0),
+                                     np.sqrt(np.maximum(counts, 1.0)))
         self._dirty.clear()
         return arrays
 
@@ -488,8 +577,8 @@ class ItemSideTable:
             i = index[seen[a]]
             counts[i] -= 1
             self._dirty.add(i)
-            for b in range(a + 1, min(a + 1 + window, len(seen))):
-                self._pair(i, index[seen[b]], -1)
+            self._remove_pairs(i, [index[seen[b]]
+                                   for b in range(a + 1, min(a + 1 + window, len(seen)))])
             for gap in range(1, min(self.transition_order, len(seen) - 1 - a) + 1):
                 self._transition(gap, i, index[seen[a + gap]], -1)
 
@@ -504,53 +593,23 @@ class ItemSideTable:
                 self._transition(gap, index[seen[b - gap]], i, 1)
 
     def _add_pairs(self, i: int, others: list[int]) -> None:
-        """``_pair(other, i, 1)`` for each of ``others`` (distinct, none of them ``i``): the
-        same counts, with ``i``'s own row updated in one pass."""
+        """+1 to ``C[i, other]`` and ``C[other, i]`` for each of ``others`` (distinct, none
+        of them ``i``), with ``i``'s own row updated in one pass."""
+        self._move_pairs(i, others, 1)
+
+    def _remove_pairs(self, i: int, others: list[int]) -> None:
+        """-1 to ``C[i, other]`` and ``C[other, i]`` for each of ``others``, as above."""
+        self._move_pairs(i, others, -1)
+
+    def _move_pairs(self, i: int, others: list[int], delta: int) -> None:
         if not others:
             return
-        pairs, arrays = self._pairs, self._pair_arrays
-        row = pairs.setdefault(i, {})
-        for other in others:
-            row[other] = row.get(other, 0) + 1
-            other_row = pairs.setdefault(other, {})
-            other_row[i] = other_row.get(i, 0) + 1
-            held = arrays.get(other)
-            if held is not None:
-                held.add(i, 1)
-        held = arrays.get(i)
-        if held is not None:
-            held.add_many(others, 1)
+        pairs = self._pairs
+        pairs.add_columns(i, others, delta)
+        pairs.add_to_rows(others, i, delta)
 
     def _transition(self, gap: int, i: int, j: int, delta: int) -> None:
-        rows, arrays = self._next[gap - 1], self._next_arrays[gap - 1]
-        row = rows.setdefault(i, {})
-        n = row.get(j, 0) + delta
-        if n:
-            row[j] = n
-        else:
-            del row[j]  # as for pairs: what is held is a function of the latest states
-            if not row:
-                del rows[i]
-                arrays.pop(i, None)
-        held = arrays.get(i)
-        if held is not None:
-            held.add(j, delta)
-
-    def _pair(self, i: int, j: int, delta: int) -> None:
-        arrays = self._pair_arrays
-        for a, b in ((i, j), (j, i)):
-            row = self._pairs.setdefault(a, {})
-            n = row.get(b, 0) + delta
-            if n:
-                row[b] = n
-            else:
-                del row[b]  # a zero count is no pair: what is held is a function of the states
-                if not row:
-                    del self._pairs[a]
-                    arrays.pop(a, None)
-            held = arrays.get(a)
-            if held is not None:
-                held.add(b, delta)
+        self._next[gap - 1].add(i, j, delta)
 
     def _weight(self, ts: float) -> int:
         assert self._reference_cell is not None
@@ -586,49 +645,12 @@ class ItemSideTable:
                 del self._by_partition[partition]
 
 
-class _PairRow:
-    """One item's co-visitation counts as growing arrays (a count may drop to zero)."""
-
-    __slots__ = ("position", "neighbours", "counts", "size")
-
-    def __init__(self, row: dict[int, int]) -> None:
-        self.size = len(row)
-        self.position = {neighbour: p for p, neighbour in enumerate(row)}
-        capacity = max(8, 2 * self.size)
-        self.neighbours = np.zeros(capacity, dtype=np.int64)
-        self.counts = np.zeros(capacity, dtype=np.float64)
-        self.neighbours[:self.size] = list(row)
-        self.counts[:self.size] = list(row.values())
-
-    def add(self, neighbour: int, delta: int) -> None:
-        p = self.position.get(neighbour)
-        if p is None:
-            p = self.position[neighbour] = self.size
-            if p == self.neighbours.shape[0]:
-                self.neighbours = np.concatenate([self.neighbours, np.zeros_like(self.neighbours)])
-                self.counts = np.concatenate([self.counts, np.zeros_like(self.counts)])
-            self.neighbours[p] = neighbour
-            self.size += 1
-        self.counts[p] += delta
-
-    def add_many(self, neighbours: list[int], delta: int) -> None:
-        """``add(n, delta)`` for each of ``neighbours`` (distinct): one array update."""
-        position, at = self.position, []
-        for neighbour in neighbours:
-            p = position.get(neighbour)
-            if p is None:
-                p = position[neighbour] = self.size
-                if p == self.neighbours.shape[0]:
-                    self.neighbours = np.concatenate([self.neighbours,
-                                                      np.zeros_like(self.neighbours)])
-                    self.counts = np.concatenate([self.counts, np.zeros_like(self.counts)])
-                self.neighbours[p] = neighbour
-                self.size += 1
-            at.append(p)
-        self.counts[at] += delta  # distinct positions: each gets delta once
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.neighbours[:self.size], self.counts[:self.size]
+def _members(rows: np.ndarray, of: np.ndarray) -> np.ndarray:
+    """``np.isin(rows, of)`` (``of`` not empty), by binary search: no per-call set-up."""
+    ordered = np.sort(of)
+    at = np.searchsorted(ordered, rows)
+    np.minimum(at, ordered.shape[0] - 1, out=at)
+    return ordered[at] == rows
 
 
 def _shift(old: list, new: list, dropped: int) -> int:

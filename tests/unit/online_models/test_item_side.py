@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streamrec.online_models import item_side
 from streamrec.online_models.item_side import ItemSideTable
 from streamrec.online_models.user_state import UserState
 
@@ -118,12 +119,10 @@ def test_the_common_update_touches_only_the_appended_and_dropped_positions() -> 
     seen = [f"i{n}" for n in range(8)]
     t.apply(0, 0, UserState(user_id="u", seen_items=seen))
     calls = []
-    original = t._pair
-    t._pair = lambda i, j, d: (calls.append(d), original(i, j, d))  # type: ignore[method-assign]
-    # Pairs are added through _add_pairs (one item's new pairs at once): one +1 per pair.
-    original_add = t._add_pairs
-    t._add_pairs = lambda i, others: (calls.extend([1] * len(others)),  # type: ignore[method-assign]
-                                      original_add(i, others))
+    # Pairs move through _move_pairs (one item's pairs at once): one +-1 per pair.
+    original = t._move_pairs
+    t._move_pairs = lambda i, others, d: (  # type: ignore[method-assign]
+        calls.extend([d] * len(others)), original(i, others, d))
     # At the cap: the oldest falls off, one is appended.
     t.apply(0, 1, UserState(user_id="u", seen_items=seen[1:] + ["new"]))
     assert calls.count(-1) == WINDOW and calls.count(1) == WINDOW
@@ -274,35 +273,53 @@ def dense_context_ranking(table: ItemSideTable, recent_items: list[str], k: int,
     return ranked, [float(scores[i]) for i in ranked]
 
 
+def dense_transition_ranking(table: ItemSideTable, recent_items: list[str], k: int,
+                             exclude: set[str]) -> tuple[list[int], list[float]]:
+    """``recommend_transitions_rows`` by its definition, from ``score_transitions``."""
+    scores = table.score_transitions(recent_items)
+    ids = table.ids
+    ranked = sorted((i for i in range(len(ids))
+                     if scores[i] > 0 and ids[i] not in exclude),
+                    key=lambda i: (-scores[i], ids[i]))[:max(k, 0)]
+    return ranked, [float(scores[i]) for i in ranked]
+
+
+# Every sum over the distinct rows only; by the rows' size (as for a big catalogue); every
+# sum over the whole catalogue.
+@pytest.mark.parametrize("dense_from, dense_below",
+                         [(0, 0), (item_side.DENSE_FROM, 0), (0, 10**9)])
 @pytest.mark.parametrize("seed", range(3))
-def test_context_ranking_is_the_k_best_positive_context_scores_ties_by_item_id(
-        seed: int) -> None:
+def test_context_and_transition_rankings_are_the_k_best_positive_scores_ties_by_item_id(
+        seed: int, dense_from: int, dense_below: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(item_side, "DENSE_FROM", dense_from)
+    monkeypatch.setattr(item_side, "DENSE_BELOW", dense_below)
     rng = random.Random(seed)
-    history = histories(rng, items=25, seen_limit=12)
+    # Many items, long histories: big rows, compacted as users move on and are forgotten.
+    history = histories(rng, items=60, seen_limit=30, events=60)
     ranked = table()
     states = sorted(((u, s) for u, states in history.items() for s in states),
                     key=lambda us: us[1].source_offset)
-    checked = 0
+    checked = transitions = 0
     for n, (user, state) in enumerate(states):
         ranked.apply(0, state.source_offset, state)
         if n % 37 == 36:
-            ranked.forget(f"u{rng.randrange(12)}")  # counts drop to zero: rows keep them
+            ranked.forget(f"u{rng.randrange(12)}")  # counts drop to zero
         if n % 5:
             continue
-        context = rng.choices([f"i{i}" for i in range(27)], k=rng.randrange(0, 10))
-        exclude = set(rng.sample([f"i{i}" for i in range(27)], rng.choice([0, 3, 12])))
+        context = rng.choices([f"i{i}" for i in range(62)], k=rng.randrange(0, 10))
+        exclude = set(rng.sample([f"i{i}" for i in range(62)], rng.choice([0, 3, 30])))
         for k in (1, 4, 50):
             rows, scores = ranked.recommend_context_rows(context, k, exclude)
             assert (rows.tolist(), scores.tolist()) == dense_context_ranking(
                 ranked, context, k, exclude)  # the same floats, bit for bit
             checked += len(rows)
-    assert checked > 100
-    # The co-visitation rows the rankings read hold exactly the table's counts.
-    assert ranked._pair_arrays
-    for i, row in ranked._pair_arrays.items():
-        neighbours, counts = row.arrays()
-        assert {int(j): float(n) for j, n in zip(neighbours, counts) if n} == {
-            j: float(n) for j, n in ranked._pairs.get(i, {}).items()}
+            rows, scores = ranked.recommend_transitions_rows(context, k, exclude)
+            assert (rows.tolist(), scores.tolist()) == dense_transition_ranking(
+                ranked, context, k, exclude)
+            transitions += len(rows)
+    assert checked > 100 and transitions > 100
+    latest = {user: states[-1] for user, states in history.items() if user in ranked._users}
+    assert_matches(ranked, list(latest.values()))
 
 
 def test_transitions_are_directed_shares_and_the_item_before_votes_at_half_weight() -> None:
