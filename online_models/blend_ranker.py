@@ -29,6 +29,7 @@ the matrix-vector one ``recommend_explained_for`` uses, and equal rankings need 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Callable, Collection, Sequence
 
 import numpy as np
@@ -38,6 +39,8 @@ from streamrec.online_models.blend import OnlineBlend
 # Component order is fusion order: it decides the sums' order and which item came first.
 COMPONENTS = ("embedding", "fm", "recency")
 _ROW_CHUNK_ELEMENTS = 1 << 21  # rows x items per array pass: bounded memory at 100k items
+_NO_SLOTS = np.empty(0, dtype=np.int64)
+_NO_SLOTS.flags.writeable = False  # shared by every row without exclusions
 
 
 @dataclass(frozen=True)
@@ -153,8 +156,11 @@ class BlendRanker:
 
     def excluded_slots(self, exclude: Collection[str]) -> np.ndarray:
         """Slots of ``exclude`` that this blend knows (the rest cannot be ranked anyway)."""
-        index = self.index
-        return np.fromiter((index[i] for i in exclude if i in index), dtype=np.int64)
+        if not exclude:
+            return _NO_SLOTS
+        slots = np.fromiter(map(self.index.get, exclude, repeat(-1)), dtype=np.int64,
+                            count=len(exclude))
+        return slots[slots >= 0]
 
     def ranks_anything(self, excluded: np.ndarray) -> bool:
         """Whether ``rank_many`` gives the row any item (else the scorer falls back)."""
