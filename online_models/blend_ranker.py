@@ -210,8 +210,13 @@ class BlendRanker:
             scores = np.empty((len(chunk), n), dtype=np.float64)
             for row, query in enumerate(chunk):
                 scores[row] = scores_of(query)
-                local = back[excluded[start + row]]
-                scores[row, local[local >= 0]] = -np.inf
+            # Every row's exclusions masked in one assignment.
+            held = excluded[start:start + len(chunk)]
+            lengths = [slots.shape[0] for slots in held]
+            if sum(lengths):
+                local = back[np.concatenate(held)]
+                known = local >= 0
+                scores[np.repeat(np.arange(len(chunk)), lengths)[known], local[known]] = -np.inf
             rows, cols = top_k_rows(scores, depth)
             out_rows.append(rows + start)
             out_cols.append(cols)
