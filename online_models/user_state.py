@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -124,6 +125,7 @@ _decoder = msgspec.json.Decoder(UserState)
 _DEFAULT_BOUNDS = StateBounds()
 _MAX_TYPE_COUNTS = 16
 _INT64 = 2**63
+_first = itemgetter(0)  # a new event's item id
 
 
 def encode_state(state: UserState) -> bytes:
@@ -180,7 +182,7 @@ def _check_bounds(state: UserState, bounds: StateBounds, produced_ms: int) -> No
         if size > limit:
             raise BadInput("out_of_bounds", f"{name} has {size} entries > limit {limit}")
     longest = max(map(len, chain((state.user_id, state.last_event_id), state.recent_items,
-                                 state.seen_items, (item for item, _ in state.new_events),
+                                 state.seen_items, map(_first, state.new_events),
                                  state.type_counts)))
     if longest > bounds.max_id_chars:
         raise BadInput("bad_id", f"an id of {longest} characters > limit {bounds.max_id_chars}")
