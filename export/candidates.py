@@ -88,24 +88,44 @@ class DeepCandidateGenerator:
         index = model.vocab.index
         users = known.tolist()
         # Vocabulary rows are 1-based (0 is padding); score columns 0-based.
-        excluded = [[index[i] - 1 for i in excludes[user] if i in index]
-                    if excludes is not None and excludes[user] else [] for user in users]
+        excluded = [_columns_of(index, excludes[user]) if excludes is not None else _NO_COLUMNS
+                    for user in users]
         if scores.shape[1] <= ARRAY_TOP_K_ITEMS and np.isfinite(scores).all():
             # One array pass for the batch: the same picks and order as top_k_excluding
             # (best finite outside the exclusions, ties by lower index).
             masked = scores.copy()
-            for row, rows in enumerate(excluded):
-                masked[row, rows] = -np.inf
+            lengths = [columns.shape[0] for columns in excluded]
+            if sum(lengths):
+                masked[np.repeat(np.arange(len(users)), lengths),
+                       np.concatenate(excluded)] = -np.inf
             picked_rows, picked_cols = top_k_rows(masked, c)
-            bounds = np.searchsorted(picked_rows, np.arange(len(users) + 1))
-            bests = [picked_cols[bounds[row]:bounds[row + 1]] for row in range(len(users))]
-        else:  # a big catalogue: each row's pruned selection reads less
-            bests = [top_k_excluding(scores[row], c, set(rows))
-                     for row, rows in enumerate(excluded)]
-        for row, (user, best) in enumerate(zip(users, bests)):
+            # Elementwise, as row by row: the same float32 log-probabilities.
+            picked_scores = scores[picked_rows, picked_cols]
+            picked_log_probs = picked_scores - log_norm[picked_rows]
+            bounds = np.searchsorted(picked_rows, np.arange(len(users) + 1)).tolist()
+            for row, user in enumerate(users):
+                at = slice(bounds[row], bounds[row + 1])
+                out[user] = DeepRow(model, picked_cols[at], picked_scores[at],
+                                    picked_log_probs[at])
+            return out
+        # A big catalogue: each row's pruned selection reads less.
+        for row, (user, columns) in enumerate(zip(users, excluded)):
+            best = top_k_excluding(scores[row], c, set(columns.tolist()))
             best_scores = scores[row, best]
             out[user] = DeepRow(model, best, best_scores, best_scores - log_norm[row])
         return out
+
+
+_NO_COLUMNS = np.empty(0, dtype=np.int64)
+_NO_COLUMNS.flags.writeable = False  # shared by every row without exclusions
+
+
+def _columns_of(index: dict[str, int], items: Collection[str]) -> np.ndarray:
+    """Score columns of the ``items`` the vocabulary (``index``: its rows) knows."""
+    if not items:
+        return _NO_COLUMNS
+    # A list then one conversion: np.fromiter costs more per element than the lookup.
+    return np.array([index[i] for i in items if i in index], dtype=np.int64) - 1
 
 
 @dataclass(frozen=True)

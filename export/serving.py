@@ -28,7 +28,7 @@ import onnxruntime as ort
 from streamrec.export.interface import INPUT_NAME, RETRIEVAL_GRAPH_B64
 from streamrec.export.parity import make_session
 from streamrec.export.store import VerifiedModel, load_verified
-from streamrec.export.vocab import ItemVocabulary, left_pad
+from streamrec.export.vocab import ItemVocabulary
 
 Ranking = list[tuple[str, float]]
 
@@ -187,9 +187,16 @@ class OnnxSequenceModel:
 
     def encode(self, sequences: Sequence[Sequence[str]]) -> np.ndarray:
         """Item ids → left-padded int64 ``[batch, max_len]``; unknown items are skipped."""
-        out = np.zeros((len(sequences), self.max_len), dtype=np.int64)
+        max_len = self.max_len
+        out = np.zeros((len(sequences), max_len), dtype=np.int64)
+        if not max_len:
+            return out
+        index = self.vocab.index
         for row, seq in enumerate(sequences):
-            out[row] = left_pad(self.vocab.encode(seq), self.max_len)
+            # ``left_pad(vocab.encode(seq), max_len)`` written straight into the row.
+            rows = [index[i] for i in seq if i in index][-max_len:]
+            if rows:
+                out[row, max_len - len(rows):] = rows
         return out
 
     def user_vectors(self, sequences: Sequence[Sequence[str]]) -> np.ndarray:

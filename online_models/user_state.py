@@ -19,11 +19,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import msgspec
 
-from streamrec.input_bounds import BadInput, check_event_time, guarded_decode
+from streamrec.input_bounds import MAX_EVENT_TS, BadInput, check_event_time, guarded_decode
 
 STATE_SCHEMA_VERSION = 1
 
@@ -124,6 +125,7 @@ _decoder = msgspec.json.Decoder(UserState)
 _DEFAULT_BOUNDS = StateBounds()
 _MAX_TYPE_COUNTS = 16
 _INT64 = 2**63
+_first = itemgetter(0)  # a new event's item id
 
 
 def encode_state(state: UserState) -> bytes:
@@ -180,7 +182,7 @@ def _check_bounds(state: UserState, bounds: StateBounds, produced_ms: int) -> No
         if size > limit:
             raise BadInput("out_of_bounds", f"{name} has {size} entries > limit {limit}")
     longest = max(map(len, chain((state.user_id, state.last_event_id), state.recent_items,
-                                 state.seen_items, (item for item, _ in state.new_events),
+                                 state.seen_items, map(_first, state.new_events),
                                  state.type_counts)))
     if longest > bounds.max_id_chars:
         raise BadInput("bad_id", f"an id of {longest} characters > limit {bounds.max_id_chars}")
@@ -196,16 +198,38 @@ def _check_bounds(state: UserState, bounds: StateBounds, produced_ms: int) -> No
         if len(state.embedding) > bounds.max_embedding_dim:
             raise BadInput("out_of_bounds", f"embedding of {len(state.embedding)} values "
                                             f"(limit {bounds.max_embedding_dim})")
-        if not all(map(math.isfinite, state.embedding)):
+        # A finite sum means every value is finite; only a non-finite one needs the scan.
+        if (not math.isfinite(sum(state.embedding))
+                and not all(map(math.isfinite, state.embedding))):
             raise BadInput("out_of_bounds", "embedding holds a NaN or infinite value")
     # JSON integers are unbounded in msgspec: a counter of 10**30 would decode, then break
     # whatever stores it in an int64 (Kafka offsets, numpy, metrics).
     counters = (state.event_count, state.source_partition, state.source_offset,
                 state.trigger_produced_ms, state.version, *state.type_counts.values())
-    if not all(-_INT64 <= value < _INT64 for value in counters):
+    if min(counters) < -_INT64 or max(counters) >= _INT64:
         raise BadInput("out_of_bounds", "a counter is outside the 64-bit range")
-    check_event_time(state.last_ts, produced_ms, bounds.max_event_ahead_s, "last_ts")
-    for _, ts in state.new_events:
-        check_event_time(ts, produced_ms, bounds.max_event_ahead_s, "new_events ts")
-    for ts in state.recent_ts:
-        check_event_time(ts, produced_ms, bounds.max_event_ahead_s, "recent_ts")
+    if not _times_in_range(state, produced_ms, bounds.max_event_ahead_s):
+        # Some time is out of range: the per-value checks name the first, as they always did.
+        check_event_time(state.last_ts, produced_ms, bounds.max_event_ahead_s, "last_ts")
+        for _, ts in state.new_events:
+            check_event_time(ts, produced_ms, bounds.max_event_ahead_s, "new_events ts")
+        for ts in state.recent_ts:
+            check_event_time(ts, produced_ms, bounds.max_event_ahead_s, "recent_ts")
+
+
+def _times_in_range(state: UserState, produced_ms: int, max_ahead_s: float) -> bool:
+    """Whether every event time would pass ``check_event_time`` (the hot path: one check of
+    the whole state in C-level passes instead of a Python call per value).
+
+    A sum is finite only if every term is (an infinity or a NaN stays non-finite), so once it
+    is, ``min`` and ``max`` are exact; a finite sum overflowing is only a false alarm (the
+    per-value checks then run and pass).
+    """
+    times = [state.last_ts, *state.recent_ts]
+    times.extend([ts for _, ts in state.new_events])
+    if not math.isfinite(sum(times)):
+        return False
+    ceiling = MAX_EVENT_TS
+    if produced_ms > 0:
+        ceiling = min(ceiling, produced_ms / 1000.0 + max_ahead_s)
+    return min(times) >= 0.0 and max(times) <= ceiling
