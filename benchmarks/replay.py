@@ -14,15 +14,26 @@ trainer variant, in this one process (CPU and wall seconds, NDCG@10 and HR@10 ov
 from ``--held-out-from``), so variants compare as ratios within one run. ``before`` is the
 trainer as it was before issue 14 item 5 (dynamo export, 2 torch and 2 serving threads),
 ``current`` is ``DEEP_TRAINER``, and ``EVERYxEPOCHS`` is the current one retrained every
-EVERY events with EPOCHS warm epochs:
+EVERY events with EPOCHS warm epochs (``KEY=VALUE+KEY=VALUE``: any other overrides, as
+for ``--deep-variants`` below):
 
     python benchmarks/replay.py --log ../shared/data/ml-100k/u.data --format movielens \
         --limit 12000 --full-variants before,current
+
+With ``--deep-variants``, it replays the ``deep`` system alone once per variant of its
+trainer, each ``current`` (``DEEP_TRAINER``) or ``KEY=VALUE+KEY=VALUE`` overrides of it
+(any ``DeepSequentialRecommender`` argument): how issue 14 item 4 compared losses, epochs
+and architectures on ML-100K's first half (NDCG@10 and HR@10 from ``--held-out-from``,
+training wall seconds):
+
+    python benchmarks/replay.py --log ../shared/data/ml-100k/u.data --format movielens \
+        --limit 50000 --held-out-from 25000 --deep-variants current,dropout=0.5
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import statistics
 import sys
 import time
@@ -40,7 +51,7 @@ DEFAULT_SYSTEMS = "most-popular,recent-popular,item-knn,markov,streamrec"
 # The replay's deep trainer before issue 14 item 5 (commit c918566), as overrides of
 # DEEP_TRAINER: the reference the speed-ups are measured against.
 BEFORE = {"retrain_every": 5_000, "warm_epochs": 5, "exporter": "auto", "threads": 2,
-          "serving_threads": 2}
+          "serving_threads": 2, "max_len": 50}
 
 
 def load_events(args: argparse.Namespace) -> list:
@@ -54,15 +65,82 @@ def load_events(args: argparse.Namespace) -> list:
 
 
 def variant_overrides(name: str) -> dict:
-    """``before``, ``current`` or ``EVERYxEPOCHS`` → DEEP_TRAINER overrides."""
+    """``before``, ``current``, ``EVERYxEPOCHS`` or ``KEY=VALUE+...`` → DEEP_TRAINER overrides."""
     if name == "before":
         return dict(BEFORE)
     if name == "current":
         return {}
     every, _, epochs = name.partition("x")
-    if not (every.isdigit() and epochs.isdigit()):
-        raise SystemExit(f"a variant is before, current or EVERYxEPOCHS, got {name!r}")
-    return {"retrain_every": int(every), "warm_epochs": int(epochs)}
+    if every.isdigit() and epochs.isdigit():
+        return {"retrain_every": int(every), "warm_epochs": int(epochs)}
+    if "=" in name:
+        return deep_variant_overrides(name)
+    raise SystemExit(f"a variant is before, current, EVERYxEPOCHS or KEY=VALUE+..., "
+                     f"got {name!r}")
+
+
+def _override_value(text: str) -> int | float | bool | str:
+    if text in ("true", "false"):
+        return text == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def deep_variant_overrides(name: str) -> dict:
+    """``current`` or ``KEY=VALUE+KEY=VALUE`` → DEEP_TRAINER overrides."""
+    if name == "current":
+        return {}
+    overrides = {}
+    for part in name.split("+"):
+        key, sep, value = part.partition("=")
+        if not sep or not key.isidentifier():
+            raise SystemExit(f"a deep variant is current or KEY=VALUE+..., got {name!r}")
+        overrides[key] = _override_value(value)
+    return overrides
+
+
+def score_deep_variants(args: argparse.Namespace, events: list) -> None:
+    """One serial replay of the deep system alone per trainer variant; print and save."""
+    import streamrec.export.release  # noqa: F401  - imports are paid here, not by a variant
+
+    held_from = args.held_out_from if args.held_out_from is not None else len(events) // 2
+    rows = []
+    for name in [n for n in args.deep_variants.split(",") if n]:
+        overrides = deep_variant_overrides(name)
+        # seed=N: the replay seed (initial weights, dropout, batch order), for the noise level
+        options = SystemOptions(seed=int(overrides.pop("seed", 0)))
+        if int(overrides.get("max_len", 0)) > options.settings.recent_items:
+            # the state's recent items cap the model's context: a longer one needs a longer
+            # state (the deep system alone reads no other setting)
+            options = SystemOptions(replace(options.settings,
+                                            recent_items=int(overrides["max_len"])),
+                                    options.seed)
+        start_cpu, start_wall = time.process_time(), time.perf_counter()
+        deep = build_deep_trainer(options, **overrides)
+        result = PrequentialEvaluator({name: deep}, (10,), 10_000).run(
+            events, held_out_from=held_from)
+        cpu_s, wall_s = time.process_time() - start_cpu, time.perf_counter() - start_wall
+        assert result.held_out is not None
+        held = result.held_out[name].summary()["overall"]
+        retrains = deep.retrains  # type: ignore[attr-defined]
+        row = {"variant": name, "overrides": overrides, "cpu_s": cpu_s, "wall_s": wall_s,
+               "held_out_ndcg@10": held["ndcg@10"], "held_out_hr@10": held["hr@10"],
+               "retrains": len(retrains),
+               "train_wall_s": sum(r["train_s"] for r in retrains),
+               "last_train_wall_s": retrains[-1]["train_s"] if retrains else 0.0,
+               "outcome_digest": result.metrics[name].outcome_digest()}
+        rows.append(row)
+        print(f"{name:>30}  from {held_from:,}: ndcg@10 {row['held_out_ndcg@10']:.4f} "
+              f"hr@10 {row['held_out_hr@10']:.4f}  train {row['train_wall_s']:.1f} s "
+              f"(last {row['last_train_wall_s']:.1f} s, {row['retrains']} retrains)  "
+              f"wall {wall_s:.1f} s  cpu {cpu_s:.1f} s", flush=True)
+    save_results("replay_deep_variants", {
+        "log": args.log or "synthetic", "limit": args.limit, "events": len(events),
+        "held_out_from": held_from, "variants": rows})
 
 
 def time_full_variants(args: argparse.Namespace, events: list) -> None:
@@ -121,14 +199,20 @@ def main() -> None:
     parser.add_argument("--full-variants", default=None,
                         help="time streamrec-full per deep trainer variant instead: "
                              "before,current,EVERYxEPOCHS,...")
+    parser.add_argument("--deep-variants", default=None,
+                        help="replay the deep system alone per trainer variant instead: "
+                             "current,KEY=VALUE+KEY=VALUE,...")
     parser.add_argument("--held-out-from", type=int, default=None,
-                        help="with --full-variants: event index the held-out figures start "
+                        help="with --full-variants or --deep-variants: event index the held-out figures start "
                              "at (default: half the events)")
     args = parser.parse_args()
     names = [n for n in args.systems.split(",") if n]
     events = load_events(args)
     if args.full_variants:
         time_full_variants(args, events)
+        return
+    if args.deep_variants:
+        score_deep_variants(args, events)
         return
     options = SystemOptions(seed=0)
     serial_s, parallel_s = [], []

@@ -10,10 +10,10 @@ the difference). Until the first model exists, and for users with no known item,
 by popularity; ``popularity_weight`` optionally blends popularity into every ranking.
 
 The class defaults are generic; what the replay's ``deep`` and ``streamrec-full`` systems
-run (a warm retrain of 5 epochs every 10,000 events, the TorchScript exporter, one torch
-thread, a one-thread serving session) is ``DEEP_TRAINER`` in
-``streamrec/app/evaluation/systems.py``, which says how each value was chosen (on the first
-half of ML-100K only).
+run (a warm retrain of 5 epochs every 10,000 events on a context of the newest 20 items,
+the TorchScript exporter, one torch thread, a one-thread serving session) is
+``DEEP_TRAINER`` in ``streamrec/app/evaluation/systems.py``, which says how each value was
+chosen (on the first half of ML-100K only).
 
 Scores are ``(1 - w) * softmax(deep logits) + w * popularity share``, both probabilities
 over the catalogue, so the blend needs no rescaling. Items that arrived after the last
@@ -43,7 +43,9 @@ class DeepSequentialRecommender:
                  min_train_events: int = 1_000, epochs: int = 20, warm_epochs: int = 2,
                  lr: float = 3e-3, dim: int = 64, max_len: int = 50, n_blocks: int = 2,
                  n_heads: int = 1, dropout: float = 0.2, batch_size: int = 128,
-                 popularity_weight: float = 0.0, serve_with: str = "onnx",
+                 label_smoothing: float = 0.0, weight_decay: float = 0.0,
+                 warm_start: bool = True, popularity_weight: float = 0.0,
+                 serve_with: str = "onnx",
                  exporter: str = "auto", seed: int = 0, threads: int = 2,
                  serving_threads: int = 1, verbose: bool = False) -> None:
         if serve_with not in ("onnx", "torch"):
@@ -62,6 +64,10 @@ class DeepSequentialRecommender:
         self.n_heads = n_heads
         self.dropout = dropout
         self.batch_size = batch_size
+        self.label_smoothing = label_smoothing
+        self.weight_decay = weight_decay
+        # False: every retrain starts from fresh weights and runs ``epochs`` (not warm_epochs).
+        self.warm_start = warm_start
         self.popularity_weight = popularity_weight
         self.serve_with = serve_with
         self.exporter = exporter
@@ -112,12 +118,13 @@ class DeepSequentialRecommender:
         from streamrec.export.release import build_release
         from streamrec.export.train import print_epoch, train_model
 
-        previous = self.trained
+        previous = self.trained if self.warm_start else None
         trained = train_model(
             self.sequences, self.catalog.extended(()), warm_start=previous,
             epochs=self.epochs if previous is None else self.warm_epochs,
             batch_size=self.batch_size, lr=self.lr, dim=self.dim, max_len=self.max_len,
             n_blocks=self.n_blocks, n_heads=self.n_heads, dropout=self.dropout,
+            label_smoothing=self.label_smoothing, weight_decay=self.weight_decay,
             seed=self.seed + len(self.retrains), threads=self.threads,
             on_epoch=print_epoch if self.verbose else None)
         record = {"events": float(self.events_seen), "ts": now_ts,

@@ -113,7 +113,9 @@ def train_model(sequences: Mapping[str, Sequence[str]] | Sequence[Sequence[str]]
                 | Sequence[ClickEvent], vocab: ItemVocabulary | None = None, *,
                 epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
                 dim: int = 64, max_len: int = 50, n_blocks: int = 2, n_heads: int = 1,
-                dropout: float = 0.2, seed: int = 0, warm_start: TrainedModel | None = None,
+                dropout: float = 0.2, label_smoothing: float = 0.0,
+                weight_decay: float = 0.0, seed: int = 0,
+                warm_start: TrainedModel | None = None,
                 threads: int = 2, max_seconds: float | None = None,
                 on_epoch: Callable[[EpochStats], None] | None = print_epoch) -> TrainedModel:
     """Train on next-item targets; return the model in eval mode with its vocabulary.
@@ -128,6 +130,11 @@ def train_model(sequences: Mapping[str, Sequence[str]] | Sequence[Sequence[str]]
         items of ``sequences``, so known items keep their rows.
     warm_start
         A previous model to continue from (weights copied where vocabularies allow).
+    label_smoothing
+        Share of each target's probability spread over the whole catalogue (0 = plain
+        cross-entropy).
+    weight_decay
+        Decoupled weight decay (AdamW); 0 keeps plain Adam.
     max_seconds
         Stop after the epoch that crosses this wall-time budget (None = run all epochs).
     on_epoch
@@ -156,7 +163,9 @@ def train_model(sequences: Mapping[str, Sequence[str]] | Sequence[Sequence[str]]
     x_all, y_all = torch.from_numpy(inputs), torch.from_numpy(targets)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout masks
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.98))
+    optimizer = (torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98),
+                                   weight_decay=weight_decay) if weight_decay > 0
+                 else torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.98)))
     model.train()
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
@@ -164,7 +173,7 @@ def train_model(sequences: Mapping[str, Sequence[str]] | Sequence[Sequence[str]]
         order = torch.randperm(len(x_all), generator=generator)
         for lo in range(0, len(order), batch_size):
             batch = order[lo:lo + batch_size]
-            loss, n = _batch_loss(model, x_all[batch], y_all[batch])
+            loss, n = _batch_loss(model, x_all[batch], y_all[batch], label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -184,11 +193,17 @@ def train_model(sequences: Mapping[str, Sequence[str]] | Sequence[Sequence[str]]
     return result
 
 
-def _batch_loss(model: SASRec, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
+def _batch_loss(model: SASRec, x: torch.Tensor, y: torch.Tensor,
+                label_smoothing: float = 0.0) -> tuple[torch.Tensor, int]:
     """Mean full-softmax cross-entropy over the batch's real targets."""
     hidden = model.hidden(x)
     has_target = y != 0
     h = hidden[has_target]  # [targets, dim]: skip padding before the big matmul
     logits = h @ model.item_emb.weight.T
     logits[:, 0] = -1e9  # padding is never a valid next item
+    if label_smoothing > 0:
+        # Smoothing is spread over real items only: the padding column stays at -1e9 and
+        # must get no target mass (with it, the loss would chase an unreachable logit).
+        return (F.cross_entropy(logits[:, 1:], y[has_target] - 1,
+                                label_smoothing=label_smoothing), int(has_target.sum()))
     return F.cross_entropy(logits, y[has_target]), int(has_target.sum())

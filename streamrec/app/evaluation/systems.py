@@ -77,7 +77,19 @@ def _river_mf(options: SystemOptions) -> Recommender:
 #   parity gate; on the pinned log and the ML-100K 8k prefix every outcome is the same.
 # - threads: one torch thread. Under load on 2 cores, 2 threads cost 2.1 CPU s per epoch
 #   against 0.21 s with 1 (6,000 events), and a --jobs 2 replay has a worker per core.
-DEEP_TRAINER: dict[str, Any] = {"retrain_every": 10_000, "warm_epochs": 5,
+# - max_len: the newest 20 items are the model's context (the user state keeps
+#   Settings.recent_items = 50 for the online fusion; the scorer's deep input is cut to the
+#   model's max_len). Chosen on the first half of ML-100K only (deep alone, replay of events
+#   < 50,000, NDCG@10 on events 25,000-50,000; benchmarks/replay.py --deep-variants), one
+#   axis at a time against the previous trainer (max_len 50: 0.0757, seeds 1/2: 0.0739 /
+#   0.0773, so a seed spread of 0.0034): max_len 10 / 15 / 20 / 25 / 35 / 100: 0.0838 /
+#   0.0842 / 0.0876 / 0.0822 / 0.0794 / 0.0684; 20 over seeds 0/1/2: 0.0876 / 0.0861 /
+#   0.0852 (mean 0.0863 against 0.0756). Nothing else beat the seed spread: lr 0.006 0.0781
+#   (0.001: 0.0536), dropout 0.1 / 0.5 0.0747 / 0.0672, warm epochs 3 / 10 0.0668 / 0.0766,
+#   first-model epochs 40 0.0769, label smoothing 0.1 0.0765, weight decay 0.1 0.0764,
+#   dim 128 0.0764, 1 block 0.0730, 2 heads 0.0757, batch 256 0.0649, retraining from
+#   scratch (20 epochs, 5x the training time) 0.0748.
+DEEP_TRAINER: dict[str, Any] = {"retrain_every": 10_000, "warm_epochs": 5, "max_len": 20,
                                 "exporter": "torchscript", "threads": 1}
 
 
@@ -86,8 +98,11 @@ def build_deep_trainer(options: SystemOptions, **overrides: Any) -> Recommender:
     from streamrec.export.recommender import DeepSequentialRecommender
 
     settings = {**DEEP_TRAINER, **overrides}
-    return DeepSequentialRecommender(seed=options.seed,
-                                     max_len=options.settings.recent_items, **settings)
+    # The scorer feeds the model the user state's recent items: a longer context than those
+    # would never be filled in production, so the state's length caps the model's.
+    settings["max_len"] = min(int(settings.get("max_len", options.settings.recent_items)),
+                              options.settings.recent_items)
+    return DeepSequentialRecommender(seed=options.seed, **settings)
 
 
 def _deep_trainer(options: SystemOptions, name: str) -> Recommender:

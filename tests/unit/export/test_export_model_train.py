@@ -6,7 +6,8 @@ import torch
 
 from unit.export.export_helpers import TINY, tiny_sequences
 from streamrec.export.model import SASRec
-from streamrec.export.train import sequences_from_events, train_model, training_windows
+from streamrec.export.train import (_batch_loss, sequences_from_events, train_model,
+                                    training_windows)
 from streamrec.export.vocab import ItemVocabulary, left_pad
 from streamrec.events import ClickEvent
 
@@ -65,3 +66,25 @@ def test_sequences_from_events_orders_by_event_time() -> None:
               for n, (i, ts) in enumerate([("b", 2.0), ("a", 1.0), ("c", 2.0)])]
     assert sequences_from_events(events) == {"u": ["a", "b", "c"]}
     assert ItemVocabulary(["x"]).encode(["y", "x"]) == [1]
+
+
+def test_label_smoothing_spreads_mass_over_real_items_only() -> None:
+    # The padding column's logit is pinned at -1e9: smoothing mass on it would make the
+    # loss ~1e7 and training chase an unreachable logit.
+    model = SASRec(n_items=9, dim=8, max_len=4, n_blocks=1, seed=0).eval()
+    x = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])
+    y = torch.tensor([[0, 2, 3, 4], [5, 6, 7, 8]])
+    with torch.no_grad():
+        loss, n = _batch_loss(model, x, y, label_smoothing=0.2)
+        hidden = model.hidden(x)[y != 0]
+        log_p = torch.log_softmax(hidden @ model.item_table()[1:].T, dim=-1)
+        nll = -log_p.gather(1, (y[y != 0] - 1).unsqueeze(1)).squeeze(1)
+        expected = (0.8 * nll + 0.2 * -log_p.mean(dim=1)).mean()
+    assert n == 7 and torch.isclose(loss, expected, atol=1e-5)
+
+
+def test_weight_decay_shrinks_the_weights() -> None:
+    plain = train_model(tiny_sequences(), seed=0, lr=1e-2, **{**TINY, "epochs": 4})
+    decayed = train_model(tiny_sequences(), seed=0, weight_decay=0.5, lr=1e-2,
+                          **{**TINY, "epochs": 4})
+    assert decayed.model.item_table().norm() < plain.model.item_table().norm()

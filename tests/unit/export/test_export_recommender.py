@@ -58,3 +58,26 @@ def test_serving_session_threads_are_set_apart_from_training_threads() -> None:
     assert single.threads == double.threads == 1
     assert single.serving._session.get_session_options().intra_op_num_threads == 1
     assert double.serving._session.get_session_options().intra_op_num_threads == 2
+
+
+def test_without_warm_start_every_retrain_starts_fresh_for_the_full_epochs() -> None:
+    model = _deep()
+    model.warm_start = False
+    for event in toy_stream(1100):
+        model.learn_one(event)
+    assert [r["epochs"] for r in model.retrains] == [8.0, 8.0]
+    assert not model.trained.warm_started
+
+
+def test_the_replay_trainer_context_is_capped_by_the_user_state_length() -> None:
+    # The scorer feeds the deep model the state's recent items: a context longer than those
+    # could never be filled in production.
+    from streamrec.app.evaluation.systems import (DEEP_TRAINER, SystemOptions,
+                                                  build_deep_trainer)
+    from streamrec.config import Settings
+
+    default = build_deep_trainer(SystemOptions())
+    assert default.max_len == DEEP_TRAINER["max_len"] < Settings().recent_items
+    short_state = build_deep_trainer(SystemOptions(Settings(recent_items=8)))
+    assert short_state.max_len == 8
+    assert build_deep_trainer(SystemOptions(), max_len=12).max_len == 12
