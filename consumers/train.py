@@ -52,7 +52,9 @@ class TrainerConfig:
     min_cases: int = 50
     k: int = 10
     dim: int = 64
-    max_len: int = 50
+    # The deep model's context: the user's newest 20 items (chosen on ML-100K events before
+    # 50,000 for the replay's trainer, DEEP_TRAINER; production trains the same model).
+    max_len: int = 20
     n_blocks: int = 2
     n_heads: int = 1
     lr: float = 3e-3

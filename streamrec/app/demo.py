@@ -233,7 +233,9 @@ def demo_trainer_config(settings: Settings, seed: int, background: bool) -> Trai
     "reproducible" figures depend on the machine's load.
     """
     from streamrec.consumers.train import TrainerConfig
-    return TrainerConfig(epochs=6, warm_epochs=3, max_len=settings.recent_items, seed=seed,
+    # The production model's context, within what a state carries.
+    return TrainerConfig(epochs=6, warm_epochs=3, seed=seed,
+                         max_len=min(TrainerConfig.max_len, settings.recent_items),
                          lr=1e-2, exporter="torchscript",
                          max_train_s=40.0 if background else None,
                          threads=1 if background else 2)

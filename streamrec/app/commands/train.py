@@ -69,7 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="skip a run with fewer usable events (default 1000)")
     p.add_argument("--dim", type=positive_int, default=64)
     p.add_argument("--blocks", type=positive_int, default=2)
-    p.add_argument("--max-len", type=positive_int, default=50)
+    p.add_argument("--max-len", type=positive_int, default=20,
+                   help="items of context the model reads, newest first (default 20)")
     p.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto")
     p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--seed", type=int, default=0)

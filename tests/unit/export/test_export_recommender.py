@@ -81,3 +81,23 @@ def test_the_replay_trainer_context_is_capped_by_the_user_state_length() -> None
     short_state = build_deep_trainer(SystemOptions(Settings(recent_items=8)))
     assert short_state.max_len == 8
     assert build_deep_trainer(SystemOptions(), max_len=12).max_len == 12
+
+
+def test_production_trains_the_context_replay_trains():
+    # One path: the trainer service, the `streamrec train` default and the demo's trainer
+    # read the context the replay's deep trainer was chosen with.
+    import argparse
+
+    from streamrec.app.commands.train import register
+    from streamrec.app.demo import demo_trainer_config
+    from streamrec.app.evaluation.systems import DEEP_TRAINER
+    from streamrec.config import Settings
+    from streamrec.consumers.train import TrainerConfig
+
+    assert TrainerConfig().max_len == DEEP_TRAINER["max_len"]
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["train", "--once"])
+    assert args.max_len == DEEP_TRAINER["max_len"]
+    assert demo_trainer_config(Settings(), seed=7, background=True).max_len == DEEP_TRAINER["max_len"]
+    assert demo_trainer_config(Settings(recent_items=8), seed=7, background=True).max_len == 8
