@@ -19,6 +19,7 @@ import os
 import sys
 from typing import NoReturn, Sequence
 
+from streamrec.app.gc_policy import apply_gc_policy
 from streamrec import __version__
 from streamrec.config import ConfigError
 from streamrec.connection import KafkaAccessError, KafkaUnreachableError
@@ -123,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown and not getattr(args, "takes_any_arguments", False):
         parser.parse_args(argv)  # the usual one-line error for what it did not recognise
+    apply_gc_policy()
     try:
         _warn_unknown_variables()
         _check_broker_first(args)

@@ -47,6 +47,9 @@ _worker_progress: Any = None
 
 def _init_worker(events: list[ClickEvent], progress: Any) -> None:
     global _worker_events, _worker_progress
+    from streamrec.app.gc_policy import apply_gc_policy
+
+    apply_gc_policy()  # a spawned worker starts with the defaults
     _worker_events, _worker_progress = events, progress
 
 
