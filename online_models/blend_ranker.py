@@ -85,20 +85,14 @@ def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return empty, empty
     if k < n:
         kth = np.partition(scores, n - k, axis=1)[:, n - k][:, None]
-        chosen = scores >= kth
-        # Only where ties with the k-th value overflow k is the cut inside them (lowest
-        # indices first); elsewhere "at or above" is the pick, one pass instead of five.
-        crowded = np.flatnonzero(chosen.sum(axis=1) > k)
-        if crowded.shape[0]:
-            some, at = scores[crowded], kth[crowded]
-            above, ties = some > at, some == at
-            room = k - above.sum(axis=1, keepdims=True)
-            chosen[crowded] = above | (ties & (np.cumsum(ties, axis=1) <= room))
-        rows, cols = np.nonzero(chosen)
+        above = scores > kth
+        ties = scores == kth
+        room = k - above.sum(axis=1, keepdims=True)
+        chosen = above | (ties & (np.cumsum(ties, axis=1) <= room))
     else:
-        rows, cols = np.nonzero(np.ones((m, n), dtype=bool))
-    finite = np.isfinite(scores[rows, cols])  # only the picks: the rest are cut anyway
-    rows, cols = rows[finite], cols[finite]
+        chosen = np.ones((m, n), dtype=bool)
+    chosen &= np.isfinite(scores)
+    rows, cols = np.nonzero(chosen)
     order = np.lexsort((cols, -scores[rows, cols], rows))
     return rows[order], cols[order]
 
