@@ -235,24 +235,12 @@ def _explained_row(trigger: TriggerLists, items: list[str], scores: list[float],
                         for component_ranks in row.ranks[positions].tolist()]
     out: Ranked = []
     listed_online = 0
-    for item, score, (online_rank, deep_rank, covisit_rank, transition_rank), extra in zip(
-            items, scores, ranks, extras):
-        parts: dict[str, float] = {}
-        if online_rank:
-            if online_parts is not None:
-                parts.update(online_parts[listed_online])
-                listed_online += 1
-            else:
-                parts.update(trigger.online_entry(online_rank - 1)[2])
-            parts["online_rank"] = float(online_rank)
-        if deep_rank:
-            parts.update(deep_rank=float(deep_rank), deep_log_prob=extra[_DEEP])
-        if covisit_rank:
-            parts.update(covisit_rank=float(covisit_rank), covisit_score=extra[_COVISIT])
-        if transition_rank:
-            parts.update(transition_rank=float(transition_rank),
-                         transition_score=extra[_TRANSITION])
-        out.append((item, score, parts))
+    for item, score, item_ranks, extra in zip(items, scores, ranks, extras):
+        online = None
+        if item_ranks[_ONLINE] and online_parts is not None:
+            online = online_parts[listed_online]
+            listed_online += 1
+        out.append(_explained(item, score, item_ranks, extra, trigger, online))
     return out
 
 
@@ -315,13 +303,15 @@ def _add_source(scores: dict[str, float], listed: dict[str, list], items: list[s
         at[source + _SOURCES] = extra
 
 
-def _explained(item: str, score: float, ranks: tuple[int, ...], extras: tuple[float, ...],
-               trigger: TriggerLists) -> tuple[str, float, dict[str, float]]:
-    """``fuse``'s explanation: rank 0 is a source that did not list the item."""
+def _explained(item: str, score: float, ranks: Sequence[int], extras: Sequence[float],
+               trigger: TriggerLists, online: dict[str, float] | None = None
+               ) -> tuple[str, float, dict[str, float]]:
+    """``fuse``'s explanation: rank 0 is a source that did not list the item. ``online``:
+    the item's online components if the caller gathered them already."""
     online_rank, deep_rank, covisit_rank, transition_rank = ranks
     parts: dict[str, float] = {}
     if online_rank:
-        parts.update(trigger.online_entry(online_rank - 1)[2])
+        parts.update(trigger.online_entry(online_rank - 1)[2] if online is None else online)
         parts["online_rank"] = float(online_rank)
     if deep_rank:
         parts.update(deep_rank=float(deep_rank), deep_log_prob=extras[_DEEP])
