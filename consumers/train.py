@@ -18,14 +18,14 @@ Drift: ``TrainerService(drift_signal=...)`` is polled between runs and a True re
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from streamrec.consumers.train_outcome import TrainingOutcome  # noqa: F401 - part of this module's API
 from streamrec.consumers.train_window import (TrainingWindow, evaluate, holdout_cases,
                                     promotion_decision, split_holdout)
 from streamrec.export.release import build_release, publish_release
@@ -76,23 +76,6 @@ class CurrentModel:
     @property
     def version(self) -> str:
         return self.serving.version
-
-
-@dataclass
-class TrainingOutcome:
-    """What one run did; ``message`` is the ``models`` value when ``promoted``."""
-
-    promoted: bool
-    reason: str
-    version: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    data_window: dict[str, Any] = field(default_factory=dict)
-    message: dict[str, Any] | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def summary(self) -> str:
-        return json.dumps({k: v for k, v in vars(self).items() if k != "message"},
-                          default=str, sort_keys=True)
 
 
 def _log_epoch(stats: EpochStats) -> None:

@@ -20,10 +20,11 @@ from __future__ import annotations
 import json
 import multiprocessing
 import struct
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Sequence
 
+from streamrec.consumers.train_outcome import TrainingOutcome
 from streamrec.events import ClickBounds
 from streamrec.records import Record
 
@@ -43,16 +44,9 @@ class TrainerProcessError(RuntimeError):
 
 
 @dataclass
-class RunOutcome:
-    """What one run in the worker did: ``TrainingOutcome``'s plain data, or its error."""
+class RunOutcome(TrainingOutcome):
+    """What one run in the worker did: the ``TrainingOutcome``, or the error that ended it."""
 
-    promoted: bool
-    reason: str
-    version: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    data_window: dict[str, Any] = field(default_factory=dict)
-    message: dict[str, Any] | None = None
-    timings: dict[str, float] = field(default_factory=dict)
     torch_threads: int | None = None  # what the worker's torch trained with
     error: str | None = None  # the exception that ended the run, if one did
 
@@ -205,10 +199,7 @@ def _serve(conn: Connection) -> None:
             window = build_window(records, topic, offsets, bounds.max_event_bytes, bounds)
             current = trainer.load_current(current_message) if current_message else None
             outcome = trainer.train(window, current)
-            reply = RunOutcome(outcome.promoted, outcome.reason, outcome.version,
-                               outcome.metrics, outcome.data_window, outcome.message,
-                               outcome.timings,
-                               torch.get_num_threads())
+            reply = RunOutcome(**asdict(outcome), torch_threads=torch.get_num_threads())
         except Exception as exc:  # noqa: BLE001 - a failed run is reported; the stream goes on
             reply = RunOutcome(False, "training_failed", error=repr(exc)[:500],
                                torch_threads=torch.get_num_threads())
