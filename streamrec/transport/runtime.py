@@ -433,7 +433,7 @@ class ProcessorService:
 
     def _commit(self, consumer: KafkaConsumer, producer: KafkaProducer, batch: list[Record],
                 result: ProcessResult, started: float, pipelined: bool = False) -> None:
-        """Commit the batch (steps 2-5); ``pipelined``: steps 3-5 go on as ``self._pending``,
+        """Commit the batch (steps 2-5); ``pipelined``: steps 4-5 go on as ``self._pending``,
         settled by ``_settle``, and the batch counts as committed only then."""
         try:
             sent = self._send_batch(consumer, producer, batch, result)
