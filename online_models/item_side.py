@@ -179,6 +179,13 @@ class ItemSideTable:
         # Directed transition counts per gap (index g - 1), kept as the pairs are.
         self._next = [CountRows() for _ in range(transition_order)]
 
+    def __getstate__(self) -> dict:
+        # The ranking arrays and the id order are derived data, rebuilt lazily on the next
+        # ranking: leave them out so pickles depend on learned state only.
+        state = self.__dict__.copy()
+        state.update(_arrays=None, _dirty=set(), _id_rank=None, _sorted_ids=[])
+        return state
+
     # -- updates ---------------------------------------------------------------------------
     def apply(self, partition: int, record_offset: int, state: UserState) -> bool:
         """Take ``state`` as its user's latest, unless the held record is as new or newer.
