@@ -129,6 +129,9 @@ class TriggerLists:
     query: RankQuery | None = None
     excluded: np.ndarray | None = None
     depth: int = 0
+    # This trigger's fusion weights (a learned fusion's, as of its position); None: the
+    # batch's fixed weights.
+    weights: "FusionWeights | None" = None
 
     def online_length(self) -> int:
         if self.online_row is not None:
@@ -185,11 +188,13 @@ def fuse_many(triggers: Sequence[TriggerLists], slots: ItemSlots, weights: Fusio
         return out
     if len(fusing) <= DICT_FUSION_MAX_TRIGGERS:
         for position in fusing:
-            out[position] = _fuse_one(triggers[position], weights)
+            trigger = triggers[position]
+            out[position] = _fuse_one(trigger, trigger.weights or weights)
         return out
     entries = _Entries()
     for row, position in enumerate(fusing):
         trigger = triggers[position]
+        weighted = trigger.weights or weights
         popularity = trigger.popularity
         if trigger.online_row is not None and trigger.ranker is not None:
             online = slots.mapping(trigger.ranker, trigger.ranker.ids)[trigger.online_row.slots]
@@ -198,20 +203,20 @@ def fuse_many(triggers: Sequence[TriggerLists], slots: ItemSlots, weights: Fusio
         else:
             online = np.fromiter((slots.slot(entry[0]) for entry in trigger.online_list),
                                  dtype=np.int64, count=len(trigger.online_list))
-        entries.add(row, online, _ONLINE, weights.online, None)
+        entries.add(row, online, _ONLINE, weighted.online, None)
         deep = trigger.deep
         if len(deep):
             vocab = deep.model.vocab.ids  # type: ignore[attr-defined]
-            entries.add(row, slots.mapping(deep.model, vocab)[deep.rows], _DEEP, weights.deep,
+            entries.add(row, slots.mapping(deep.model, vocab)[deep.rows], _DEEP, weighted.deep,
                         deep.log_probs)
         covisit = trigger.covisit
         if len(covisit):
             entries.add(row, slots.mapping(covisit.ids, covisit.ids)[covisit.rows], _COVISIT,
-                        weights.covisit, covisit.scores)
+                        weighted.covisit, covisit.scores)
         transition = trigger.transition
         if len(transition):
             entries.add(row, slots.mapping(transition.ids, transition.ids)[transition.rows],
-                        _TRANSITION, weights.transition, transition.scores)
+                        _TRANSITION, weighted.transition, transition.scores)
     limits = np.array([triggers[p].k for p in fusing], dtype=np.int64)
     ids = slots.ids
     picked = entries.top(limits, slots.id_ranks())
@@ -275,6 +280,19 @@ def _fuse_one(trigger: TriggerLists, weights: FusionWeights) -> Ranked:
     return [_explained(item, scores[item], tuple(at[:_SOURCES]), (0.0, *at[_SOURCES + 1:]),
                        trigger)
             for item, at in ((item, listed[item]) for _, item in best)]
+
+
+def source_ids(trigger: TriggerLists) -> list[list[str]]:
+    """Each source's item ids for the trigger, best first, in fusion order (online, deep,
+    co-visitation, transitions); empty where a source brought no list."""
+    lists = [_online_ids(trigger)]
+    deep = trigger.deep
+    vocab = deep.model.vocab.ids if len(deep) else ()  # type: ignore[attr-defined]
+    lists.append([vocab[r] for r in deep.rows.tolist()] if len(deep) else [])
+    for row in (trigger.covisit, trigger.transition):
+        table = row.ids
+        lists.append([table[r] for r in row.rows.tolist()] if len(row) else [])
+    return lists
 
 
 def _online_ids(trigger: TriggerLists) -> list[str]:

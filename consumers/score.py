@@ -32,7 +32,9 @@ from streamrec.consumers.batch_ranking import (
     TriggerLists,
     fuse_many,
     rank_online,
+    source_ids,
 )
+from streamrec.consumers.fusion_state import PartitionFusion
 from streamrec.consumers.score_drift import ScoreDriftReporter
 from streamrec.consumers.snapshot_chunks import SnapshotLimits, SnapshotReader
 from streamrec.export.candidates import NO_CANDIDATES, DeepRow
@@ -125,6 +127,11 @@ class ScoreProcessor(ProcessorDefaults):
         # Batch ranking: a view per snapshot in use, and one item-slot space for fusing.
         self._rankers: dict[int, BlendRanker] = {}
         self._slots = ItemSlots()
+        # Learned fusion (``settings.fusion == "learned"``): per partition, its learner and
+        # each user's pending pool, written to and restored from ``state_topic``.
+        self.learns_fusion = settings.fusion == "learned"
+        self.state_topic: str | None = self.topics.scorer_state if self.learns_fusion else None
+        self._fusion: dict[int, PartitionFusion] = {}
 
     def bind_metrics(self, registry: "MetricsRegistry") -> None:
         """Expose ``streamrec_recommendation_freshness_seconds`` and the drift metrics."""
@@ -152,11 +159,42 @@ class ScoreProcessor(ProcessorDefaults):
                         if user_id in offsets])
         return len(users)
 
+    def restore_state(self, partition: int, records: list[Record]) -> int:
+        """Rebuild one partition's learned fusion from ``state_topic``'s committed records."""
+        if not self.learns_fusion:
+            return 0
+        return self._fusion_of(partition).restore(records, self.skipped_by_reason)
+
+    def fusion_weights(self, partition: int) -> FusionWeights:
+        """The fusion weights the partition's next trigger gets."""
+        if not self.learns_fusion:
+            return self._fixed_weights()
+        return FusionWeights(*self._fusion_of(partition).weights())
+
+    def _fusion_of(self, partition: int) -> PartitionFusion:
+        fusion = self._fusion.get(partition)
+        if fusion is None:
+            settings = self.settings
+            fixed = self._fixed_weights()
+            fusion = self._fusion[partition] = PartitionFusion(
+                (fixed.online, fixed.deep, fixed.covisit, fixed.transition),
+                settings.fusion_half_life, k=settings.top_k,
+                max_users=settings.fusion_pending_users,
+                max_depth=max(settings.fusion_depth, settings.max_k),
+                max_id_bytes=settings.max_id_bytes)
+        return fusion
+
+    def _fixed_weights(self) -> FusionWeights:
+        settings = self.settings
+        return FusionWeights(settings.online_weight, settings.deep_weight,
+                             settings.covisit_weight, settings.transition_weight)
+
     def drop(self, partitions: Iterable[int]) -> None:
         # Item-side knowledge stays: it is global, and every user in it is at a record of
         # the log (exact), so nothing is counted twice when a partition comes back.
         for partition in partitions:
             self._mirror.pop(partition, None)
+            self._fusion.pop(partition, None)
             self.drift.drop(partition)
             self._models.pop(partition, None)
             self.snapshots.drop(partition)
@@ -203,6 +241,9 @@ class ScoreProcessor(ProcessorDefaults):
         triggers: list[TriggerLists] = []
         published: list[tuple[str, str, str, float, int, str, int | None]] = []
         drift_calls: list[tuple] = []
+        # The learned fusion's steps in stream order: clicks learned, users forgotten, and
+        # each trigger taking the weights in force at its position (``_fuse_weights``).
+        fusion_calls: list[tuple] | None = [] if self.learns_fusion and publish else None
         outputs: list[Output | int] = []  # an int: the recommendation of that trigger
         for index, record in enumerate(batch):
             if not record.owned:
@@ -229,7 +270,7 @@ class ScoreProcessor(ProcessorDefaults):
                 state = self._apply_state_record(
                     record, self._mirror.setdefault(record.partition, {}),
                     decoded=peeked if isinstance(peeked, tuple) else None,
-                    drift_calls=drift_calls)
+                    drift_calls=drift_calls, fusion_calls=fusion_calls)
                 if state is None or not publish:
                     continue
                 user_id, excluded, k = state.user_id, self._exclusions(state, ()), self._k_of(None)
@@ -240,11 +281,13 @@ class ScoreProcessor(ProcessorDefaults):
             located = self._locate(user_id)
             # At the trigger's position too: the user's next event is judged against it.
             drift_calls.append(("recommended", len(triggers)))
+            if fusion_calls is not None and located is not None:
+                fusion_calls.append(("trigger", len(triggers), located[0], user_id, kind))
             outputs.append(len(triggers))
             triggers.append(lists)
             published.append((user_id, trigger_id, kind, event_ts, produced_ms, version,
                               located[0] if located is not None else None))
-        ranked_all = self._rank_batch(triggers)
+        ranked_all = self._rank_batch(triggers, fusion_calls)
         recommendations = [
             self._publish(user_id, trigger_id, kind, ranked, event_ts, started, produced_ms,
                           version)
@@ -260,6 +303,10 @@ class ScoreProcessor(ProcessorDefaults):
         result.outputs.extend(recommendations[item] if isinstance(item, int) else item
                               for item in outputs)
         result.processed += len(triggers)
+        if self.state_topic is not None:
+            for partition in sorted(self._fusion):
+                result.outputs.extend(self._fusion[partition].take_outputs(self.state_topic,
+                                                                           partition))
         self._prune_rankers()
         result.outputs.extend(self.drift.take_outputs(sorted(self._mirror)))
         return result
@@ -400,7 +447,7 @@ class ScoreProcessor(ProcessorDefaults):
             version = f"{deep.model_version}+{version}"  # type: ignore[union-attr]
         return lists, version
 
-    def _rank_batch(self, triggers: list[TriggerLists]
+    def _rank_batch(self, triggers: list[TriggerLists], fusion_calls: list[tuple] | None = None
                     ) -> list[list[tuple[str, float, dict[str, float]]]]:
         """Every trigger's published list: online rows ranked per snapshot, then fused.
 
@@ -408,10 +455,29 @@ class ScoreProcessor(ProcessorDefaults):
         gets exactly k (or all there is).
         """
         rank_online(triggers)
-        settings = self.settings
-        return fuse_many(triggers, self._slots, FusionWeights(
-            settings.online_weight, settings.deep_weight, settings.covisit_weight,
-            settings.transition_weight))
+        if fusion_calls:
+            self._fuse_weights(triggers, fusion_calls)
+        return fuse_many(triggers, self._slots, self._fixed_weights())
+
+    def _fuse_weights(self, triggers: list[TriggerLists], calls: list[tuple]) -> None:
+        """The learned fusion's steps, in stream order: each trigger gets its partition's
+        weights as of its position, and an event trigger's pool waits for the next click.
+
+        A pool is each source's list, which the weights do not change: so the steps run
+        before the batch is fused, and the batch is still fused at once.
+        """
+        for call in calls:
+            if call[0] == "trigger":
+                _, index, partition, user_id, kind = call
+                fusion = self._fusion_of(partition)
+                trigger = triggers[index]
+                trigger.weights = FusionWeights(*fusion.weights())
+                if kind == "event":
+                    fusion.remember(user_id, source_ids(trigger))
+            elif call[0] == "learn":
+                self._fusion_of(call[1]).learn(call[2], call[3])
+            else:  # "forget"
+                self._fusion_of(call[1]).forget(call[2])
 
     def _ranker(self, blend: object) -> BlendRanker:
         """The batch ranking view of a snapshot (built once: the scorer never learns into it)."""
@@ -476,6 +542,9 @@ class ScoreProcessor(ProcessorDefaults):
         excluded = self._exclusions(state, exclude)
         deep_row = self._deep_lists(deep, [state], [excluded])[0]
         lists, _ = self._trigger_lists(user_id, k, excluded, state, deep, deep_row)
+        located = self._locate(user_id)
+        if self.learns_fusion and located is not None:
+            lists.weights = self.fusion_weights(located[0])
         return self._rank_batch([lists])[0]
 
     def learn_state(self, partition: int, record_offset: int, state: UserState) -> bool:
@@ -535,13 +604,15 @@ class ScoreProcessor(ProcessorDefaults):
     def _apply_state_record(self, record: Record, users: dict[str, UserState],
                             restore_offsets: dict[str, int] | None = None,
                             decoded: tuple[str, UserState | None] | None = None,
-                            drift_calls: list[tuple] | None = None) -> UserState | None:
+                            drift_calls: list[tuple] | None = None,
+                            fusion_calls: list[tuple] | None = None) -> UserState | None:
         """Apply one owned ``user-state`` record; the state if it is a trigger.
 
         While restoring (``restore_offsets`` given) the item-side table is left alone and
         the offset of each user's latest state is collected instead. ``decoded``: the
         record's (user, state) if ``_decode_state`` already read it. ``drift_calls``: where
-        the drift tracker's calls wait (``process`` makes them once the batch is ranked).
+        the drift tracker's calls wait (``process`` makes them once the batch is ranked);
+        ``fusion_calls``: where the learned fusion's clicks and erasures wait, in order.
         """
         if record.key is not None and is_snapshot_key(record.key):
             # Decoded only when a complete, verified set is named; until the first one the
@@ -558,6 +629,8 @@ class ScoreProcessor(ProcessorDefaults):
         if value is None:  # tombstone: the user was forgotten, item statistics included
             users.pop(user_id, None)
             self._drift(drift_calls, "forget", record.partition, user_id)
+            if fusion_calls is not None:
+                fusion_calls.append(("forget", record.partition, user_id))
             if restore_offsets is None:
                 self.item_side.forget(user_id)
             else:
@@ -570,6 +643,9 @@ class ScoreProcessor(ProcessorDefaults):
             restore_offsets[user_id] = record.offset
         previous = users.get(user_id)
         self._drift(drift_calls, "state_applied", record.partition, user_id, state, previous)
+        if fusion_calls is not None and state.new_events:
+            fusion_calls.append(("learn", record.partition, user_id,
+                                 _new_clicks(state, previous)))
         users[user_id] = state
         # A re-emitted state (see _is_trigger): the mirror takes it, but no recommendation.
         return state if self._is_trigger(previous, state) else None
@@ -655,3 +731,14 @@ class ScoreProcessor(ProcessorDefaults):
             return dead_letter(record, BadEvent(reason, detail), self.topics.dlq)
         self.skipped_by_reason[(record.topic, reason)] += 1
         return None
+
+
+def _new_clicks(state: UserState, previous: UserState | None) -> list[str]:
+    """The items a state delta adds that the user had not seen (a repeat cannot be a hit:
+    seen items are never recommended), each once, in order."""
+    seen = previous.seen_items if previous is not None else []
+    clicks: list[str] = []
+    for item_id, _ts in state.new_events:  # mostly one: a scan beats building a set
+        if item_id not in seen and item_id not in clicks:
+            clicks.append(item_id)
+    return clicks

@@ -67,6 +67,7 @@ class TopicNames:
     requests: str = "requests"
     recommendations: str = "recommendations"
     models: str = "models"
+    scorer_state: str = "scorer-state"
 
     @classmethod
     def with_prefix(cls, prefix: str) -> "TopicNames":
@@ -115,6 +116,15 @@ class Settings:
     # On ML-100K's first half 25, 50 and 100 rank alike (NDCG@10 0.0913/0.0913/0.0914);
     # 50 costs the scorer half of 100's per trigger.
     fusion_depth: int = 50
+    # "fixed": the weights above. "learned": each partition's scorer serves, among the
+    # weights above times 0.5/1/2 per source, the vector with the best recent NDCG@top_k on
+    # the clicks that followed its recommendations (online_models/fusion_learner.py), a
+    # click counting half after fusion_half_life more; its state goes to scorer-state.
+    fusion: str = "fixed"
+    fusion_half_life: float = 5000.0
+    # Users per partition whose last candidate pool the learned fusion keeps for their next
+    # click (least recently triggered dropped first).
+    fusion_pending_users: int = 100_000
     # Half-life of the popularity / recency scores, in event-time seconds.
     popularity_half_life_s: float = 7 * 24 * 3600.0
     # ADWIN's confidence for drift of the scorer's online hit-rate: smaller flags fewer,

@@ -28,6 +28,8 @@ DEFAULT_GRID: Mapping[str, tuple[float | int, ...]] = {
     "covisit_recent": (3, 5, 10),
     "transition_weight": (0.0, 0.5, 1.0, 2.0),
     "fusion_depth": (25, 50, 100),
+    # Only with STREAMREC_FUSION=learned.
+    "fusion_half_life": (1000.0, 5000.0, 20000.0),
 }
 
 # Relative NDCG gain a grid value needs over the one held to replace it (0.5%: ~0.0004 at 0.09).
@@ -37,18 +39,23 @@ DEFAULT_MIN_GAIN = 0.005
 DEEP_SYSTEMS = frozenset({"streamrec-full"})
 
 
-def grid_for(system: str) -> dict[str, tuple[float | int, ...]]:
-    """``DEFAULT_GRID`` without the settings ``system`` never reads.
+def grid_for(system: str, settings: Settings | None = None
+             ) -> dict[str, tuple[float | int, ...]]:
+    """``DEFAULT_GRID`` without the settings ``system`` (with ``settings``) never reads.
 
     ``deep_weight`` weighs the deep model's candidates in the fusion; a system without a deep
     model scores every value the same, so trying them would spend replays and "choose" a
-    value nothing measured.
+    value nothing measured. ``fusion_half_life`` likewise needs the learned fusion.
 
     >>> "deep_weight" in grid_for("streamrec"), "deep_weight" in grid_for("streamrec-full")
     (False, True)
+    >>> "fusion_half_life" in grid_for("streamrec", Settings(fusion="learned"))
+    True
     """
+    learned = settings is not None and settings.fusion == "learned"
     return {name: values for name, values in DEFAULT_GRID.items()
-            if name != "deep_weight" or system in DEEP_SYSTEMS}
+            if (name != "deep_weight" or system in DEEP_SYSTEMS)
+            and (name != "fusion_half_life" or learned)}
 
 
 # Score of one candidate: (settings, tuning-prefix events) → the metric to maximise.

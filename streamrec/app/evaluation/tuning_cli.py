@@ -76,7 +76,8 @@ def run_tune(args: argparse.Namespace) -> int:
         print(f"[{time.perf_counter() - start:7.1f} s] {trial['settings']} "
               f"ndcg@10 {trial['score']:.4f}", flush=True)
 
-    grid = grid_for(args.system)
+    settings = Settings.from_env()
+    grid = grid_for(args.system, settings)
     if args.only:
         missing = [name for name in args.only if name not in grid]
         if missing:
@@ -87,7 +88,7 @@ def run_tune(args: argparse.Namespace) -> int:
     print(f"tuning {args.system} on events [0, {split:,}) of {len(events):,}: "
           f"{', '.join(grid)}", flush=True)
     min_gain = DEFAULT_MIN_GAIN if args.min_gain is None else args.min_gain
-    result = coordinate_descent(events, split, Settings.from_env(),
+    result = coordinate_descent(events, split, settings,
                                 replay_scorer(args.system, seed=args.seed), grid=grid,
                                 min_gain=min_gain, on_trial=report)
     args.out.mkdir(parents=True, exist_ok=True)
