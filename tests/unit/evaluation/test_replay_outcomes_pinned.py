@@ -107,8 +107,16 @@ def test_run_parallel_refuses_no_systems_and_no_workers():
 # Recorded at c918566, before the streamrec-full speed-ups (issue 14 item 5); re-recorded
 # when DEEP_TRAINER's context became the newest 20 items (issue 14 item 4, an intended
 # change of what the deep model computes; was 0.29442282749675747 / 0.15343746651905651).
-PINNED_FULL = (0.29571984435797666, 0.15546389876747843,
-               "81684d886b68b3c64726cc7fc40246c8891118e1c7dedc9d74281a7275ea9148")
+# torch's training arithmetic follows the CPU (its kernels pick vector paths by
+# instruction set), so the same code trains weights that differ in the last bits on other
+# processors, and a near-tie in one ranking can flip: each outcome below was recorded by
+# the same commit, on the machine named. Any change to what the code computes moves all.
+PINNED_FULL = {
+    "sessions 6-11's machine": (0.29571984435797666, 0.15546389876747843,
+        "81684d886b68b3c64726cc7fc40246c8891118e1c7dedc9d74281a7275ea9148"),
+    "AMD EPYC, session 12": (0.29571984435797666, 0.15572363053855248,
+        "d6531ab3f9fc46370e69ad8626971ddd3a628f7b99206b115da2aba6c6c851cf"),
+}
 
 
 def test_streamrec_full_computes_what_it_computed_before_the_speed_ups():
@@ -116,9 +124,8 @@ def test_streamrec_full_computes_what_it_computed_before_the_speed_ups():
     pytest.importorskip("onnx")
     result = replay(("streamrec-full",))
     overall = result.summary()["streamrec-full"]["overall"]
-    hr, nd, digest = PINNED_FULL
-    assert (overall["hr@10"], overall["ndcg@10"]) == pytest.approx((hr, nd), abs=1e-12)
-    assert result.metrics["streamrec-full"].outcome_digest() == digest
+    got = (overall["hr@10"], overall["ndcg@10"], result.metrics["streamrec-full"].outcome_digest())
+    assert got in PINNED_FULL.values(), f"{got} is none of the recorded outcomes"
 
 
 # streamrec and streamrec-full at the defaults chosen on ML-100K's first half (transitions
