@@ -332,7 +332,10 @@ class ProcessorService:
         (``_settle``), so what is read is what is committed.
         """
         # Nothing commits on partitions being restored: one lookup serves the changelog's
-        # stop, the rewarm's stop and what the ownership vouches for.
+        # stop, the rewarm's stop and what the ownership vouches for. It comes before the
+        # state topic is read: the consumer is read_committed, so kafka-python asks for
+        # stable offsets (KIP-447), and a transaction still holding offsets of these
+        # partitions has ended (with its state records) once the lookup returns.
         committed = {(topic, p): consumer.committed(KafkaTopicPartition(topic, p))
                      for topic in self.input_topics for p in partitions}
         changelog = self.processor.changelog_topic

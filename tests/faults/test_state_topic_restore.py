@@ -3,8 +3,9 @@
 ``StateCounter`` (tests/state_counting.py) counts clicks per key and partition and writes
 every count to ``scorer-state`` in the batch's transaction, pinned to the click's partition.
 Whoever takes a partition must restore exactly the committed counts: not a batch aborted by
-the ``before_commit`` hook, not the open transaction of a zombie, and after a restart or a
-rebalance, everything that was committed, partition by partition.
+the ``before_commit`` hook, not the open transaction of a zombie, not a batch whose processing
+raised (the poison-pill isolation restores it), and after a restart or a rebalance, everything
+that was committed, partition by partition.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from streamrec.records import Record
 from streamrec.transport import kafka_clients
 from streamrec.transport.changelog import read_changelog
 from streamrec.transport.runtime import ProcessorService
-from state_counting import StateCounter, decode_count, encode_count, expected_counts, latest_counts
+from state_counting import (POISON, StateCounter, decode_count, encode_count, expected_counts,
+                            latest_counts)
 from support import produce_raw, running_service
 
 pytestmark = pytest.mark.kafka
@@ -197,5 +199,48 @@ def test_a_rebalance_restores_the_moved_partitions_state_on_the_new_owner(kafka_
             held = {**kept.snapshot(), **moved.snapshot()}
     everything = expected_counts(clicks(settings), partitions=ALL)
     assert held == everything
+    assert latest_counts(r for records in read_changelog(
+        settings, settings.topics.scorer_state, ALL).values() for r in records) == everything
+
+
+def test_the_isolation_after_a_raise_restores_the_committed_counts(kafka_settings):
+    settings = kafka_settings.replace(batch_size=25)
+    produce_clicks(settings, 120)
+    produce_raw(settings, settings.topics.clicks, [(KEYS[0], POISON)])
+    produce_clicks(settings, 120, start=120)
+    [poisoned] = [r for r in clicks(settings) if r.value == POISON]
+    service, processor = counter_service(settings, "isolating")
+    raised: list[list[Record]] = []
+    process = processor.process
+
+    def watched(batch: list[Record]):  # type: ignore[no-untyped-def]
+        try:
+            return process(batch)
+        except ValueError:
+            if len(batch) > 1 and not raised:
+                raised.append(batch)
+            raise
+
+    processor.process = watched  # type: ignore[method-assign]
+    with running_service(service):
+        wait_for(lambda: service.records_dead_lettered == 1
+                 and all_counted(processor, settings)(), 60, "the poisoned click skipped")
+    everything = expected_counts(clicks(settings), partitions=ALL)
+    assert processor.snapshot() == everything  # the raised batch's clicks counted once
+    first_session = len(ALL)
+    isolation = processor.restored[first_session:]
+    # The batch's partitions, then the poisoned one's after each of its 3 failures: every
+    # time exactly the counts of the clicks committed before (the previous batch's pending
+    # transaction settled first), which ends right before the poisoned click on the retries.
+    assert [p for p, _, _ in isolation[-3:]] == [poisoned.partition] * 3
+    for p, counts, sources in isolation:
+        stop = max(sources, default=-1) + 1
+        assert {p: counts} == {p: expected_counts(clicks(settings), {p: stop}, [p])[p]}
+    assert [max(sources) + 1 for _, _, sources in isolation[-3:]] == [poisoned.offset] * 3
+    # The first restore of each of the batch's partitions ends where the batch began.
+    begins = {}
+    for record in raised[0]:
+        begins.setdefault(record.partition, record.offset)
+    assert {p: max(sources, default=-1) + 1 for p, _, sources in isolation[:-3]} == begins
     assert latest_counts(r for records in read_changelog(
         settings, settings.topics.scorer_state, ALL).values() for r in records) == everything
