@@ -2,8 +2,9 @@
 
 ``clicks``, ``user-state``, ``requests`` and ``scorer-state`` are co-partitioned: keyed by user
 id with the same partition count, so one scorer / ingest instance sees a user's clicks, state,
-requests and the scorer's own state of that user in the same partition number. A mismatch would silently send a user's events to the wrong
-instance, so ``create_topics`` refuses to go on when an existing topic breaks it.
+requests and the scorer's own state of that user in the same partition number. A mismatch
+would silently send a user's events to the wrong instance, so ``create_topics`` refuses to go
+on when an existing topic breaks it.
 """
 
 from __future__ import annotations
@@ -132,8 +133,9 @@ def check_layout(specs: list[TopicSpec], partition_counts: dict[str, int]) -> No
     if wrong:
         raise TopicLayoutError(
             "co-partitioned topics (clicks, user-state, requests, scorer-state) must have the "
-            f"same partition count: {'; '.join(wrong)}. Set STREAMREC_PARTITIONS to the existing count, "
-            "or add partitions to the others (only before any state is keyed by them).")
+            f"same partition count: {'; '.join(wrong)}. Set STREAMREC_PARTITIONS to the "
+            "existing count, or add partitions to the others (only before any state is keyed "
+            "by them).")
 
 
 def wait_for_topics(admin: KafkaAdminClient, names: list[str],
