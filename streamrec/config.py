@@ -67,6 +67,8 @@ class TopicNames:
     requests: str = "requests"
     recommendations: str = "recommendations"
     models: str = "models"
+    # The scorer's own learned state (fusion weights, candidate pools), co-partitioned with
+    # user-state and restored by the partition's owner (``Processor.state_topic``).
     scorer_state: str = "scorer-state"
 
     @classmethod

@@ -13,8 +13,17 @@ and their records reach ``process`` merged in event-time order (``event_time``;
 ``Record.owned = False``: it informs the processor's item-side knowledge, is never answered
 and never committed by this member.
 
-``ProcessorDefaults`` gives a processor without models, adoptions or global input the neutral
-answers.
+``state_topic`` is a compacted topic a processor writes its *own* state to (the scorer's
+learned fusion, ``scorer-state``), as ordinary ``Output``s of ``process`` pinned to the input
+partition's number (``Output.partition``): they are committed in the same transaction as the
+batch's other outputs and its input offsets, so the end of that topic's partition is exactly
+the committed position. A partition's new owner calls ``restore_state`` with every committed
+record of it (oldest first; an empty list for an empty partition) *before* ``restore``, in
+every path that restores (``streamrec.transport.runtime``, ``streamrec.transport.bus_runner``).
+The topic is never an input, a changelog or a global topic (``check_state_topic``).
+
+``ProcessorDefaults`` gives a processor without models, adoptions, global input or a state
+topic of its own the neutral answers.
 """
 
 from __future__ import annotations
@@ -35,6 +44,16 @@ class Processor(Protocol):
     # Topics whose every partition the transport merges into the batches (item-side
     # knowledge learned from all users); empty: no global input.
     global_topics: tuple[str, ...]
+    # The compacted topic the processor writes its own state to (as outputs of ``process``,
+    # partition = the input partition's number; value None = tombstone) and that is restored
+    # through ``restore_state``; None: no such topic.
+    state_topic: str | None
+
+    def restore_state(self, partition: int, records: list[Record]) -> int:
+        """Rebuild one partition's own state from every committed record of ``state_topic``'s
+        partition, oldest first (empty if there are none); return how many keys. Called
+        before ``restore`` of the same partition."""
+        ...
 
     def restore(self, partition: int, changelog: list[Record]) -> int:
         """Rebuild one partition's state from its changelog; return how many keys."""
@@ -76,9 +95,14 @@ class Processor(Protocol):
 
 
 class ProcessorDefaults:
-    """Neutral answers for a processor without re-warmed models, model adoptions or global input."""
+    """Neutral answers for a processor without re-warmed models, model adoptions, global input
+    or a state topic."""
 
     global_topics: tuple[str, ...] = ()
+    state_topic: str | None = None
+
+    def restore_state(self, partition: int, records: list[Record]) -> int:
+        return 0
 
     def event_time(self, record: Record) -> float | None:
         return None
@@ -92,6 +116,22 @@ class ProcessorDefaults:
     @property
     def adoptions_by_outcome(self) -> Mapping[str, int]:
         return Counter()
+
+
+def check_state_topic(processor: Processor, input_topics: list[str]) -> None:
+    """Refuse a ``state_topic`` that the transport also reads another way.
+
+    Its records are restored whole, up to the committed end: consumed as an input, merged
+    as a global topic or restored as the changelog as well, they would be applied twice.
+    Both transports check it when they are built.
+    """
+    topic = processor.state_topic
+    if topic is None:
+        return
+    if topic in input_topics or topic in processor.global_topics \
+            or topic == processor.changelog_topic:
+        raise ValueError(f"state topic {topic!r} is also an input, a global topic or the "
+                         f"changelog of this processor: its records would be applied twice")
 
 
 def rewarm_each(processor: Processor, partition: int, records: Iterable[Record]) -> None:

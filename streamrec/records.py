@@ -42,8 +42,11 @@ class Record:
 class Output:
     """One message a processor wants produced.
 
-    ``partition`` is normally left ``None`` so that the key decides it; changelog outputs
-    pin it to the source partition so state stays co-partitioned with its input.
+    ``partition`` is normally left ``None`` so that the key decides it (Kafka's default
+    partitioner; the bus uses the same hash). Changelog outputs, and every output to a
+    processor's ``state_topic``, pin it to the source partition's number, so state stays
+    co-partitioned with its input (a key such as a partition's ``__fusion__`` weights would
+    hash elsewhere). Both transports honour it; the bus refuses a partition the topic lacks.
     """
 
     topic: str

@@ -11,8 +11,9 @@ Each service authenticates as its own principal and may touch only what its code
   transactions whose ids start with ``{transactional_id_prefix}-{ingest_group_id}-``
   (``streamrec.transport.runtime``); reads ``user-state`` back to restore its partitions.
 - ``score``: consumes ``user-state`` and ``requests`` in ``score_group_id``; writes
-  ``recommendations``, the DLQ and drift messages on ``models`` in its own transactions;
-  follows ``models`` (no group).
+  ``recommendations``, the DLQ, drift messages on ``models`` and its own learned state on
+  ``scorer-state`` in its own transactions; reads ``scorer-state`` back to restore its
+  partitions (the only principal that reads or writes it); follows ``models`` (no group).
 - ``train``: reads ``clicks`` and ``models`` by assignment (no group); publishes models on
   ``models`` and ``adopt-model`` announcements on ``clicks`` with an idempotent producer.
 - ``admin``: the operator, a super user on the broker (creates topics, applies these ACLs).
@@ -90,6 +91,7 @@ def acl_bindings(settings: Settings) -> list[AclRule]:
     topic("score", t.models, "read", "write")  # write: drift messages for the trainer
     topic("score", t.recommendations, "write")
     topic("score", t.dlq, "write")
+    topic("score", t.scorer_state, "read", "write")  # read: restore after a rebalance
     consumer_group("score", settings.score_group_id)
     transactions("score", settings.score_group_id)
 

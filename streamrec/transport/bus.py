@@ -34,7 +34,16 @@ class InProcessBus:
             self._topics[name] = [[] for _ in range(partitions or self.partitions)]
         return self._topics[name]
 
+    def check(self, output: Output) -> None:
+        """Raise ``ValueError`` for an explicit partition the topic does not have (as Kafka
+        refuses the send); a negative one would otherwise index from the end of the list."""
+        partition, parts = output.partition, len(self.topic(output.topic))
+        if partition is not None and not 0 <= partition < parts:
+            raise ValueError(f"partition {partition} of topic {output.topic!r}, which has "
+                             f"{parts} partitions")
+
     def produce(self, output: Output, timestamp_ms: int = 0) -> Record:
+        self.check(output)
         parts = self.topic(output.topic)
         if output.partition is not None:
             partition = output.partition

@@ -4,13 +4,15 @@
 ``streamrec.transport.runtime.ProcessorService`` uses on Kafka, so the demo, replay and tests measure
 what a deployment runs:
 
-1. an assigned partition is restored from the changelog before its first batch (the
-   scorer, whose changelog is its input, only up to its committed position) and its models
+1. an assigned partition is restored before its first batch: first the processor's own
+   ``state_topic`` partition, whole (``restore_state``), then the changelog (the scorer,
+   whose changelog is its input, only up to its committed position), and its models
    re-learn the committed inputs since their snapshot (``rewarm_from`` / ``rewarm``);
 2. a poll returns at most ``batch_size`` records in all, taken partition by partition from
    the committed positions, as ``max_poll_records`` does;
 3. the batch's outputs and the new positions are committed together: appended to the bus
-   and the positions moved in one step, so a failure before it leaves nothing behind;
+   and the positions moved in one step, so a failure before it leaves nothing behind (an
+   output to a partition its topic lacks is refused before anything is appended);
 4. a failed commit (``before_commit`` raising, the fault-injection hook) fails the session:
    every partition's state is dropped and restored from what is committed, and the batch
    is read again;
@@ -42,7 +44,7 @@ from streamrec.transport.bus import InProcessBus
 from streamrec.transport.event_time import PAUSE_AT, EventTimeMerge
 from streamrec.transport.global_reader import poll_limit
 from streamrec.transport.poison_pill import PoisonPillPolicy, process_in_isolation
-from streamrec.processor import Processor, rewarm_each
+from streamrec.processor import Processor, check_state_topic, rewarm_each
 from streamrec.records import ProcessResult, Record, TopicPartition
 
 
@@ -59,6 +61,7 @@ class InProcessRunner:
                  poison_pill: PoisonPillPolicy | None = None,
                  before_commit: Callable[[list[Record]], None] | None = None,
                  positions: dict[tuple[str, int], int] | None = None) -> None:
+        check_state_topic(processor, input_topics)
         self.bus = bus
         self.processor = processor
         self.input_topics = input_topics
@@ -136,7 +139,17 @@ class InProcessRunner:
             for topic in self.processor.global_topics:
                 for p in partitions:
                     self._global_read.pop((topic, p), None)
+        state_topic = self.processor.state_topic
         for p in partitions:
+            if state_topic is not None:
+                # Whole, unlike the changelog below: a batch's outputs reach the bus only in
+                # ``_commit``, in the step that moves its positions; a batch whose commit
+                # failed appends nothing, and one whose processing raised nothing either (its
+                # records are committed again one by one, each with its own outputs). So
+                # every record of the state topic is of a committed batch and its end is the
+                # committed position, as the end of the Kafka topic read read_committed is.
+                # Its own state first, as on Kafka: the changelog's restore may build on it.
+                self.processor.restore_state(p, list(self.bus.topic(state_topic)[p]))
             stop = self.positions.get((changelog, p), 0) if self.restore_to_committed else None
             records = self.bus.topic(changelog)[p][:stop]
             self.processor.restore(p, records)
@@ -323,6 +336,10 @@ class InProcessRunner:
                 self.before_commit(batch)
             except Exception as error:  # noqa: BLE001 - the injected failure
                 raise _FailedCommit() from error  # nothing of the batch was committed
+        for output in result.outputs:
+            # All checked before any is appended: a refused output (a processor's bug, as a
+            # failed send is on Kafka) must not leave half the batch committed.
+            self.bus.check(output)
         for output in result.outputs:
             self.bus.produce(output, timestamp_ms)
         for record in batch:

@@ -6,8 +6,8 @@ batch (the only place it is written down):
 
 1. ``processor.process(batch)`` — pure: updates in-memory state, returns outputs.
 2. once the previous batch's transaction has settled (below): ``begin_transaction`` and send
-   every output (changelog states, dead letters, recommendations). Nothing is visible to
-   ``read_committed`` readers yet.
+   every output (changelog states, the processor's own ``state_topic`` records, dead
+   letters, recommendations). Nothing is visible to ``read_committed`` readers yet.
 3. ``send_offsets_to_transaction`` with the next offset to read for every partition in
    the batch, tagged with the consumer's group metadata so a zombie from an older group
    generation is fenced.
@@ -31,8 +31,9 @@ only once that is proven, and anything else raises ``UnverifiedCommit``, counted
 
 If any step fails the transaction is aborted and the session is torn down: in-memory state
 may be ahead of what is committed (by the batch being committed and the one processed
-meanwhile), so it is dropped and restored from the changelog by the
-next session, which resumes from the committed offsets. Nothing is lost or applied twice.
+meanwhile), so it is dropped and restored from the changelog (and the processor's own
+``state_topic``, read whole: its end is the committed position) by the next session, which
+resumes from the committed offsets. Nothing is lost or applied twice.
 Failed sessions are retried within a ``RecoveryBudget`` (consecutive failures, reset by
 every committed batch; ``streamrec.transport.recovery_budget``).
 
@@ -67,7 +68,7 @@ from streamrec.config import Settings
 from streamrec.transport.global_reader import GlobalReader
 from streamrec.transport.pending_commit import PendingCommit
 from streamrec.transport.poison_pill import PoisonPillPolicy, process_in_isolation, raised_at
-from streamrec.processor import Processor, rewarm_each
+from streamrec.processor import Processor, check_state_topic, rewarm_each
 from streamrec.records import ProcessResult, Record
 from streamrec.transport.recovery_budget import RecoveryBudget
 from streamrec.transport.service_health import ServiceProgress
@@ -127,6 +128,7 @@ class ProcessorService:
                  max_backoff_s: float = 30.0,
                  send_timeout_s: float = TRANSACTION_TIMEOUT_MS / 1000,
                  static_membership: bool = False, keep_state_on_rebalance: bool = True) -> None:
+        check_state_topic(processor, input_topics)
         self.processor = processor
         self.settings = settings
         self.input_topics = input_topics
@@ -322,9 +324,18 @@ class ProcessorService:
             self.aligned.dropped(partitions, vouched)
 
     def _restore(self, consumer: KafkaConsumer, partitions: list[int]) -> None:
-        """Rebuild these partitions' state from the changelog (committed state), then rewarm."""
+        """Rebuild these partitions' state (committed state): the processor's own state
+        topic, then the changelog; then rewarm.
+
+        Every path that restores comes here (a new assignment, the poison-pill isolation, a
+        new session after a failed one), and each settles the pending transaction first
+        (``_settle``), so what is read is what is committed.
+        """
         # Nothing commits on partitions being restored: one lookup serves the changelog's
-        # stop, the rewarm's stop and what the ownership vouches for.
+        # stop, the rewarm's stop and what the ownership vouches for. It comes before the
+        # state topic is read: the consumer is read_committed, so kafka-python asks for
+        # stable offsets (KIP-447), and a transaction still holding offsets of these
+        # partitions has ended (with its state records) once the lookup returns.
         committed = {(topic, p): consumer.committed(KafkaTopicPartition(topic, p))
                      for topic in self.input_topics for p in partitions}
         changelog = self.processor.changelog_topic
@@ -334,17 +345,35 @@ class ProcessorService:
         if self.restore_to_committed:  # the changelog is an input: stop where it is committed
             stops = {p: committed.get((changelog, p)) or 0 for p in partitions}
         started = time.monotonic()
+        restored, own = self._restore_state(partitions)
         changelogs = read_changelog(self.settings, changelog, partitions, stops)
-        restored = sum(self.processor.restore(p, records) for p, records in changelogs.items())
+        restored += sum(self.processor.restore(p, records) for p, records in changelogs.items())
         replayed = self._rewarm(partitions, committed)
         for p in partitions:
             self._ownership.restored(p, {topic: committed[(topic, p)]
                                          for topic in self.input_topics})
         self.partitions_restored += len(partitions)
-        self.records_restored += sum(map(len, changelogs.values())) + replayed
+        self.records_restored += own + sum(map(len, changelogs.values())) + replayed
         log.info("restored state", extra={"partitions": partitions, "keys": restored,
                                           "replayed_inputs": replayed,
                                           "seconds": round(time.monotonic() - started, 3)})
+
+    def _restore_state(self, partitions: list[int]) -> tuple[int, int]:
+        """The processor's own ``state_topic``, whole: (keys restored, records read).
+
+        Whole, with no stop offset: its records are written in the same transaction as the
+        batch's input offsets, and read ``read_committed`` up to the last stable offset, so
+        the end of each partition is exactly its committed position. A batch whose
+        transaction aborted, or one still open in a fenced zombie, is past that end (or
+        skipped as aborted), and the inputs it consumed are read again from the committed
+        offsets. Called with an empty list for an empty partition, as the contract says.
+        """
+        topic = self.processor.state_topic
+        if topic is None:
+            return 0, 0
+        states = read_changelog(self.settings, topic, partitions)
+        keys = sum(self.processor.restore_state(p, states[p]) for p in partitions)
+        return keys, sum(map(len, states.values()))
 
     def _rewarm(self, partitions: list[int],
                 committed: dict[tuple[str, int], int | None]) -> int:

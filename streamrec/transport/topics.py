@@ -1,9 +1,10 @@
 """Create every topic streamrec uses, with the layout DESIGN.md gives them.
 
-``clicks``, ``user-state`` and ``requests`` are co-partitioned: keyed by user id with the same
-partition count, so one scorer / ingest instance sees a user's clicks, state and requests in
-the same partition number. A mismatch would silently send a user's events to the wrong
-instance, so ``create_topics`` refuses to go on when an existing topic breaks it.
+``clicks``, ``user-state``, ``requests`` and ``scorer-state`` are co-partitioned: keyed by user
+id with the same partition count, so one scorer / ingest instance sees a user's clicks, state,
+requests and the scorer's own state of that user in the same partition number. A mismatch
+would silently send a user's events to the wrong instance, so ``create_topics`` refuses to go
+on when an existing topic breaks it.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ def topic_specs(settings: Settings, partitions: int | None = None) -> list[Topic
         TopicSpec(names.recommendations, n, rf),
         # One partition: every consumer reads all of it, and model order is total.
         TopicSpec(names.models, 1, rf, dict(COMPACT)),
+        # The scorer's own learned state, written in the same transactions as its offsets and
+        # restored by the owner of the user-state partition of the same number: compacted
+        # like user-state (the latest per key survives), and as large a message limit.
+        TopicSpec(names.scorer_state, n, rf,
+                  {**COMPACT, "max.message.bytes": str(MAX_MESSAGE_BYTES)}, co_partitioned=True),
     ]
 
 
@@ -126,9 +132,10 @@ def check_layout(specs: list[TopicSpec], partition_counts: dict[str, int]) -> No
              and partition_counts.get(s.name, s.partitions) != s.partitions]
     if wrong:
         raise TopicLayoutError(
-            "co-partitioned topics (clicks, user-state, requests) must have the same partition "
-            f"count: {'; '.join(wrong)}. Set STREAMREC_PARTITIONS to the existing count, "
-            "or add partitions to the others (only before any state is keyed by them).")
+            "co-partitioned topics (clicks, user-state, requests, scorer-state) must have the "
+            f"same partition count: {'; '.join(wrong)}. Set STREAMREC_PARTITIONS to the "
+            "existing count, or add partitions to the others (only before any state is keyed "
+            "by them).")
 
 
 def wait_for_topics(admin: KafkaAdminClient, names: list[str],

@@ -55,7 +55,7 @@ def test_replication_factor_flag_reaches_every_topic(kafka_bootstrap, kafka_admi
     assert run.returncode == 0, run.stderr
     names = [n for n in kafka_admin.list_topics() if n.startswith(prefix)]
     try:
-        assert len(names) == 6
+        assert len(names) == 7  # every topic of streamrec.transport.topics
         for topic in kafka_admin.describe_topics(names):
             assert topic["partitions"], topic
             assert {len(p["replica_nodes"]) for p in topic["partitions"]} == {1}, topic

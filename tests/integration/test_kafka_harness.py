@@ -31,9 +31,11 @@ def test_topics_have_the_designed_layout(kafka_settings: Settings,
     partitions = {name: len(t["partitions"]) for name, t in described.items()}
     n = kafka_settings.partitions
     assert partitions == {names.clicks: n, names.dlq: n, names.user_state: n,
-                          names.requests: n, names.recommendations: n, names.models: 1}
+                          names.requests: n, names.recommendations: n, names.models: 1,
+                          names.scorer_state: n}
     assert _cleanup_policy(kafka_admin, names.user_state) == "compact"
     assert _cleanup_policy(kafka_admin, names.models) == "compact"
+    assert _cleanup_policy(kafka_admin, names.scorer_state) == "compact"
     assert _cleanup_policy(kafka_admin, names.clicks) == "delete"
 
 

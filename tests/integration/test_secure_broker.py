@@ -118,7 +118,8 @@ def test_app_writes_clicks_and_requests_and_reads_recommendations(
     assert read_all(kafka_secure, "app", t.recommendations) == [b"v"]  # no group needed
 
 
-@pytest.mark.parametrize("topic", ["user_state", "models", "recommendations", "dlq"])
+@pytest.mark.parametrize("topic", ["user_state", "models", "recommendations", "dlq",
+                                   "scorer_state"])
 def test_app_cannot_write_what_services_own(kafka_secure: SecureBroker, secure_settings: Settings,
                                            topic: str) -> None:
     error = refused(produce, kafka_secure, "app", getattr(secure_settings.topics, topic))
@@ -145,6 +146,7 @@ def test_ingest_is_refused_what_the_scorer_owns(kafka_secure: SecureBroker,
     t = secure_settings.topics
     refused(produce, kafka_secure, "ingest", t.recommendations)
     refused(produce, kafka_secure, "ingest", t.models)
+    refused(produce, kafka_secure, "ingest", t.scorer_state)
     produce(kafka_secure, "app", t.requests)
     error = refused(read_all, kafka_secure, "ingest", t.requests, secure_settings.score_group_id)
     assert isinstance(error, (kafka_errors.GroupAuthorizationFailedError,
@@ -164,10 +166,11 @@ def test_score_consumes_state_and_requests_and_commits_in_a_transaction(
     t = secure_settings.topics
     produce(kafka_secure, "app", t.requests)
     transactional_round(kafka_secure, "score", secure_settings, secure_settings.score_group_id,
-                        t.requests, [t.recommendations, t.dlq, t.models])
+                        t.requests, [t.recommendations, t.dlq, t.models, t.scorer_state])
     produce(kafka_secure, "ingest", t.user_state)
     assert read_all(kafka_secure, "score", t.user_state) == [b"v"]
     assert read_all(kafka_secure, "score", t.models) == [b"from score"]  # the model follower
+    assert read_all(kafka_secure, "score", t.scorer_state) == [b"from score"]  # its restore
     refused(produce, kafka_secure, "score", t.user_state)
     refused(produce, kafka_secure, "score", t.clicks)
 

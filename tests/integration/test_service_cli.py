@@ -48,7 +48,7 @@ def test_topics_create_command_makes_every_topic(kafka_bootstrap):
     admin = kafka_clients.admin(Settings(bootstrap_servers=kafka_bootstrap))
     try:
         names = {f"{prefix}{n}" for n in ("clicks", "clicks.dlq", "user-state", "requests",
-                                           "recommendations", "models")}
+                                           "recommendations", "models", "scorer-state")}
         assert names <= set(admin.list_topics())
         again = subprocess.run(run.args, capture_output=True, text=True, timeout=60)
         assert again.returncode == 0, "creating topics twice must be harmless"

@@ -47,13 +47,15 @@ def test_each_principal_gets_exactly_what_its_service_uses() -> None:
         ("ingest", t.dlq): {"write"},
         ("score", t.user_state): {"read"}, ("score", t.requests): {"read"},
         ("score", t.models): {"read", "write"}, ("score", t.recommendations): {"write"},
-        ("score", t.dlq): {"write"},
+        ("score", t.dlq): {"write"}, ("score", t.scorer_state): {"read", "write"},
         ("train", t.clicks): {"read", "write"}, ("train", t.models): {"read", "write"},
     }
     assert {key: value - {"describe"} for key, value in ops.items()} == expected
     assert all("describe" in value for value in ops.values())
     # What the ACL test exercises, stated plainly.
     assert ("app", t.user_state) not in ops and ("app", t.models) not in ops
+    # The scorer's own state: only the scorer reads it (its restore) and writes it.
+    assert {principal for (principal, topic) in ops if topic == t.scorer_state} == {"score"}
 
 
 def test_groups_and_transactional_ids_follow_settings() -> None:

@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create = topic_commands.add_parser("create", help="create every topic (idempotent)")
     add_kafka_options(create)
     create.add_argument("--partitions", type=setting("partitions"),
-                        help="partitions of clicks/user-state/requests/recommendations (default 4)")
+                        help="partitions of every topic but models (default 4)")
     create.add_argument("--replication-factor", type=setting("replication_factor"),
                         help="replicas of every topic, at most the brokers in the cluster "
                              "(default: $STREAMREC_REPLICATION_FACTOR or 1; 3 in production)")

@@ -38,3 +38,17 @@ def test_a_processor_missing_a_member_is_not_one() -> None:
             raise NotImplementedError
 
     assert not isinstance(NoDeadLetters(), Processor)
+
+
+def test_processors_without_a_state_topic_restore_none() -> None:
+    ingest = IngestProcessor(Settings())
+    assert ingest.state_topic is None and ingest.restore_state(0, []) == 0
+
+
+def test_the_scorer_never_reads_its_state_topic_globally() -> None:
+    # The global reader reads global_topics whole: scorer-state there would be applied on
+    # top of its restore (and the transports refuse it: check_state_topic).
+    settings = Settings(topic_prefix="p-")
+    scorer = ScoreProcessor(settings)
+    assert settings.topics.scorer_state not in scorer.global_topics
+    assert scorer.state_topic in (None, settings.topics.scorer_state)
