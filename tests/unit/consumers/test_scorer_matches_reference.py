@@ -27,8 +27,10 @@ from streamrec.producers.synthetic import SyntheticStream  # noqa: E402
 @pytest.fixture(scope="module")
 def log_and_model():
     # The frozen reference knows the three sources of before issue 14 (no transitions; their
-    # batch path is held to ``fuse`` in test_batch_ranking.py), so they are compared on those.
-    settings = Settings(snapshot_every=500, transition_weight=0.0)
+    # batch path is held to ``fuse`` in test_batch_ranking.py) and their fixed weights (the
+    # learned fusion's weights per trigger: test_score_learned_fusion.py), so they are
+    # compared on those.
+    settings = Settings(snapshot_every=500, transition_weight=0.0, fusion="fixed")
     events = list(SyntheticStream(n_users=300, n_items=400, n_events=5_000, seed=11).events())
     stream = bench.ingest_states(settings, events, 1)
     model, _ = bench.random_model(sorted({event.item_id for event in events})[:350])

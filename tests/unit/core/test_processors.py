@@ -8,7 +8,7 @@ from streamrec.consumers.score import ScoreProcessor, recommendation_decoder
 from streamrec.online_models.user_state import decode_state, encode_state
 from streamrec.config import Settings
 from streamrec.events import DLQ_REASON, ClickEvent, encode_click, headers_dict
-from streamrec.records import Record
+from streamrec.records import Output, Record
 from snapshots import snapshots_of
 
 SETTINGS = Settings(top_k=3)
@@ -76,7 +76,8 @@ def test_scorer_excludes_everything_the_user_has_seen():
     outputs = ingest.process(clicks).outputs
     result = score.process([_state_record(i, decode_state(o.value)) for i, o in enumerate(outputs)])
     assert result.processed == 3
-    messages = [recommendation_decoder.decode(o.value) for o in result.outputs]
+    messages = [recommendation_decoder.decode(o.value) for o in result.outputs
+                if o.topic == T.recommendations]
     # Each trigger is ranked at its own position: the first sees popularity learned from
     # its own clicks only (all seen), the later ones the earlier users' items too.
     assert [len(m.items) for m in messages] == [0, 3, 3]
@@ -111,7 +112,9 @@ def test_scorer_tombstone_forgets_the_mirror():
     output = ingest.process([click(0, "u1", "a")]).outputs[0]
     score.process([_state_record(0, decode_state(output.value))])
     assert score.state_of("u1") is not None
-    assert score.process([Record(T.user_state, 0, 1, b"u1", None)]).outputs == []
+    # Nothing is recommended; the learned fusion forgets the user's pending pool too.
+    assert score.process([Record(T.user_state, 0, 1, b"u1", None)]).outputs == [
+        Output(T.scorer_state, b"u1", None, partition=0)]
     assert score.state_of("u1") is None
 
 
@@ -169,7 +172,8 @@ def test_a_user_id_in_the_reserved_namespace_is_dead_lettered():
 def test_a_re_emitted_state_updates_the_mirror_but_is_no_trigger():
     score = ScoreProcessor(SETTINGS)
     state = decode_state(IngestProcessor(SETTINGS).process([click(0, "u1", "a")]).outputs[0].value)
-    assert len(score.process([_state_record(0, state)]).outputs) == 1
+    assert [o.topic for o in score.process([_state_record(0, state)]).outputs] == [
+        T.recommendations, T.scorer_state]  # the answer, and the pool its next click meets
     state.embedding = [0.5, 0.5]  # a micro-batch moved the vector; no new event
     assert score.process([_state_record(1, state)]).outputs == []
     assert score.state_of("u1").embedding == [0.5, 0.5]

@@ -22,13 +22,15 @@ def _batch(settings, n=60):
 def test_swapped_deep_model_is_fused_and_explained(tiny_release):
     settings = Settings(top_k=5, online_learning=0)
     scorer = ScoreProcessor(settings, clock=lambda: 1.0)
-    before = [recommendation_decoder.decode(o.value) for o in scorer.process(_batch(settings)).outputs]
+    before = [recommendation_decoder.decode(o.value) for o in scorer.process(_batch(settings)).outputs
+              if o.topic == settings.topics.recommendations]
     assert {m.model_version for m in before} == {"popularity"}
 
     model = tiny_release.serving_model(threads=1)
     scorer = ScoreProcessor(settings, clock=lambda: 1.0)  # the same states are triggers again
     scorer.swap_deep(DeepCandidateGenerator(model))
-    after = [recommendation_decoder.decode(o.value) for o in scorer.process(_batch(settings)).outputs]
+    after = [recommendation_decoder.decode(o.value) for o in scorer.process(_batch(settings)).outputs
+             if o.topic == settings.topics.recommendations]
     assert {m.model_version for m in after} == {f"{model.version}+popularity"}
     for message in after:
         seen = set(scorer.state_of(message.user_id).seen_items)
