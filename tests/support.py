@@ -102,6 +102,26 @@ def read_topic(settings: Settings, topic: str, *, expect: int | None = None,
         consumer.close()
 
 
+def uncommitted_state(settings: Settings, partitions: list[int]) -> list[Record]:
+    """The state topic as a read_uncommitted reader sees it: aborted records included."""
+    topic = settings.topics.scorer_state
+    consumer = kafka_clients.consumer(settings, group_id=None, enable_auto_commit=False,
+                                      isolation_level="read_uncommitted")
+    try:
+        tps = [KafkaTopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        records: list[Record] = []
+        deadline = time.monotonic() + 30
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            assert time.monotonic() < deadline, "reading the state topic uncommitted"
+            records += kafka_clients.to_records(consumer.poll(timeout_ms=250))
+        return records
+    finally:
+        consumer.close()
+
+
 def user_records(records: Iterable[Record]) -> list[Record]:
     """user-state records that are about users (not the partitions' model snapshots)."""
     from streamrec.consumers.partition_models import is_snapshot_key

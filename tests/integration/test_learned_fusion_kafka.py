@@ -41,7 +41,8 @@ from streamrec.transport.changelog import read_changelog
 from streamrec.transport.topics import topic_specs
 from support import (RecordingIngest, assert_same, assert_same_recommendations,
                      equivalence_log, ingest_service, on_the_bus, read_topic, running_service,
-                     score_service, settings_with_topics, write_clicks)
+                     score_service, settings_with_topics, uncommitted_state,
+                     write_clicks)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
@@ -68,6 +69,7 @@ class KafkaRun:
     serving: ScoreProcessor  # the scorer that ran last
     committed_at_freeze: int | None = None  # recommendations visible when the first froze
     state_records: int = 0  # on scorer-state, committed, at the end
+    aborted_state_records: int = 0  # on scorer-state too, but in aborted transactions
 
 
 class ForgetfulScorer(ScoreProcessor):
@@ -149,6 +151,7 @@ def on_kafka(settings: Settings, bus: BusRun, takeover: ScoreProcessor | None = 
             run.serving = takeover  # type: ignore[assignment]
     states = read_changelog(settings, settings.topics.scorer_state, [0])[0]
     run.state_records = len(states)
+    run.aborted_state_records = len(uncommitted_state(settings, [0])) - len(states)
     assert any(record.key == FUSION_KEY for record in states), "no fusion weights committed"
     return run
 
@@ -162,6 +165,7 @@ def take_over(settings: Settings, first: ScoreProcessor, freeze: Freeze,
     thread.start()
     try:
         assert freeze.frozen.wait(90), "the first scorer never reached the freeze"
+        committed_batches = zombie.batches_committed
         # What the first scorer committed (its frozen transaction is not visible).
         committed = read_topic(settings, settings.topics.recommendations,
                                until=lambda rs: True, idle_s=1.0, timeout_s=30)
@@ -172,6 +176,8 @@ def take_over(settings: Settings, first: ScoreProcessor, freeze: Freeze,
         zombie.stop()
         freeze.release.set()  # released only now: fenced, it can commit nothing
         thread.join(60)
+    assert not thread.is_alive(), "the released zombie did not stop"
+    assert zombie.batches_committed == committed_batches, "the fenced zombie committed"
     return messages, len(committed)
 
 
@@ -187,6 +193,7 @@ def test_the_bus_and_kafka_publish_identical_learned_fusion_recommendations(
     with fresh_topics(kafka_bootstrap) as settings:
         run = on_kafka(settings, bus_run)
     assert run.batches == bus_run.batches, "ingest polled other batches on Kafka"
+    assert run.aborted_state_records == 0
     assert run.serving.fusion_weights(0) != run.serving._fixed_weights(), "weights never moved"
     assert_same_recommendations(run.messages, bus_run.messages)
     print(f"\nlearned fusion, bus = Kafka: {len(run.messages)} recommendations, "
@@ -205,10 +212,13 @@ def test_a_fresh_scorer_taking_over_a_frozen_one_publishes_exactly_the_bus_recom
     assert 0.2 * expected < run.committed_at_freeze < 0.5 * expected, run.committed_at_freeze
     assert run.batches == bus_run.batches, "ingest polled other batches on Kafka"
     assert run.state_records > 0
+    # The frozen transaction's state records reached the log, and were aborted by the fencing.
+    assert run.aborted_state_records > 0
     assert run.serving.fusion_weights(0) != run.serving._fixed_weights(), "weights never moved"
     assert_same_recommendations(run.messages, bus_run.messages)
     print(f"\nlearned fusion, takeover after {run.committed_at_freeze} of {expected} "
-          f"committed: bus = Kafka, {run.state_records} scorer-state records, "
+          f"committed: bus = Kafka, {run.state_records} scorer-state records "
+          f"({run.aborted_state_records} aborted), "
           f"{time.monotonic() - started:.1f} s")
 
 
