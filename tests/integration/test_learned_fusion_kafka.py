@@ -26,7 +26,7 @@ import contextlib
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -38,6 +38,7 @@ from streamrec.messages import Recommendation
 from streamrec.records import ProcessResult, Record
 from streamrec.transport import kafka_clients
 from streamrec.transport.changelog import read_changelog
+from streamrec.transport.runtime import ProcessorService
 from streamrec.transport.topics import topic_specs
 from support import (RecordingIngest, assert_same, assert_same_recommendations,
                      equivalence_log, ingest_service, on_the_bus, read_topic, running_service,
@@ -132,23 +133,23 @@ def on_kafka(settings: Settings, bus: BusRun, takeover: ScoreProcessor | None = 
     write_clicks(settings, bus.events)
     ingest = RecordingIngest(settings)
     first = ScoreProcessor(settings)
-    freeze = Freeze(first, int(expected * TAKEOVER_AT)) if takeover is not None else None
     run = KafkaRun(settings, [], ingest.batches, first)
 
-    def answers(timeout_s: float = 120) -> list[Recommendation]:
+    def answers() -> list[Recommendation]:
         # read_committed, until as many answers as the bus gave (then 2 s more for extras).
-        records = read_topic(settings, settings.topics.recommendations, timeout_s=timeout_s,
+        records = read_topic(settings, settings.topics.recommendations, timeout_s=120,
                              until=lambda rs: len(rs) >= expected, idle_s=2.0)
         return [recommendation_decoder.decode(r.value) for r in records]
 
     with running_service(ingest_service(settings, INSTANCE, processor=ingest)):
-        if freeze is None:
+        if takeover is None:
             with running_service(score_service(settings, INSTANCE, processor=first)):
                 run.messages = answers()
         else:
+            freeze = Freeze(first, int(expected * TAKEOVER_AT))
             run.messages, run.committed_at_freeze = take_over(settings, first, freeze,
                                                               takeover, answers)
-            run.serving = takeover  # type: ignore[assignment]
+            run.serving = takeover
     states = read_changelog(settings, settings.topics.scorer_state, [0])[0]
     run.state_records = len(states)
     run.aborted_state_records = len(uncommitted_state(settings, [0])) - len(states)
@@ -157,7 +158,10 @@ def on_kafka(settings: Settings, bus: BusRun, takeover: ScoreProcessor | None = 
 
 
 def take_over(settings: Settings, first: ScoreProcessor, freeze: Freeze,
-              second: ScoreProcessor, answers) -> tuple[list[Recommendation], int]:  # type: ignore[no-untyped-def]
+              second: ScoreProcessor, answers: Callable[[], list[Recommendation]]
+              ) -> tuple[list[Recommendation], int]:
+    """Run the first scorer until it freezes, then ``second`` in a new service under the
+    same instance id: the committed answers over both, and how many the first committed."""
     zombie = score_service(settings, INSTANCE, processor=first, static_membership=True,
                            before_commit=freeze.before_commit)
     thread = threading.Thread(target=_run_quietly, args=(zombie,), daemon=True,
@@ -181,7 +185,7 @@ def take_over(settings: Settings, first: ScoreProcessor, freeze: Freeze,
     return messages, len(committed)
 
 
-def _run_quietly(service) -> None:  # type: ignore[no-untyped-def]
+def _run_quietly(service: ProcessorService) -> None:
     # The zombie ends fenced (its session fails); what it did is judged by its output.
     with contextlib.suppress(Exception):
         service.run()
@@ -201,33 +205,37 @@ def test_the_bus_and_kafka_publish_identical_learned_fusion_recommendations(
           f"{time.monotonic() - started:.1f} s")
 
 
-def test_a_fresh_scorer_taking_over_a_frozen_one_publishes_exactly_the_bus_recommendations(
-        kafka_bootstrap, bus_run):
-    started = time.monotonic()
-    with fresh_topics(kafka_bootstrap) as settings:
-        run = on_kafka(settings, bus_run, takeover=ScoreProcessor(settings))
-    expected = len(bus_run.messages)
-    assert run.committed_at_freeze is not None
+def taken_over(bootstrap: str, bus: BusRun, scorer: type[ScoreProcessor]) -> KafkaRun:
+    """A run whose first scorer froze mid-stream and a fresh ``scorer`` took over; checks
+    what both takeover tests rely on."""
+    with fresh_topics(bootstrap) as settings:
+        run = on_kafka(settings, bus, takeover=scorer(settings))
+    expected = len(bus.messages)
     # Mid-stream: the first scorer had committed answers, and most came after it froze.
+    assert run.committed_at_freeze is not None
     assert 0.2 * expected < run.committed_at_freeze < 0.5 * expected, run.committed_at_freeze
-    assert run.batches == bus_run.batches, "ingest polled other batches on Kafka"
+    assert run.batches == bus.batches, "ingest polled other batches on Kafka"
     assert run.state_records > 0
     # The frozen transaction's state records reached the log, and were aborted by the fencing.
     assert run.aborted_state_records > 0
+    return run
+
+
+def test_a_fresh_scorer_taking_over_a_frozen_one_publishes_exactly_the_bus_recommendations(
+        kafka_bootstrap, bus_run):
+    started = time.monotonic()
+    run = taken_over(kafka_bootstrap, bus_run, ScoreProcessor)
     assert run.serving.fusion_weights(0) != run.serving._fixed_weights(), "weights never moved"
     assert_same_recommendations(run.messages, bus_run.messages)
-    print(f"\nlearned fusion, takeover after {run.committed_at_freeze} of {expected} "
-          f"committed: bus = Kafka, {run.state_records} scorer-state records "
-          f"({run.aborted_state_records} aborted), "
-          f"{time.monotonic() - started:.1f} s")
+    print(f"\nlearned fusion, takeover after {run.committed_at_freeze} of "
+          f"{len(bus_run.messages)} committed: bus = Kafka, {run.state_records} scorer-state "
+          f"records ({run.aborted_state_records} aborted), {time.monotonic() - started:.1f} s")
 
 
 def test_without_the_state_topic_the_takeover_would_publish_something_else(
         kafka_bootstrap, bus_run):
     started = time.monotonic()
-    with fresh_topics(kafka_bootstrap) as settings:
-        run = on_kafka(settings, bus_run, takeover=ForgetfulScorer(settings))
-    assert run.committed_at_freeze is not None
+    run = taken_over(kafka_bootstrap, bus_run, ForgetfulScorer)
     cut = run.committed_at_freeze
     assert [m.trigger_id for m in run.messages] == [m.trigger_id for m in bus_run.messages]
     for n, (kafka, bus) in enumerate(zip(run.messages[:cut], bus_run.messages[:cut])):
