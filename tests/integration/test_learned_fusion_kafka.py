@@ -10,7 +10,7 @@ cannot rebuild (the learner's gains, each user's last candidate pool): it goes t
 
 The takeover is a hard stop: once about 40 % of the recommendations are committed, the first
 scorer's ``before_commit`` hook blocks inside a batch's transaction (outputs and offsets sent,
-not committed) and the service never moves again: no flush, no commit, no leaving the group.
+not committed) and the service never moves again: no commit, no abort, no leaving the group.
 A new ``ProcessorService`` with a fresh ``ScoreProcessor`` joins under the same instance id
 (static membership: it replaces the frozen member at once; the same transactional id: its
 ``init_transactions`` fences the zombie and aborts its open transaction), restores
