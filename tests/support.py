@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import IO, Callable, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 from kafka import TopicPartition as KafkaTopicPartition
 
@@ -16,7 +16,7 @@ from streamrec.consumers.ingest import IngestProcessor
 from streamrec.transport import kafka_clients
 from streamrec.app import services
 from streamrec.config import Settings
-from streamrec.records import Record
+from streamrec.records import ProcessResult, Record
 from streamrec.transport.runtime import ProcessorService
 
 
@@ -98,6 +98,26 @@ def read_topic(settings: Settings, topic: str, *, expect: int | None = None,
             return records
         raise AssertionError(f"{topic}: got {len(records)} records in {timeout_s:.0f} s"
                              + (f", expected {expect}" if expect is not None else ""))
+    finally:
+        consumer.close()
+
+
+def uncommitted_state(settings: Settings, partitions: list[int]) -> list[Record]:
+    """The state topic as a read_uncommitted reader sees it: aborted records included."""
+    topic = settings.topics.scorer_state
+    consumer = kafka_clients.consumer(settings, group_id=None, enable_auto_commit=False,
+                                      isolation_level="read_uncommitted")
+    try:
+        tps = [KafkaTopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        records: list[Record] = []
+        deadline = time.monotonic() + 30
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            assert time.monotonic() < deadline, "reading the state topic uncommitted"
+            records += kafka_clients.to_records(consumer.poll(timeout_ms=250))
+        return records
     finally:
         consumer.close()
 
@@ -381,3 +401,102 @@ def new_topic(bootstrap: str, partitions: int = 4, prefix: str = "test") -> str:
     finally:
         admin.close()
     return name
+
+
+# -- the bus and Kafka compared (tests/integration/test_transport_equivalence.py) ------------
+
+class RecordingIngest(IngestProcessor):
+    """Ingest that remembers the (partition, first offset, last offset) of every batch."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.batches: list[tuple[int, int, int]] = []
+
+    def process(self, batch: list[Record]) -> ProcessResult:
+        self.batches.append((batch[0].partition, batch[0].offset, batch[-1].offset))
+        return super().process(batch)
+
+
+def equivalence_log(n_events: int = 5_000) -> list:
+    """The synthetic click log the bus and Kafka are compared on."""
+    from streamrec.producers.synthetic import SyntheticStream
+
+    events = list(SyntheticStream(n_users=300, n_items=400, n_events=n_events, seed=23).events())
+    assert len(events) == n_events
+    return events
+
+
+def on_the_bus(settings: Settings, events: list) -> tuple[list, list[tuple[int, int, int]]]:
+    """One ingest and one scorer on the ``InProcessBus``: the recommendations they publish,
+    and the batches ingest processed."""
+    from streamrec.consumers.score import ScoreProcessor, recommendation_decoder
+    from streamrec.events import encode_click
+    from streamrec.records import Output
+    from streamrec.transport.bus import InProcessBus
+    from streamrec.transport.bus_runner import InProcessRunner
+
+    topics = settings.topics
+    bus = InProcessBus(settings.partitions)
+    ingest = RecordingIngest(settings)
+    ingest_runner = InProcessRunner(bus, ingest, [topics.clicks], settings.batch_size)
+    scorer = InProcessRunner(bus, ScoreProcessor(settings), [topics.user_state, topics.requests],
+                             settings.batch_size, restore_to_committed=True)
+    for event in events:
+        bus.produce(Output(topics.clicks, event.user_id.encode(), encode_click(event)),
+                    int(event.ts * 1000))
+    ingest_runner.drain()
+    scorer.drain()
+    return ([recommendation_decoder.decode(r.value) for r in bus.records(topics.recommendations)],
+            ingest.batches)
+
+
+def write_clicks(settings: Settings, events: list) -> None:
+    """The whole log on ``clicks``, each click stamped with its event time."""
+    from streamrec.events import encode_click
+
+    producer = kafka_clients.producer(settings, linger_ms=5, batch_size=256 * 1024)
+    for event in events:
+        producer.send(settings.topics.clicks, key=event.user_id.encode(),
+                      value=encode_click(event), timestamp_ms=int(event.ts * 1000))
+    producer.flush(timeout=60)
+    producer.close()
+
+
+def comparable(message: object) -> tuple:
+    """A recommendation's everything but latencies; scores kept as floats (compared to 1e-9)."""
+    m: Any = message
+    return (m.user_id, m.trigger_id, m.trigger_kind, m.model_version, m.event_ts,
+            [item.item_id for item in m.items], [item.score for item in m.items],
+            [sorted(item.components.items()) for item in m.items])
+
+
+def assert_same(kafka: object, bus: object, where: str) -> None:
+    import pytest
+
+    got, expected = comparable(kafka), comparable(bus)
+    assert got[:6] == expected[:6], f"{where}: {got[:6]} != {expected[:6]}"
+    assert got[6] == pytest.approx(expected[6], rel=0, abs=1e-9), f"{where}: scores"
+    for got_parts, expected_parts in zip(got[7], expected[7]):
+        assert [name for name, _ in got_parts] == [name for name, _ in expected_parts], where
+        assert [v for _, v in got_parts] == pytest.approx([v for _, v in expected_parts],
+                                                          rel=0, abs=1e-9), f"{where}: parts"
+
+
+def assert_same_recommendations(kafka_messages: list, bus_messages: list) -> None:
+    """Message for message (``assert_same``): per user, in order, then the global order
+    (one partition fixes it), each trigger answered once."""
+    def by_user(messages: list) -> dict[str, list]:
+        users: dict[str, list] = {}
+        for message in messages:
+            users.setdefault(message.user_id, []).append(message)
+        return users
+
+    kafka_users, bus_users = by_user(kafka_messages), by_user(bus_messages)
+    assert kafka_users.keys() == bus_users.keys()
+    for user, expected in bus_users.items():
+        got = kafka_users[user]
+        assert [m.trigger_id for m in got] == [m.trigger_id for m in expected], user
+        for n, (k, b) in enumerate(zip(got, expected)):
+            assert_same(k, b, f"{user} #{n} ({b.trigger_id})")
+    assert len(kafka_messages) == len(bus_messages)
+    assert [m.trigger_id for m in kafka_messages] == [m.trigger_id for m in bus_messages]

@@ -14,7 +14,6 @@ import time
 from typing import Callable
 
 import pytest
-from kafka import TopicPartition as KafkaTopicPartition
 
 from streamrec.config import Settings
 from streamrec.records import Record
@@ -23,7 +22,7 @@ from streamrec.transport.changelog import read_changelog
 from streamrec.transport.runtime import ProcessorService
 from state_counting import (POISON, StateCounter, decode_count, encode_count, expected_counts,
                             latest_counts)
-from support import produce_raw, running_service
+from support import produce_raw, running_service, uncommitted_state
 
 pytestmark = pytest.mark.kafka
 
@@ -70,26 +69,6 @@ def all_counted(processor: StateCounter, settings: Settings, partitions: list[in
     return done
 
 
-def uncommitted_state(settings: Settings) -> list[Record]:
-    """The state topic as a read_uncommitted reader sees it: aborted records included."""
-    topic = settings.topics.scorer_state
-    consumer = kafka_clients.consumer(settings, group_id=None, enable_auto_commit=False,
-                                      isolation_level="read_uncommitted")
-    try:
-        tps = [KafkaTopicPartition(topic, p) for p in ALL]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        records: list[Record] = []
-        deadline = time.monotonic() + 30
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            assert time.monotonic() < deadline, "reading the state topic uncommitted"
-            records += kafka_clients.to_records(consumer.poll(timeout_ms=250))
-        return records
-    finally:
-        consumer.close()
-
-
 def test_a_transaction_aborted_by_before_commit_leaves_no_state_to_restore(kafka_settings):
     settings = kafka_settings.replace(batch_size=10)
     produce_clicks(settings, 200)
@@ -112,7 +91,7 @@ def test_a_transaction_aborted_by_before_commit_leaves_no_state_to_restore(kafka
 
     # The aborted batch's state records are in the log, marked aborted...
     aborted = {(r.partition, r.offset) for r in failed[0]}
-    written = {(r.partition, decode_count(r.value)[1]) for r in uncommitted_state(settings)
+    written = {(r.partition, decode_count(r.value)[1]) for r in uncommitted_state(settings, ALL)
                if r.value is not None}
     assert aborted <= written
     # ... and the next session's restore, of every partition, saw none of them: it rebuilt

@@ -33,19 +33,15 @@ import time
 
 import pytest
 
-from streamrec.consumers.ingest import IngestProcessor
 from streamrec.consumers.score import ScoreProcessor, recommendation_decoder
-from streamrec.producers.synthetic import SyntheticStream
 from streamrec.transport import kafka_clients
-from streamrec.transport.bus import InProcessBus
-from streamrec.transport.bus_runner import InProcessRunner
 from streamrec.config import Settings
-from streamrec.events import ClickEvent, encode_click
+from streamrec.events import ClickEvent
 from streamrec.messages import Recommendation
-from streamrec.records import Output, ProcessResult, Record
 from streamrec.transport.runtime import ProcessorService
 from streamrec.transport.topics import topic_specs
-from support import read_topic, running_service, settings_with_topics
+from support import (RecordingIngest, assert_same_recommendations, equivalence_log, on_the_bus,
+                     read_topic, running_service, settings_with_topics, write_clicks)
 
 pytestmark = pytest.mark.kafka
 
@@ -53,50 +49,10 @@ EVENTS = 5_000
 BATCH = 200
 
 
-class RecordingIngest(IngestProcessor):
-    """Ingest that remembers the (partition, first offset, last offset) of every batch."""
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self.batches: list[tuple[int, int, int]] = []
-
-    def process(self, batch: list[Record]) -> ProcessResult:
-        self.batches.append((batch[0].partition, batch[0].offset, batch[-1].offset))
-        return super().process(batch)
-
-
-def click_log() -> list[ClickEvent]:
-    events = list(SyntheticStream(n_users=300, n_items=400, n_events=EVENTS, seed=23).events())
-    assert len(events) == EVENTS
-    return events
-
-
-def on_the_bus(settings: Settings, events: list[ClickEvent]
-               ) -> tuple[list[Recommendation], list[tuple[int, int, int]]]:
-    topics = settings.topics
-    bus = InProcessBus(settings.partitions)
-    ingest = RecordingIngest(settings)
-    ingest_runner = InProcessRunner(bus, ingest, [topics.clicks], settings.batch_size)
-    scorer = InProcessRunner(bus, ScoreProcessor(settings), [topics.user_state, topics.requests],
-                             settings.batch_size, restore_to_committed=True)
-    for event in events:
-        bus.produce(Output(topics.clicks, event.user_id.encode(), encode_click(event)),
-                    int(event.ts * 1000))
-    ingest_runner.drain()
-    scorer.drain()
-    return ([recommendation_decoder.decode(r.value) for r in bus.records(topics.recommendations)],
-            ingest.batches)
-
-
 def on_kafka(settings: Settings, events: list[ClickEvent], expected: int
              ) -> tuple[list[Recommendation], list[tuple[int, int, int]]]:
     """The whole log on ``clicks`` first, then one ingest and one scorer service."""
-    producer = kafka_clients.producer(settings, linger_ms=5, batch_size=256 * 1024)
-    for event in events:
-        producer.send(settings.topics.clicks, key=event.user_id.encode(),
-                      value=encode_click(event), timestamp_ms=int(event.ts * 1000))
-    producer.flush(timeout=60)
-    producer.close()
+    write_clicks(settings, events)
     ingest = RecordingIngest(settings)
     ingest_service = ProcessorService(ingest, settings, input_topics=[settings.topics.clicks],
                                       group_id=settings.ingest_group_id, instance_id="eq-0")
@@ -112,30 +68,12 @@ def on_kafka(settings: Settings, events: list[ClickEvent], expected: int
     return [recommendation_decoder.decode(r.value) for r in records], ingest.batches
 
 
-def comparable(message: Recommendation) -> tuple:
-    """Everything but latencies; scores kept as floats (compared to 1e-9 below)."""
-    return (message.user_id, message.trigger_id, message.trigger_kind, message.model_version,
-            message.event_ts, [item.item_id for item in message.items],
-            [item.score for item in message.items],
-            [sorted(item.components.items()) for item in message.items])
-
-
-def assert_same(kafka: Recommendation, bus: Recommendation, where: str) -> None:
-    got, expected = comparable(kafka), comparable(bus)
-    assert got[:6] == expected[:6], f"{where}: {got[:6]} != {expected[:6]}"
-    assert got[6] == pytest.approx(expected[6], rel=0, abs=1e-9), f"{where}: scores"
-    for got_parts, expected_parts in zip(got[7], expected[7]):
-        assert [name for name, _ in got_parts] == [name for name, _ in expected_parts], where
-        assert [v for _, v in got_parts] == pytest.approx([v for _, v in expected_parts],
-                                                          rel=0, abs=1e-9), f"{where}: parts"
-
-
 def test_the_bus_and_kafka_publish_identical_recommendations(kafka_bootstrap):
     started = time.monotonic()
     settings = settings_with_topics(kafka_bootstrap, partitions=1, batch_size=BATCH,
                                     snapshot_every=500)
     try:
-        events = click_log()
+        events = equivalence_log(EVENTS)
         bus_messages, bus_batches = on_the_bus(settings, events)
         # Every poll of the whole log is full but the last: the batching Kafka must match.
         assert bus_batches == [(0, start, min(start + BATCH, EVENTS) - 1)
@@ -148,21 +86,7 @@ def test_the_bus_and_kafka_publish_identical_recommendations(kafka_bootstrap):
         assert versions == {"popularity", "online-blend"}, versions
 
         # Per user, in order (the single partition also fixes the global order: checked last).
-        def by_user(messages: list[Recommendation]) -> dict[str, list[Recommendation]]:
-            users: dict[str, list[Recommendation]] = {}
-            for message in messages:
-                users.setdefault(message.user_id, []).append(message)
-            return users
-
-        kafka_users, bus_users = by_user(kafka_messages), by_user(bus_messages)
-        assert kafka_users.keys() == bus_users.keys()
-        for user, expected in bus_users.items():
-            got = kafka_users[user]
-            assert [m.trigger_id for m in got] == [m.trigger_id for m in expected], user
-            for n, (k, b) in enumerate(zip(got, expected)):
-                assert_same(k, b, f"{user} #{n} ({b.trigger_id})")
-        assert len(kafka_messages) == len(bus_messages)
-        assert [m.trigger_id for m in kafka_messages] == [m.trigger_id for m in bus_messages]
+        assert_same_recommendations(kafka_messages, bus_messages)
     finally:
         admin = kafka_clients.admin(settings)
         with contextlib.suppress(Exception):
