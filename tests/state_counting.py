@@ -1,7 +1,7 @@
 """Test helpers: a processor that keeps its own state on a ``state_topic``, for both transports.
 
 ``StateCounter`` counts inputs per key and partition, plus a per-partition total under one
-key (``TOTAL``) present in every partition, as the scorer's ``__fusion__`` weights are: that
+key (``TOTAL``) present in every partition, as the scorer's ``__streamrec_fusion__`` learner is: that
 key hashes to one partition, so only an output pinned to the input's partition
 (``Output.partition``) puts each total where its partition's owner restores it. Every state
 record's value names the input it came from (``count@offset``), so a test can tell which
