@@ -45,8 +45,8 @@ class Output:
     ``partition`` is normally left ``None`` so that the key decides it (Kafka's default
     partitioner; the bus uses the same hash). Changelog outputs, and every output to a
     processor's ``state_topic``, pin it to the source partition's number, so state stays
-    co-partitioned with its input (a key such as a partition's ``__streamrec_fusion__`` learner would
-    hash elsewhere). Both transports honour it; the bus refuses a partition the topic lacks.
+    co-partitioned with its input (a key such as a partition's ``__streamrec_fusion__``
+    learner would hash elsewhere). Both transports honour it; the bus refuses a partition the topic lacks.
     """
 
     topic: str
