@@ -127,3 +127,17 @@ def test_hostile_state_records_are_skipped_and_counted():
                        if t == topic})
     assert sum(reasons.values()) == len(hostile) - 1
     assert scorer.fusion_weights(0) == scorer._fixed_weights()
+
+
+def test_a_tombstone_forgets_the_pending_pool_and_writes_its_tombstone():
+    scorer = _scorer()
+    records = [r for r in scorer_input(SETTINGS) if r.topic == SETTINGS.topics.user_state
+               and r.key is not None and not r.key.startswith(b"__")]
+    user = records[0].key
+    scorer.process(records[:40])
+    assert user.decode() in scorer._fusion[records[0].partition].pending
+    outputs = scorer.process([Record(SETTINGS.topics.user_state, records[0].partition, 10_000,
+                                     user, None)]).outputs
+    assert [(o.topic, o.key, o.value) for o in outputs] == [
+        (SETTINGS.topics.scorer_state, user, None)]
+    assert user.decode() not in scorer._fusion[records[0].partition].pending

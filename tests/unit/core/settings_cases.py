@@ -25,7 +25,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "transition_weight": ("1.5", ["-1", "nan"]),
     "transition_order": ("1", ["0", "4"]),
     "fusion_depth": ("100", ["-1", "0"]),
-    "fusion": ("fixed", ["adaptive", "", "LEARNED!"]),
+    "fusion": ("learned", ["adaptive", "", "LEARNED!"]),
     "fusion_half_life": ("2000", ["0", "-5", "inf"]),
     "fusion_pending_users": ("5000", ["0", "many"]),
     "popularity_half_life_s": ("3600", ["0", "-1", "inf"]),

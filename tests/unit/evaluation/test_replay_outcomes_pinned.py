@@ -134,15 +134,31 @@ def test_streamrec_full_computes_what_it_computed_before_the_speed_ups():
 # re-recorded with DEEP_TRAINER max_len 20 (issue 14 item 4, intended; was
 # 0.30739299610894943 / 0.16119863144558622).
 PINNED_DEFAULTS = {
-    # Re-recorded when the learned fusion became the default (intended; with fixed weights
-    # they were 0.3022049286640726 / 0.1573098146336438 and 0.30609597924773024 /
-    # 0.16149419672665727). streamrec-full recorded on the AMD EPYC machine of session 12
-    # (see PINNED_FULL on processors).
+    "streamrec": (0.3022049286640726, 0.1573098146336438,
+        "eb450140bca7c056d052e8af39610e885f3771758d6ce60fa6f4aa3110af4fad"),
+    "streamrec-full": (0.30609597924773024, 0.16149419672665727,
+        "79e08aaab9f5d15ee8e347966e88a52c15452ed0c717be13724c7c50f71cbcdb"),
+}
+# The same with the learned fusion (STREAMREC_FUSION=learned), recorded when it was added;
+# streamrec-full on the AMD EPYC machine of session 12 (see PINNED_FULL on processors).
+PINNED_LEARNED = {
     "streamrec": (0.29961089494163423, 0.15977238685477127,
         "34b8ab8da75171a6a1f5e9ba77c168f695f2c6ce553eca24fc22ecae380164f9"),
     "streamrec-full": (0.29571984435797666, 0.15949602606060762,
         "40fa51ce3d9f4e2e3f8045e22577c8b78693b113c5fc2457e3946db662395de3"),
 }
+
+
+@pytest.mark.parametrize("name", sorted(PINNED_LEARNED))
+def test_the_learned_fusion_computes_what_it_computed_when_added(name):
+    if name == "streamrec-full":
+        pytest.importorskip("torch")
+        pytest.importorskip("onnx")
+    result = replay((name,), settings=Settings(fusion="learned"))
+    overall = result.summary()[name]["overall"]
+    hr, nd, digest = PINNED_LEARNED[name]
+    assert (overall["hr@10"], overall["ndcg@10"]) == pytest.approx((hr, nd), abs=1e-12)
+    assert result.metrics[name].outcome_digest() == digest
 
 
 @pytest.mark.parametrize("name", sorted(PINNED_DEFAULTS))
