@@ -64,9 +64,14 @@ class PartitionFusion:
         # What the batch changed, to be written with it: a pool, or None (tombstone).
         self._changed: dict[str, PendingPool | None] = {}
         self._weights_changed = False
+        self._served: tuple[int, tuple[float, ...]] | None = None
 
     def weights(self) -> tuple[float, ...]:
-        return tuple(float(w) for w in self.learner.weights)
+        """The served weight vector, as Python floats (kept until the learner switches)."""
+        best = self.learner.best
+        if self._served is None or self._served[0] != best:
+            self._served = (best, tuple(float(w) for w in self.learner.weights))
+        return self._served[1]
 
     # -- learning ----------------------------------------------------------------------------
     def learn(self, user_id: str, clicked: Iterable[str]) -> None:
@@ -79,6 +84,8 @@ class PartitionFusion:
                 self._weights_changed = True
 
     def _learn_one(self, pool: PendingPool, item_id: str) -> bool:
+        if not any(item_id in listed for listed in pool.lists):
+            return False  # no source listed it: no weighting would have shown it
         ranks: dict[str, list[int]] = {}
         for source, listed in enumerate(pool.lists):
             for rank, candidate in enumerate(listed, 1):
@@ -86,9 +93,7 @@ class PartitionFusion:
                 if at is None:
                     at = ranks[candidate] = [0] * SOURCE_COUNT
                 at[source] = rank
-        clicked = ranks.pop(item_id, None)
-        if clicked is None:
-            return False  # no source listed it: no weighting would have shown it
+        clicked = ranks.pop(item_id)
         return self.learner.learn_one(clicked, list(ranks.values()))
 
     def remember(self, user_id: str, lists: Sequence[Sequence[str]]) -> None:

@@ -466,12 +466,16 @@ class ScoreProcessor(ProcessorDefaults):
         A pool is each source's list, which the weights do not change: so the steps run
         before the batch is fused, and the batch is still fused at once.
         """
+        served: dict[int, tuple[tuple[float, ...], FusionWeights]] = {}
         for call in calls:
             if call[0] == "trigger":
                 _, index, partition, user_id, kind = call
                 fusion = self._fusion_of(partition)
                 trigger = triggers[index]
-                trigger.weights = FusionWeights(*fusion.weights())
+                weights = fusion.weights()
+                if served.get(partition, (None,))[0] is not weights:  # one object per vector
+                    served[partition] = (weights, FusionWeights(*weights))
+                trigger.weights = served[partition][1]
                 if kind == "event":
                     fusion.remember(user_id, source_ids(trigger))
             elif call[0] == "learn":

@@ -140,11 +140,13 @@ class CounterfactualFusion:
         counted against it). Returns whether anything was learned (not from a click no
         source listed).
         """
-        clicked_features = rank_features(np.asarray(clicked).reshape(1, -1), self.rrf_k)[0]
+        scale = self.rrf_k + 1.0
+        clicked_features = np.array([scale / (self.rrf_k + r) if r > 0 else 0.0
+                                     for r in clicked])
         if not clicked_features.any():
             return False
         other_features = rank_features(
-            np.asarray(others, dtype=np.float64).reshape(-1, clicked_features.shape[0]),
+            np.array(others, dtype=np.float64).reshape(-1, clicked_features.shape[0]),
             self.rrf_k)
         clicked_scores = self.candidates @ clicked_features              # (M,)
         other_scores = other_features @ self.candidates.T                # (n, M)
