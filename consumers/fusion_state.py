@@ -40,6 +40,9 @@ class PendingPool(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_f
 
 class FusionSnapshot(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
     version: int
+    # The grid the gains belong to: the shipped weights and factors it was built from.
+    initial: tuple[float, ...]
+    factors: tuple[float, ...]
     gains: tuple[float, ...]  # one per candidate weight vector
     best: int
     updates: int
@@ -121,8 +124,9 @@ class PartitionFusion:
         self._changed.clear()
         if self._weights_changed:
             learner = self.learner
-            snapshot = FusionSnapshot(FUSION_STATE_VERSION, tuple(learner.gains.tolist()),
-                                      learner.best, learner.updates)
+            snapshot = FusionSnapshot(FUSION_STATE_VERSION, learner.initial, learner.factors,
+                                      tuple(learner.gains.tolist()), learner.best,
+                                      learner.updates)
             outputs.append(Output(topic, FUSION_KEY, _encoder.encode(snapshot),
                                   partition=partition))
             self._weights_changed = False
@@ -148,6 +152,11 @@ class PartitionFusion:
             snapshot = guarded_decode(_snapshot_decoder, record.value)
             if snapshot.version != FUSION_STATE_VERSION:
                 raise BadInput("version", f"fusion state version {snapshot.version}")
+            if (snapshot.initial, snapshot.factors) != (self.learner.initial,
+                                                        self.learner.factors):
+                # The fusion weights were reconfigured: the gains score other vectors.
+                raise BadInput("settings_changed", "fusion state of other weights; "
+                                                   "learning starts afresh")
             try:
                 self.learner.set_state(snapshot.gains, snapshot.best, max(snapshot.updates, 0))
             except (ValueError, OverflowError) as error:

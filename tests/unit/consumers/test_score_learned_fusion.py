@@ -107,12 +107,19 @@ def test_without_its_state_a_restored_scorer_would_differ():
 def test_hostile_state_records_are_skipped_and_counted():
     scorer = _scorer()
     topic = SETTINGS.topics.scorer_state
+    learner = scorer._fusion_of(0).learner
+    initial, factors = learner.initial, learner.factors
+    gains = tuple(float(n) for n in range(len(learner.gains)))
     good_pool = msgspec.msgpack.encode(PendingPool((("a", "b"), (), ("c",), ())))
     hostile = [
         Record(topic, 0, 0, FUSION_KEY, b"\xc1not msgpack"),
-        Record(topic, 0, 1, FUSION_KEY, msgspec.msgpack.encode(FusionSnapshot(99, (1.0,), 0, 0))),
+        Record(topic, 0, 1, FUSION_KEY, msgspec.msgpack.encode(
+            FusionSnapshot(99, initial, factors, (1.0,), 0, 0))),
         Record(topic, 0, 2, FUSION_KEY, msgspec.msgpack.encode(
-            FusionSnapshot(1, (float("nan"),), 0, 0))),
+            FusionSnapshot(1, initial, factors, (float("nan"),), 0, 0))),
+        # Gains of another grid (the weights were reconfigured since).
+        Record(topic, 0, 9, FUSION_KEY, msgspec.msgpack.encode(
+            FusionSnapshot(1, (1.0, 1.0, 1.0, 1.0), factors, gains, 1, 5))),
         Record(topic, 0, 3, b"u1", msgspec.msgpack.encode(PendingPool((("a",),)))),
         Record(topic, 0, 4, b"u2", msgspec.msgpack.encode(
             PendingPool((("x" * 10_000,), (), (), ())))),
