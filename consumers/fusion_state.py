@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 import msgspec
 from streamrec.consumers.ranking import RRF_K
 from streamrec.input_bounds import BadInput, check_id, count_skip, decode_user_key, guarded_decode
-from streamrec.online_models.fusion_learner import CounterfactualFusion
+from streamrec.online_models.fusion_learner import CounterfactualFusion, pool_ranks
 from streamrec.records import Output, Record
 
 log = logging.getLogger(__name__)
@@ -87,17 +87,10 @@ class PartitionFusion:
                 self._weights_changed = True
 
     def _learn_one(self, pool: PendingPool, item_id: str) -> bool:
-        if not any(item_id in listed for listed in pool.lists):
+        judged = pool_ranks(pool.lists, item_id)
+        if judged is None:
             return False  # no source listed it: no weighting would have shown it
-        ranks: dict[str, list[int]] = {}
-        for source, listed in enumerate(pool.lists):
-            for rank, candidate in enumerate(listed, 1):
-                at = ranks.get(candidate)
-                if at is None:
-                    at = ranks[candidate] = [0] * SOURCE_COUNT
-                at[source] = rank
-        clicked = ranks.pop(item_id)
-        return self.learner.learn_one(clicked, list(ranks.values()))
+        return self.learner.learn_one(*judged)
 
     def remember(self, user_id: str, lists: Sequence[Sequence[str]]) -> None:
         """The user's new trigger's pool, judged by their next clicks."""

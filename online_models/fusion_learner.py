@@ -162,15 +162,21 @@ class CounterfactualFusion:
         return True
 
 
-def _ranks_in(lists: Sequence[Sequence[str]], item_id: str) -> list[int]:
-    """``item_id``'s 1-based rank in each list; 0 where it is not listed."""
-    ranks = []
-    for listed in lists:
-        try:
-            ranks.append(listed.index(item_id) + 1)  # type: ignore[attr-defined]
-        except ValueError:
-            ranks.append(0)
-    return ranks
+def pool_ranks(lists: Sequence[Sequence[str]], item_id: str
+               ) -> tuple[list[int], list[list[int]]] | None:
+    """A click against a candidate pool: the clicked item's 1-based rank in each list (0:
+    not listed) and every other candidate's, in first-listed order; None if no list has it."""
+    if not any(item_id in listed for listed in lists):
+        return None
+    ranks: dict[str, list[int]] = {}
+    for source, listed in enumerate(lists):
+        for rank, candidate in enumerate(listed, 1):
+            at = ranks.get(candidate)
+            if at is None:
+                at = ranks[candidate] = [0] * len(lists)
+            at[source] = rank
+    clicked = ranks.pop(item_id)
+    return clicked, list(ranks.values())
 
 
 class FusedRecommender:
@@ -210,7 +216,11 @@ class FusedRecommender:
         candidates = sorted({item for listed in lists for item in listed})
         if not candidates or k <= 0:
             return []
-        ranks = np.array([_ranks_in(lists, item) for item in candidates])
+        at = {item: [0] * len(lists) for item in candidates}
+        for source, listed in enumerate(lists):
+            for rank, item in enumerate(listed, 1):
+                at[item][source] = rank
+        ranks = np.array([at[item] for item in candidates])
         scores = self.fusion.scores(ranks)
         order = sorted(range(len(candidates)), key=lambda i: (-scores[i], candidates[i]))[:k]
         return [(candidates[i], float(scores[i]), ranks[i].tolist()) for i in order]
@@ -221,10 +231,9 @@ class FusedRecommender:
     def learn_one(self, event: ClickEvent) -> None:
         user_seen = self.seen.setdefault(event.user_id, set())
         if user_seen and event.item_id not in user_seen:
-            lists = self._lists(event.user_id, ())
-            others = [_ranks_in(lists, item) for item in
-                      sorted({item for listed in lists for item in listed} - {event.item_id})]
-            self.fusion.learn_one(_ranks_in(lists, event.item_id), others)
+            judged = pool_ranks(self._lists(event.user_id, ()), event.item_id)
+            if judged is not None:
+                self.fusion.learn_one(*judged)
         for source in self.sources.values():
             source.learn_one(event)
         user_seen.add(event.item_id)
